@@ -1,0 +1,55 @@
+# Two commands set everything up on a machine with python3 and make:
+#   make demo   - create .venv, install cptpub, build the demo publications into dist/
+#   make test   - install the test extras and system tools the tests drive, then run the whole suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CPTPUB := $(VENV)/bin/cptpub
+DEMO_INPUTS := build/demo-inputs
+PYTEST_ARGS ?=
+
+.PHONY: demo install install-test system-deps test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# The demo goes through the same commands a user runs: generate inputs, ingest them, build.
+demo: install
+	$(CPTPUB) demo-inputs $(DEMO_INPUTS)
+	$(CPTPUB) ingest pfs $(DEMO_INPUTS)/PPRRVU26_DEMO.csv
+	$(CPTPUB) ingest tic $(DEMO_INPUTS)
+	$(CPTPUB) build --all
+	@echo "Demo publications are in dist/ (open dist/index.html)."
+
+# Chromium (browser tests) and poppler-utils (pdftoppm) come from Debian; installed only when missing.
+system-deps:
+	@command -v chromium >/dev/null && command -v pdftoppm >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils; }
+
+lint: install-test
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy src/cptpub
+
+test: install-test system-deps lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(PY) bench/ingest.py
+	$(PY) bench/build.py
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,13 @@
+"""cptpub: per-code healthcare billing publications.
+
+Pipeline stages, one subpackage each:
+records and data (``records``, ``store``, ``ingest``, ``demo``) -> section content (``analysis``, ``sections``,
+``notebooks/``) -> execution (``execute``) -> assembly (``assemble``) -> outputs (``build``).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cptpub")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+unknown"

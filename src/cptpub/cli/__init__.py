@@ -1,0 +1,77 @@
+"""The ``cptpub`` command: a thin layer over the library. Each sub-command module only parses arguments,
+calls library functions and prints; errors become one clear message and an exit status
+(2 for usage errors, 1 for failed work), with a traceback only under ``--debug``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cptpub import __version__
+from cptpub.errors import CptpubError
+
+app = typer.Typer(
+    name="cptpub",
+    help="Build per-code healthcare billing publications (HTML and PDF) from records, rates and notebooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cptpub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    # Sub-command modules attach themselves to ``app``; imported here so ``cptpub --help`` lists them all.
+    from cptpub.cli import build, demo, ingest  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except CptpubError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # click's usage errors in standalone_mode=False come as exceptions below
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("aborted")
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Run a code's section notebooks through Papermill into its build folder.
+
+Each notebook gets the code and absolute paths as parameters and runs with the build folder as working
+directory, so figures land beside the executed notebooks that reference them. A failing cell stops the code with
+``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+from cptpub.errors import CptpubError, SectionFailed
+from cptpub.project import Project, check_code
+
+FRESH_ENGINE = "nbclient"  # papermill's default: a new kernel per notebook
+WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker process
+
+
+def section_parameters(project: Project, code: str) -> dict[str, str]:
+    return {
+        "cpt_code": code,
+        "data_dir": str(project.data_dir),
+        "store_path": str(project.store_path),
+        "figures_dir": "figures",
+    }
+
+
+def run_sections(
+    project: Project,
+    code: str,
+    workdir: Path,
+    *,
+    engine_name: str = FRESH_ENGINE,
+    cell_timeout: float | None = None,
+    on_notebook: Callable[[Path], None] | None = None,
+) -> list[Path]:
+    """Execute every section notebook for ``code`` into ``workdir``; return the executed notebooks in order."""
+    code = check_code(code)
+    notebooks = project.section_notebooks()
+    if not notebooks:
+        raise CptpubError("no section notebooks found", where=project.notebooks_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    parameters = section_parameters(project, code)
+    executed = []
+    for notebook in notebooks:
+        output = workdir / notebook.name
+        if on_notebook:
+            on_notebook(notebook)
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                cwd=str(workdir),
+                engine_name=engine_name,
+                execution_timeout=cell_timeout,
+                progress_bar=False,
+                log_output=False,
+            )
+        except PapermillExecutionError as exc:
+            raise SectionFailed(
+                code=code,
+                notebook=notebook.name,
+                cell=_source_cell_number(output, exc.cell_index),
+                executed_path=output,
+                error=f"{exc.ename}: {exc.evalue}",
+            ) from exc
+        executed.append(output)
+    return executed
+
+
+def _source_cell_number(executed: Path, cell_index: int) -> int:
+    """The failing cell's 1-based number in the source notebook (papermill inserts an injected-parameters cell)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+    except Exception:  # the executed notebook is unreadable: report papermill's own index
+        return cell_index + 1
+    injected = sum(
+        1 for cell in cells[: cell_index + 1] if "injected-parameters" in cell.metadata.get("tags", [])
+    )
+    return cell_index + 1 - injected

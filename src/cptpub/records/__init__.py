@@ -1,0 +1,16 @@
+"""Editorial records and the payer catalogue: typed schemas and loaders that report file, line and field."""
+
+from cptpub.records.load import CodeNotFound, known_codes, load_payers, load_record, match_payer, payer_named
+from cptpub.records.schema import CodeRecord, Payer, PayerCatalogue
+
+__all__ = [
+    "CodeNotFound",
+    "CodeRecord",
+    "Payer",
+    "PayerCatalogue",
+    "known_codes",
+    "load_payers",
+    "load_record",
+    "match_payer",
+    "payer_named",
+]

@@ -1,0 +1,69 @@
+"""The rate-distribution figure of the benchmark section, drawn from the benchmarks result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cptpub import escape
+from cptpub.sections.markdown import Trusted
+
+# SVG output that is byte-identical across runs: fixed hash salt, no date, text as paths (no font dependence).
+_RC = {"svg.hashsalt": "cptpub", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9}
+
+
+def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
+    """Draw the per-payer distribution of dollar rates with Medicare marked; return the Markdown that shows it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b = ctx.benchmarks
+    rates = b.rates
+    payers = [s.payer for s in b.by_payer]
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    path = figures_dir / f"cpt-{ctx.code}-rates.svg"
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.0, 0.55 * len(payers) + 1.6))
+        data = [rates.loc[rates["payer"] == p, "negotiated_rate"].to_numpy() for p in payers]
+        positions = list(range(len(payers), 0, -1))
+        ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.5, showfliers=False,
+                   medianprops={"color": "#0b5394", "linewidth": 2})
+        for pos, values in zip(positions, data):
+            jitter = [pos + ((i % 5) - 2) * 0.05 for i in range(len(values))]
+            ax.scatter(values, jitter, s=10, color="#444444", alpha=0.6, zorder=3)
+        ax.set_yticks(positions, payers)
+        ax.set_xlabel("Negotiated rate (US dollars)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
+        m = b.medicare
+        marks = []
+        if m and m.facility_amount:
+            ax.axvline(m.facility_amount, color="#b45f06", linestyle="--", linewidth=1.5,
+                       label=f"Medicare facility ${m.facility_amount:,.2f}")
+            marks.append(f"the Medicare facility amount of ${m.facility_amount:,.2f}")
+        if m and m.nonfacility_amount and m.nonfacility_amount != m.facility_amount:
+            ax.axvline(m.nonfacility_amount, color="#6aa84f", linestyle=":", linewidth=1.5,
+                       label=f"Medicare non-facility ${m.nonfacility_amount:,.2f}")
+            marks.append(f"the non-facility amount of ${m.nonfacility_amount:,.2f}")
+        if marks:
+            ax.legend(loc="lower right", frameon=False)
+        title = f"CPT {ctx.code}: negotiated rates by payer"
+        if ctx.demo:
+            title += " (DEMO DATA, not real prices)"
+        ax.set_title(title, loc="left")
+        ax.grid(axis="x", color="#dddddd")
+        ax.set_axisbelow(True)
+        fig.tight_layout()
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
+        plt.close(fig)
+        tmp.replace(path)
+
+    medians = "; ".join(f"{s.payer} median ${s.median:,.2f} over {s.n_rates} rates" for s in b.by_payer)
+    alt = f"Box plot of negotiated rates for CPT {ctx.code} by payer: {medians}."
+    if marks:
+        alt += " A dashed line marks " + " and ".join(marks) + "."
+    if ctx.demo:
+        alt += " Demo data, not real prices."
+    caption = escape.md(f"Distribution of negotiated rates for CPT {ctx.code} per payer, Medicare marked.")
+    return Trusted(f"![{caption}]({path.as_posix()}){{fig-alt={escape.md_attribute(alt)}}}")
