@@ -58,9 +58,7 @@ def build_edition(
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one
         shutil.rmtree(workdir)
-    executed = run_sections(
-        project, code, workdir, engine_name=execution_engine, cell_timeout=cell_timeout
-    )
+    executed = run_sections(project, code, workdir, engine_name=execution_engine, cell_timeout=cell_timeout)
     meta = edition_meta(ctx)
     job = AssemblyJob(meta=meta, notebooks=tuple(executed), workdir=workdir, report_dir=project.report_dir)
     outputs = engine.render(job, formats, out_dir or project.dist_dir)

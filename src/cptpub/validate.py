@@ -35,8 +35,12 @@ def check_notebook(path: Path) -> list[Problem]:
     for index, cell in enumerate(nb.cells, start=1):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(
-                Problem("error", f"{path}: cell {index}", "has saved outputs; clear them before committing "
-                        "(Jupyter: Edit > Clear All Outputs, or `jupyter nbconvert --clear-output --inplace`)")
+                Problem(
+                    "error",
+                    f"{path}: cell {index}",
+                    "has saved outputs; clear them before committing "
+                    "(Jupyter: Edit > Clear All Outputs, or `jupyter nbconvert --clear-output --inplace`)",
+                )
             )
     parameter_cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if not parameter_cells:
@@ -69,12 +73,23 @@ def check_project(project: Project) -> list[Problem]:
         ctx = EditionContext(code=code, record=record, catalogue=catalogue, benchmarks=None)
         for label in ctx.missing_fields:
             field = next(k for k, v in FIELD_LABELS.items() if v == label)
-            problems.append(Problem("warning", str(path), f"{field} is missing: the edition will say "
-                                    f"\"Data not available in the input for {label}.\""))
+            problems.append(
+                Problem(
+                    "warning",
+                    str(path),
+                    f'{field} is missing: the edition will say "Data not available in the input for {label}."',
+                )
+            )
         for note in record.payer_notes or []:
             if note.payer.lower() not in payer_names:
-                problems.append(Problem("warning", str(path), f"payer_notes: payer {note.payer!r} is not in "
-                                        f"{project.payers_file.name}; the note will not appear"))
+                problems.append(
+                    Problem(
+                        "warning",
+                        str(path),
+                        f"payer_notes: payer {note.payer!r} is not in "
+                        f"{project.payers_file.name}; the note will not appear",
+                    )
+                )
     notebooks = project.section_notebooks()
     if not notebooks:
         problems.append(Problem("error", str(project.notebooks_dir), "no section notebooks"))

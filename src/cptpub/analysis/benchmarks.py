@@ -178,19 +178,21 @@ def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
     rows = rows.sort_values(["payer_rank", "payer", "negotiated_rate", "provider_group"], kind="stable")
 
     non_dollar: dict[str, dict[str, int]] = {}
-    for (payer, kind), count in rows[~rows["negotiated_type"].isin(DOLLAR_TYPES)].groupby(
-        ["payer", "negotiated_type"], sort=False
-    ).size().items():
+    for (payer, kind), count in (
+        rows[~rows["negotiated_type"].isin(DOLLAR_TYPES)]
+        .groupby(["payer", "negotiated_type"], sort=False)
+        .size()
+        .items()
+    ):
         non_dollar.setdefault(payer, {})[kind] = int(count)
 
     dollars = rows[rows["negotiated_type"].isin(DOLLAR_TYPES)].copy().reset_index(drop=True)
     dollars["facility_rate"] = [
-        _uses_facility_rate(bc, list(sc)) for bc, sc in zip(dollars["billing_class"], dollars["service_codes"])
+        _uses_facility_rate(bc, list(sc))
+        for bc, sc in zip(dollars["billing_class"], dollars["service_codes"], strict=True)
     ]
     if medicare is not None:
-        reference = dollars["facility_rate"].map(
-            {True: medicare.facility_amount, False: medicare.nonfacility_amount}
-        )
+        reference = dollars["facility_rate"].map({True: medicare.facility_amount, False: medicare.nonfacility_amount})
         dollars["medicare_reference"] = reference.astype(float)
         dollars["pct_of_medicare"] = dollars["negotiated_rate"] / dollars["medicare_reference"] * 100
     else:

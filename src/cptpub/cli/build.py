@@ -1,15 +1,11 @@
-"""``cptpub build``, ``cptpub list`` and ``cptpub validate``."""
+"""``cptpub build``."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from cptpub.cli import app, console, err_console
-from cptpub.errors import CptpubError, UsageError
+from cptpub.cli import app, console
+from cptpub.errors import UsageError
 from cptpub.project import Project, check_code
 
 
@@ -45,51 +41,3 @@ def build(
             result = build_edition(project, code, assembler, formats=formats)
         for fmt, path in result.outputs.items():
             console.print(f"CPT {code} {fmt}: {path}")
-
-
-@app.command(name="list")
-def list_codes() -> None:
-    """List the codes that have a record, with their titles and the payers that have rates."""
-    from cptpub.records import known_codes, load_record
-    from cptpub.store import RatesStore
-
-    project = Project.find()
-    payers_by_code: dict[str, str] = {}
-    store = RatesStore(project.store_path)
-    if store.exists():
-        con = store.connect(read_only=True)
-        try:
-            for code, payers in con.execute(
-                "SELECT billing_code, string_agg(DISTINCT payer, ', ' ORDER BY payer) FROM negotiated_rates GROUP BY 1"
-            ).fetchall():
-                payers_by_code[code] = payers
-        finally:
-            con.close()
-    table = Table("Code", "Title", "Payers with rates", "Record")
-    for code in known_codes(project.codes_dir):
-        try:
-            record = load_record(project.codes_dir, code)
-            title, note = record.title or "", "demo" if record.demo else ""
-        except CptpubError:
-            title, note = "", "[red]invalid — run cptpub validate[/]"
-        table.add_row(code, escape(title), payers_by_code.get(code, "none"), note)
-    console.print(table)
-
-
-@app.command()
-def validate(
-    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors."),
-) -> None:
-    """Check every record, the payer catalogue, the section notebooks and the template."""
-    from cptpub.validate import check_project
-
-    project = Project.find()
-    problems = check_project(project)
-    for p in problems:
-        style = "red" if p.severity == "error" else "yellow"
-        err_console.print(f"[{style}]{p.severity}[/]: {escape(p.where)}: {escape(p.message)}", highlight=False)
-    errors = sum(p.severity == "error" for p in problems)
-    warnings = len(problems) - errors
-    console.print(f"{errors} error(s), {warnings} warning(s)")
-    if errors or (strict and warnings):
-        raise typer.Exit(1)

@@ -71,11 +71,22 @@ def _provider_references(rng: random.Random, stem: str, groups: int) -> list[dic
     for index in range(1, groups + 1):
         tin = f"{rng.randrange(10, 99)}-{rng.randrange(1000000, 9999999)}"
         npis = sorted(rng.sample(range(1_000_000_000, 1_999_999_999), rng.randrange(1, 6)))
-        group = {"npi": npis, "tin": {"type": "ein", "value": tin, "business_name": f"Demo Group {stem.upper()}-{index}"}}
-        references.append({"provider_group_id": index, "network_name": [f"{stem.upper()} Demo Network"], "provider_groups": [group]})
+        group = {
+            "npi": npis,
+            "tin": {"type": "ein", "value": tin, "business_name": f"Demo Group {stem.upper()}-{index}"},
+        }
+        references.append(
+            {
+                "provider_group_id": index,
+                "network_name": [f"{stem.upper()} Demo Network"],
+                "provider_groups": [group],
+            }
+        )
     # The same provider groups also sit in a second network: the duplicate rows benchmarks must count once.
     for index in range(1, 4):
-        duplicate = dict(references[index - 1], provider_group_id=100 + index, network_name=[f"{stem.upper()} Demo Select"])
+        duplicate = dict(
+            references[index - 1], provider_group_id=100 + index, network_name=[f"{stem.upper()} Demo Select"]
+        )
         references.append(duplicate)
     return references
 
@@ -158,19 +169,94 @@ def _pprrvu_rows(codes: list[str]) -> list[list[str]]:
         [f"{DEMO_MARKER} cptpub demo national physician fee schedule relative value file, calendar year {DEMO_YEAR}"],
         ["Synthetic values for demonstrations; not CMS figures and not real prices."],
         [],
-        ["", "", "", "STATUS", "NOT USED FOR MEDICARE", "WORK", "NON-FAC", "NON-FAC NA", "FACILITY", "FACILITY NA",
-         "MP", "NON-FACILITY", "FACILITY", "PCTC", "GLOB", "PRE", "INTRA", "POST", "MULT", "BILAT", "ASST", "CO-",
-         "TEAM", "ENDO", "CONV", "PHYSICIAN SUPERVISION OF"],
-        ["HCPCS", "MOD", "DESCRIPTION", "CODE", "PAYMENT", "RVU", "PE RVU", "INDICATOR", "PE RVU", "INDICATOR",
-         "RVU", "TOTAL", "TOTAL", "IND", "DAYS", "OP", "OP", "OP", "PROC", "SURG", "SURG", "SURG", "SURG", "BASE",
-         "FACTOR", "DIAGNOSTIC PROCEDURES"],
+        [
+            "",
+            "",
+            "",
+            "STATUS",
+            "NOT USED FOR MEDICARE",
+            "WORK",
+            "NON-FAC",
+            "NON-FAC NA",
+            "FACILITY",
+            "FACILITY NA",
+            "MP",
+            "NON-FACILITY",
+            "FACILITY",
+            "PCTC",
+            "GLOB",
+            "PRE",
+            "INTRA",
+            "POST",
+            "MULT",
+            "BILAT",
+            "ASST",
+            "CO-",
+            "TEAM",
+            "ENDO",
+            "CONV",
+            "PHYSICIAN SUPERVISION OF",
+        ],
+        [
+            "HCPCS",
+            "MOD",
+            "DESCRIPTION",
+            "CODE",
+            "PAYMENT",
+            "RVU",
+            "PE RVU",
+            "INDICATOR",
+            "PE RVU",
+            "INDICATOR",
+            "RVU",
+            "TOTAL",
+            "TOTAL",
+            "IND",
+            "DAYS",
+            "OP",
+            "OP",
+            "OP",
+            "PROC",
+            "SURG",
+            "SURG",
+            "SURG",
+            "SURG",
+            "BASE",
+            "FACTOR",
+            "DIAGNOSTIC PROCEDURES",
+        ],
     ]
     for code in sorted({*codes, *DECOY_CODES}):
         description, work, nf_pe, f_pe, mp = DEMO_RVUS[code]
         global_days = {"27447": "090", "99213": "XXX"}.get(code, "ZZZ")
-        row = [code, "", description, "A", "", f"{work:.2f}", f"{nf_pe:.2f}", "NA" if nf_pe == 0 else "",
-               f"{f_pe:.2f}", "", f"{mp:.2f}", f"{work + nf_pe + mp:.2f}", f"{work + f_pe + mp:.2f}", "0",
-               global_days, "0.00", "0.00", "0.00", "0", "0", "0", "0", "0", "", f"{DEMO_CONVERSION_FACTOR:.4f}", "09"]
+        row = [
+            code,
+            "",
+            description,
+            "A",
+            "",
+            f"{work:.2f}",
+            f"{nf_pe:.2f}",
+            "NA" if nf_pe == 0 else "",
+            f"{f_pe:.2f}",
+            "",
+            f"{mp:.2f}",
+            f"{work + nf_pe + mp:.2f}",
+            f"{work + f_pe + mp:.2f}",
+            "0",
+            global_days,
+            "0.00",
+            "0.00",
+            "0.00",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+            "",
+            f"{DEMO_CONVERSION_FACTOR:.4f}",
+            "09",
+        ]
         rows.append(row[:width])
     return rows
 

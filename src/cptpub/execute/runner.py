@@ -81,7 +81,5 @@ def _source_cell_number(executed: Path, cell_index: int) -> int:
         cells = nbformat.read(executed, as_version=4).cells
     except Exception:  # the executed notebook is unreadable: report papermill's own index
         return cell_index + 1
-    injected = sum(
-        1 for cell in cells[: cell_index + 1] if "injected-parameters" in cell.metadata.get("tags", [])
-    )
+    injected = sum(1 for cell in cells[: cell_index + 1] if "injected-parameters" in cell.metadata.get("tags", []))
     return cell_index + 1 - injected

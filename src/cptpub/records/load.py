@@ -37,15 +37,15 @@ def _compose(path: Path) -> yaml.Node | None:
         raise RecordError(f"YAML syntax error: {exc.problem or exc}", where=where) from exc
 
 
-def _node_at(node: yaml.Node | None, loc: tuple[int | str, ...]) -> yaml.Node | None:
-    """The deepest YAML node along a pydantic error location, for its line number."""
-    for key in loc:
+def _node_at(node: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False) -> yaml.Node | None:
+    """The deepest YAML node along a pydantic error location, for its line number (the key's own line when
+    ``at_key``, e.g. for an unknown field)."""
+    for depth, key in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == key), None)
-            if match is None:
-                # an unknown key: point at the key itself
-                return next((k for k, _ in node.value if k.value == key), node)
-            node = match
+            pair = next(((k, v) for k, v in node.value if k.value == key), None)
+            if pair is None:
+                return node
+            node = pair[0] if at_key and depth == len(loc) - 1 else pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
         else:
@@ -101,7 +101,7 @@ def load_model(path: Path, model: type[Model]) -> Model:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            node = _node_at(root, err["loc"])
+            node = _node_at(root, err["loc"], at_key=err["type"] == "extra_forbidden")
             line = node.start_mark.line + 1 if node is not None else 1
             problems.append((line, _describe(err, _allowed_fields(model, err["loc"]))))
         first_line, first = problems[0]
@@ -118,7 +118,7 @@ def load_record(codes_dir: Path, code: str) -> CodeRecord:
     path = codes_dir / f"{code}.yaml"
     if not path.exists():
         known = known_codes(codes_dir)
-        similar = difflib.get_close_matches(code, known, n=5, cutoff=0.6) or [
+        similar = sorted(difflib.get_close_matches(code, known, n=8, cutoff=0.6)) or [
             k for k in known if k[:3] == code[:3]
         ]
         listing = ", ".join(similar) if similar else "none"

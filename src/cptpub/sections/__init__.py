@@ -52,9 +52,15 @@ def clinical_and_coding(ctx: EditionContext) -> Trusted:
         ctx,
         clinical=r.clinical,
         modifier_table=r.modifiers
-        and table(["Modifier", "Description", "When to Use"], [(m.modifier, m.description, m.when_to_use) for m in r.modifiers]),
+        and table(
+            ["Modifier", "Description", "When to Use"],
+            [(m.modifier, m.description, m.when_to_use) for m in r.modifiers],
+        ),
         related_table=r.related_codes
-        and table(["Code", "Title", "When to choose it"], [(c.code, c.title, c.when_to_choose or "") for c in r.related_codes]),
+        and table(
+            ["Code", "Title", "When to choose it"],
+            [(c.code, c.title, c.when_to_choose or "") for c in r.related_codes],
+        ),
         icd10_table=r.icd10_pairings
         and table(["ICD-10-CM", "Description"], [(p.code, p.description) for p in r.icd10_pairings]),
         taxonomy_table=r.taxonomies
@@ -87,12 +93,20 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
     if b.overall and len(b.by_payer) > 1:
         rows.append(_stats_row(b.overall))
     if m:
-        rows.append(
-            ["Medicare (facility)", "—", "—", "", "", money(m.facility_amount), "", "", percent(100.0)]
-        )
+        rows.append(["Medicare (facility)", "—", "—", "", "", money(m.facility_amount), "", "", percent(100.0)])
         if m.nonfacility_amount != m.facility_amount:
             rows.append(
-                ["Medicare (non-facility)", "—", "—", "", "", money(m.nonfacility_amount), "", "", percent(100.0)]
+                [
+                    "Medicare (non-facility)",
+                    "—",
+                    "—",
+                    "",
+                    "",
+                    money(m.nonfacility_amount),
+                    "",
+                    "",
+                    percent(100.0),
+                ]
             )
     split_table = b.splits and table(
         ["Payer", "Billing class · setting", "Rates", "Median", "% of Medicare"],
@@ -103,8 +117,10 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
     commercial = [p.name for p in ctx.catalogue.payers if p.kind == "commercial"]
     non_dollar_lines = [
         f"{payer}: " + ", ".join(f"{n} {kind} rate{'s' if n != 1 else ''}" for kind, n in sorted(kinds.items()))
-        for payer, kinds in sorted(b.non_dollar.items(), key=lambda kv: ctx.payer_names.index(kv[0])
-                                   if kv[0] in ctx.payer_names else len(ctx.payer_names))
+        for payer, kinds in sorted(
+            b.non_dollar.items(),
+            key=lambda kv: ctx.payer_names.index(kv[0]) if kv[0] in ctx.payer_names else len(ctx.payer_names),
+        )
     ]
     return _render(
         "benchmarks.md.j2",
@@ -152,8 +168,14 @@ def methodology(ctx: EditionContext) -> Trusted:
     sources_table = sources and table(
         ["File", "Publisher", "Payer", "As of", "Version", "Rows"],
         [
-            (s.file_name, s.publisher or "", s.payer, str(s.last_updated_on or ""), s.schema_version or "",
-             f"{s.rows_kept:,}")
+            (
+                s.file_name,
+                s.publisher or "",
+                s.payer,
+                str(s.last_updated_on or ""),
+                s.schema_version or "",
+                f"{s.rows_kept:,}",
+            )
             for s in sources
         ],
         "lllllr",

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from cptpub.analysis.benchmarks import Benchmarks, compute
 from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record
 from cptpub.records.schema import FIELD_LABELS
@@ -45,7 +47,7 @@ class EditionContext:
             value: object = self.record
             for part in path.split("."):
                 value = getattr(value, part, None) if value is not None else None
-            if value is None or value == [] or value == "":
+            if _is_empty(value):
                 missing.append(label)
         return missing
 
@@ -75,6 +77,13 @@ class EditionContext:
         if self.record.last_reviewed:
             dates.append(self.record.last_reviewed)
         return max(dates) if dates else dt.date(1970, 1, 1)
+
+
+def _is_empty(value: object) -> bool:
+    """None, an empty string or list, or a group of fields that are all empty (e.g. ``clinical: {workflow: []}``)."""
+    if isinstance(value, BaseModel):
+        return all(_is_empty(getattr(value, name)) for name in type(value).model_fields)
+    return value is None or value == "" or value == []
 
 
 def load_context(code: str, data_dir: Path | str, store_path: Path | str) -> EditionContext:

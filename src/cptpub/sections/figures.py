@@ -27,9 +27,15 @@ def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
         fig, ax = plt.subplots(figsize=(7.0, 0.55 * len(payers) + 1.6))
         data = [rates.loc[rates["payer"] == p, "negotiated_rate"].to_numpy() for p in payers]
         positions = list(range(len(payers), 0, -1))
-        ax.boxplot(data, positions=positions, orientation="horizontal", widths=0.5, showfliers=False,
-                   medianprops={"color": "#0b5394", "linewidth": 2})
-        for pos, values in zip(positions, data):
+        ax.boxplot(
+            data,
+            positions=positions,
+            orientation="horizontal",
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "#0b5394", "linewidth": 2},
+        )
+        for pos, values in zip(positions, data, strict=True):
             jitter = [pos + ((i % 5) - 2) * 0.05 for i in range(len(values))]
             ax.scatter(values, jitter, s=10, color="#444444", alpha=0.6, zorder=3)
         ax.set_yticks(positions, payers)
@@ -38,12 +44,22 @@ def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
         m = b.medicare
         marks = []
         if m and m.facility_amount:
-            ax.axvline(m.facility_amount, color="#b45f06", linestyle="--", linewidth=1.5,
-                       label=f"Medicare facility ${m.facility_amount:,.2f}")
+            ax.axvline(
+                m.facility_amount,
+                color="#b45f06",
+                linestyle="--",
+                linewidth=1.5,
+                label=f"Medicare facility ${m.facility_amount:,.2f}",
+            )
             marks.append(f"the Medicare facility amount of ${m.facility_amount:,.2f}")
         if m and m.nonfacility_amount and m.nonfacility_amount != m.facility_amount:
-            ax.axvline(m.nonfacility_amount, color="#6aa84f", linestyle=":", linewidth=1.5,
-                       label=f"Medicare non-facility ${m.nonfacility_amount:,.2f}")
+            ax.axvline(
+                m.nonfacility_amount,
+                color="#6aa84f",
+                linestyle=":",
+                linewidth=1.5,
+                label=f"Medicare non-facility ${m.nonfacility_amount:,.2f}",
+            )
             marks.append(f"the non-facility amount of ${m.nonfacility_amount:,.2f}")
         if marks:
             ax.legend(loc="lower right", frameon=False)

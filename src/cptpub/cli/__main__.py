@@ -1,0 +1,5 @@
+import sys
+
+from cptpub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""Shared fixtures: a copy of the project in a temporary folder, and the demo built through the real commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+CPTPUB = [sys.executable, "-m", "cptpub.cli"]
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh project: the repository's data, notebooks and report template, without build outputs."""
+    for name in ("data", "notebooks", "report"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("figures", ".ipynb_checkpoints"))
+    return dest
+
+
+def run_cptpub(project: Path, *args: str, check: bool = True, env: dict | None = None, timeout: float = 600):
+    """Run the real CLI in ``project``; returns the CompletedProcess."""
+    environment = {**os.environ, "CPTPUB_PROJECT": str(project), **(env or {})}
+    environment.pop("CPTPUB_STORE", None)
+    result = subprocess.run(
+        [*CPTPUB, *args], cwd=project, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"cptpub {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def demo_inputs(tmp_path_factory) -> Path:
+    from cptpub.demo import write_demo_inputs
+
+    folder = tmp_path_factory.mktemp("demo-inputs")
+    write_demo_inputs(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ingested_project(tmp_path_factory, demo_inputs: Path) -> Path:
+    """A project whose rates store holds the demo files, ingested with the commands `make demo` runs."""
+    root = copy_project(tmp_path_factory.mktemp("ingested") / "project")
+    run_cptpub(root, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(root, "ingest", "tic", str(demo_inputs))
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory, ingested_project: Path) -> Path:
+    """The demo publications of 20702 and 20705 built with the builtin engine (one of each record shape)."""
+    root = copy_project(tmp_path_factory.mktemp("built") / "project")
+    shutil.copytree(ingested_project / "build", root / "build")
+    run_cptpub(root, "build", "20702", "20705", "--engine", "builtin")
+    return root

@@ -1,0 +1,170 @@
+"""The demo publications, read as a user reads them: every section in order, the tables, the figure, and numbers
+equal to an independent computation from the demo files."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from . import expected
+
+SECTIONS = [
+    "Summary & Overview",
+    "Billing Code Overview",
+    "Clinical & Coding Specifications",
+    "Clinical Context",
+    "Coding Specifications",
+    "Reimbursement Benchmarks",
+    "Payer Notes",
+    "Billing Considerations",
+    "Policy Updates",
+    "Methodology & Sources",
+]
+PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
+
+
+class Page(HTMLParser):
+    """Headings, table rows and images of an HTML page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.headings: list[str] = []
+        self.rows: list[list[str]] = []
+        self.images: list[dict] = []
+        self._heading: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if re.fullmatch(r"h[1-6]", tag):
+            self._heading = []
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_endtag(self, tag):
+        if re.fullmatch(r"h[1-6]", tag) and self._heading is not None:
+            self.headings.append(" ".join("".join(self._heading).split()))
+            self._heading = None
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        for buffer in (self._heading, self._cell):
+            if buffer is not None:
+                buffer.append(data)
+
+
+def pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def outputs(built_demo: Path) -> dict[str, Path]:
+    dist = built_demo / "dist"
+    return {
+        "html": dist / "cpt-20702.html",
+        "pdf": dist / "cpt-20702.pdf",
+        "html05": dist / "cpt-20705.html",
+        "pdf05": dist / "cpt-20705.pdf",
+    }
+
+
+def test_pdf_has_every_section_in_order_with_the_title(outputs):
+    text = squash(pdf_text(outputs["pdf"]))
+    assert "CPT 20702: Intramedullary Drug Delivery Device Preparation and Insertion" in text
+    positions = []
+    for heading in SECTIONS:
+        # the table of contents lists headings first; look for each after the previous one
+        start = positions[-1] if positions else text.rindex("Summary & Overview")
+        position = text.find(heading, start)
+        assert position >= 0, f"{heading!r} missing (or out of order) in the PDF"
+        positions.append(position)
+    for payer in PAYERS:
+        assert payer in text
+
+
+def test_html_has_every_section_in_order(outputs):
+    page = Page(outputs["html"].read_text())
+    found = [h for h in page.headings if h in SECTIONS]
+    assert found == SECTIONS
+    assert all(any(p in h for h in page.headings) for p in PAYERS)
+
+
+def test_benchmark_table_equals_an_independent_computation(outputs, demo_inputs: Path):
+    page = Page(outputs["html"].read_text())
+    table = {row[0]: row for row in page.rows if row and row[0] in {*PAYERS, "All commercial payers"}}
+    facility, _ = expected.medicare(demo_inputs, "20702")
+    pdf = squash(pdf_text(outputs["pdf"]))
+    for e in expected.benchmarks(demo_inputs, "20702"):
+        row = table[e.payer]
+        shown = [
+            e.payer,
+            str(e.n_rates),
+            str(e.n_groups),
+            expected.money(e.minimum),
+            expected.money(e.p25),
+            expected.money(e.median),
+            expected.money(e.p75),
+            expected.money(e.maximum),
+            f"{e.median / facility * 100:,.1f}%",
+        ]
+        assert row == shown, f"{e.payer}: HTML shows {row}, independent computation gives {shown}"
+        # the same figures in the PDF's table row
+        assert " ".join(shown[1:]) in pdf, f"{e.payer} row not found in the PDF"
+
+
+def test_text_and_table_state_the_same_medicare_amount_and_median(outputs, demo_inputs: Path):
+    facility, nonfacility = expected.medicare(demo_inputs, "20702")
+    overall = expected.benchmarks(demo_inputs, "20702")[-1]
+    html = squash(re.sub(r"<[^>]+>", " ", outputs["html"].read_text()))
+    assert f"is {expected.money(facility)} in a facility setting and {expected.money(nonfacility)}" in html
+    assert (
+        f"the median is {expected.money(overall.median)}, {overall.median / facility * 100:,.1f}% of the Medicare"
+        in html
+    )
+    pdf = squash(pdf_text(outputs["pdf"]))
+    assert f"the median is {expected.money(overall.median)}" in pdf
+
+
+def test_modifier_table_and_figure_with_alt_text(outputs):
+    page = Page(outputs["html"].read_text())
+    assert ["Modifier", "Description", "When to Use"] in page.rows
+    figures = [
+        img for img in page.images if "rates" in (img.get("alt") or "").lower() or "Box plot" in (img.get("alt") or "")
+    ]
+    assert figures, "the rate distribution figure is missing"
+    assert figures[0]["alt"].startswith("Box plot of negotiated rates for CPT 20702 by payer")
+    assert figures[0]["src"].startswith("data:image/svg+xml")
+    assert all(img.get("alt") for img in page.images)
+
+
+def test_demo_data_is_labelled_in_html_and_pdf(outputs):
+    assert "DEMO" in outputs["html"].read_text()
+    reader = PdfReader(outputs["pdf"])
+    assert "DEMO" in reader.pages[0].extract_text()
+    assert "synthetic demo data" in squash(pdf_text(outputs["pdf"]))
+
+
+def test_missing_fields_are_stated_in_the_publication(outputs):
+    text = squash(pdf_text(outputs["pdf05"]))
+    assert "Data not available in the input for ICD-10 pairings." in text
+    assert "Data not available in the input for provider taxonomies." in text
+    html = squash(re.sub(r"<[^>]+>", " ", outputs["html05"].read_text()))
+    assert "Data not available in the input for ICD-10 pairings." in html
