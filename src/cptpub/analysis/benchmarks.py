@@ -160,7 +160,22 @@ def load_sources(con, code: str) -> tuple[Source, ...]:
            ORDER BY kind DESC, payer, file_name""",
         [code],
     ).fetchall()
-    return tuple(Source(*row[:9], tuple(row[9]), row[10]) for row in rows)
+    return tuple(
+        Source(
+            source_id=row[0],
+            kind=row[1],
+            file_name=row[2],
+            payer=row[3],
+            publisher=row[4],
+            plans=row[5],
+            last_updated_on=row[6],
+            schema_version=row[7],
+            rows_kept=row[8],
+            warnings=tuple(row[9]),
+            is_demo=row[10],
+        )
+        for row in rows
+    )
 
 
 def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
@@ -200,7 +215,8 @@ def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
         dollars["pct_of_medicare"] = float("nan")
     dollars["split"] = dollars.apply(_split_label, axis=1) if len(dollars) else pd.Series(dtype=str)
 
-    by_payer, splits = [], []
+    by_payer: list[RateStats] = []
+    splits: list[RateStats] = []
     for payer, group in dollars.groupby("payer", sort=False):
         by_payer.append(_stats(payer, "all", group))
         if group["split"].nunique() > 1:

@@ -60,7 +60,7 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _describe(err: dict[str, Any], allowed: list[str]) -> str:
+def _describe(err: Any, allowed: list[str]) -> str:
     if err["type"] == "extra_forbidden":
         unknown = str(err["loc"][-1])
         close = difflib.get_close_matches(unknown, allowed, n=1)

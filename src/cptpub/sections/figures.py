@@ -8,7 +8,7 @@ from cptpub import escape
 from cptpub.sections.markdown import Trusted
 
 # SVG output that is byte-identical across runs: fixed hash salt, no date, text as paths (no font dependence).
-_RC = {"svg.hashsalt": "cptpub", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9}
+_RC: dict = {"svg.hashsalt": "cptpub", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9}
 
 
 def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
