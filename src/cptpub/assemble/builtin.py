@@ -1,0 +1,138 @@
+"""The builtin engine: Pandoc writes the HTML page and Typst source, the typst wheel makes the PDF.
+
+Needs nothing beyond the Python dependencies, so a fresh machine can publish without Quarto.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+import typst
+
+from cptpub.assemble.base import (
+    CATALOGUE_HREF,
+    DEMO_NOTICE,
+    AssemblyJob,
+    EditionMeta,
+    check_formats,
+    display_date,
+    output_name,
+    write_atomic,
+)
+from cptpub.assemble.config import ReportConfig, load_config
+from cptpub.assemble.markdown import notebooks_to_markdown
+from cptpub.assemble.pandoc import pandoc_version, run_pandoc
+from cptpub.assemble.typst_values import Length, typst_value
+from cptpub.errors import AssemblyError
+
+
+class BuiltinEngine:
+    name = "builtin"
+
+    def version(self) -> str:
+        return f"pandoc {pandoc_version()}, typst {version('typst')}"
+
+    def render(self, job: AssemblyJob, formats: Sequence[str], out_dir: Path) -> dict[str, Path]:
+        wanted = check_formats(formats)
+        config = load_config(job.report_dir)
+        markdown = notebooks_to_markdown(job.notebooks)
+        outputs = {}
+        for fmt in wanted:
+            data = render_html(job, config, markdown) if fmt == "html" else render_pdf(job, config, markdown)
+            outputs[fmt] = write_atomic(out_dir / output_name(job.meta.code, fmt), data)
+        return outputs
+
+
+def render_html(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
+    """A standalone page with the styles and figures embedded: it loads nothing from anywhere."""
+    meta = job.meta
+    args = [
+        "--to=html5",
+        "--standalone",
+        "--embed-resources",
+        "--wrap=none",
+        f"--template={config.html_template}",
+        *(f"--css={css}" for css in config.html.css),
+        *html_metadata_args(meta, config),
+    ]
+    if config.html.toc:
+        args += ["--toc", f"--toc-depth={config.html.toc_depth}"]
+    return run_pandoc(markdown, args, cwd=job.workdir, what="HTML page")
+
+
+def html_metadata_args(meta: EditionMeta, config: ReportConfig) -> list[str]:
+    """Template values as ``--metadata`` strings, which Pandoc HTML-escapes (``--variable`` would not)."""
+    values: list[tuple[str, str]] = [
+        ("lang", config.lang),
+        ("title", meta.title),
+        ("title-prefix", config.html.title_prefix),
+        ("code", meta.code),
+        ("edition-date", display_date(meta.edition_date)),
+        ("edition-date-iso", meta.edition_date.isoformat()),
+        ("subject", meta.subject),
+        ("publisher", config.publisher),
+        ("toc-title", config.html.toc_title),
+        ("catalogue-href", CATALOGUE_HREF),
+        ("pdf-href", output_name(meta.code, "pdf")),
+        ("demo-notice", DEMO_NOTICE),
+        *(("author", name) for name in config.authors),
+        *(("keywords", word) for word in meta.keywords),
+        *(("data-as-of", f"{label}: {display_date(day)}") for label, day in meta.data_as_of),
+    ]
+    args = [f"--metadata={key}:{value}" for key, value in values if value]
+    if meta.demo:
+        args.append("--metadata=demo:true")
+    return args
+
+
+def render_pdf(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
+    """Typst source from Pandoc (kept beside the figures for debugging), compiled with embedded fonts only."""
+    source = run_pandoc(
+        markdown,
+        [
+            "--to=typst",
+            "--standalone",
+            f"--template={config.typst_template}",
+            f"--variable=cptpub:{typst_meta(job.meta, config)}",
+        ],
+        cwd=job.workdir,
+        what="Typst source",
+    )
+    source_path = write_atomic(job.workdir / output_name(job.meta.code, "typ"), source)
+    try:
+        # No system fonts: the same fonts, hence the same bytes, on every machine.
+        return typst.compile(source_path, root=job.workdir, ignore_system_fonts=True, font_paths=[])
+    except typst.TypstError as err:
+        raise AssemblyError(
+            f"typst could not compile the PDF:\n{getattr(err, 'diagnostic', None) or err}",
+            where=source_path,
+            hint="the Typst source is kept there; check report/publication.typ and the section Markdown",
+        ) from None
+
+
+def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:
+    """The ``meta`` dictionary the Typst template reads, as escaped Typst source."""
+    settings = config.typst
+    return typst_value(
+        {
+            "code": meta.code,
+            "title": meta.title,
+            "subject": meta.subject or None,
+            "keywords": meta.keywords,
+            "authors": config.authors or tuple(filter(None, [config.publisher])),
+            "publisher": config.publisher,
+            "edition-date": meta.edition_date,
+            "edition-label": display_date(meta.edition_date),
+            "data-as-of": tuple((label, display_date(day)) for label, day in meta.data_as_of),
+            "demo": meta.demo,
+            "demo-notice": DEMO_NOTICE,
+            "paper": settings.papersize,
+            "margin": {side: Length(length) for side, length in settings.margin},
+            "fontsize": Length(settings.fontsize),
+            "toc": settings.toc,
+            "toc-depth": settings.toc_depth,
+            "toc-title": settings.toc_title,
+        }
+    )
