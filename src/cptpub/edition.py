@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cptpub.assemble import Engine
-from cptpub.assemble.base import AssemblyJob, EditionMeta
+from cptpub.assemble.base import FORMATS, AssemblyJob, EditionMeta
 from cptpub.execute import FRESH_ENGINE, run_sections
 from cptpub.project import Project, check_code
 from cptpub.sections import EditionContext, load_context
-
-FORMATS = ("html", "pdf")
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,6 @@ def build_edition(
     """Build one code's publication. The record is validated before anything runs; outputs replace old ones
     atomically, so ``dist/`` never holds a half-written file."""
     code = check_code(code)
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        from cptpub.errors import UsageError
-
-        raise UsageError(f"unknown output format {', '.join(unknown)}: choose from {', '.join(FORMATS)}")
     ctx = load_context(code, project.data_dir, project.store_path)
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one

@@ -1,0 +1,176 @@
+"""Untrusted text (records and rate files) appears literally in HTML and PDF and never becomes markup.
+
+Property-based: hypothesis feeds arbitrary Unicode, the markup characters of Markdown, HTML and Typst, very long
+strings and control characters through a record and a rate source into the real section code and the real
+builtin engine (Pandoc + Typst). Kernel execution only displays the section Markdown, so the notebooks are
+assembled here directly from the same library calls, which keeps hundreds of builds within seconds; one test
+below runs the whole CLI path (ingest, Papermill, render) on a fixed hostile string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pypdf import PdfReader
+
+from cptpub import escape, sections
+from cptpub.assemble import get_engine
+from cptpub.assemble.base import AssemblyJob
+from cptpub.edition import edition_meta
+from cptpub.records.schema import CodeRecord
+
+from .conftest import REPO, run_cptpub
+
+MARKUP = "#*_[]$<>@\\`{}|~^&%\"'=+-/:;!?.,()\t\n"
+# Text whose every character the PDF's fonts have, so it can also be found literally in the PDF's text.
+printable_markup = st.text(alphabet=MARKUP + "abcXYZ019 ", min_size=1, max_size=60)
+any_unicode = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=120)
+very_long = st.text(alphabet=MARKUP + "abcdefgh ", min_size=3000, max_size=6000)
+EXAMPLES = 40  # per property; three properties, so 120 full renders in make test
+
+
+class Structure(HTMLParser):
+    """Element names and attribute names of a page: what hostile text must never add to."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.elements: Counter[str] = Counter()
+        self.attributes: Counter[str] = Counter()
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements[tag] += 1
+        self.attributes.update(f"{tag}@{name}" for name, _ in attrs)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def base(ingested_project: Path, tmp_path_factory):
+    """The 20702 record and the demo store, shared by every example."""
+    record = yaml.safe_load((ingested_project / "data" / "codes" / "20702.yaml").read_text())
+    ctx = sections.load_context("20702", ingested_project / "data", ingested_project / "build" / "rates.duckdb")
+    return record, ctx, tmp_path_factory.mktemp("untrusted")
+
+
+def render(ctx, workdir: Path, formats=("html", "pdf")) -> dict[str, Path]:
+    """The section notebooks' displays, assembled exactly as a build assembles executed notebooks."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    parts = [
+        sections.summary(ctx),
+        sections.clinical_and_coding(ctx),
+        sections.benchmarks(ctx, workdir / "figures"),
+        sections.payer_notes(ctx),
+        sections.billing_and_policy(ctx),
+        sections.methodology(ctx),
+    ]
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("sections.show(...)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/markdown": str(p).replace(f"{workdir}/", "")})
+        for p in parts
+    ]
+    notebook.cells = [cell]
+    path = workdir / "sections.ipynb"
+    nbformat.write(notebook, path)
+    job = AssemblyJob(meta=edition_meta(ctx), notebooks=(path,), workdir=workdir, report_dir=REPO / "report")
+    return get_engine("builtin").render(job, formats, workdir / "out")
+
+
+def with_text(base, text: str):
+    """The 20702 context with ``text`` in a title, a table cell, a bullet and a rate source's publisher name."""
+    record, ctx, _ = base
+    data = dict(record)
+    data["title"] = text
+    data["service_type"] = text
+    data["modifiers"] = [{**record["modifiers"][0], "description": text}]
+    data["payer_notes"] = [{"payer": "Aetna", "topic": text, "note": text, "source": text}]
+    source = dataclasses.replace(ctx.benchmarks.sources[0], publisher=text)
+    benchmarks = dataclasses.replace(ctx.benchmarks, sources=(source, *ctx.benchmarks.sources[1:]))
+    return dataclasses.replace(ctx, record=CodeRecord.model_validate(data), benchmarks=benchmarks)
+
+
+@pytest.fixture(scope="module")
+def baseline(base):
+    html = render(with_text(base, "plain words"), base[2] / "baseline", ("html",))["html"].read_text()
+    return Structure(html)
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def check(base, baseline, text: str, *, pdf_literal: bool) -> None:
+    outputs = render(with_text(base, text), base[2] / "example")
+    page = Structure(outputs["html"].read_text())
+    assert page.elements == baseline.elements, "hostile text changed the page's elements"
+    assert page.attributes == baseline.attributes, "hostile text changed the page's attributes"
+    shown = escape.clean(text)
+    assert shown in " ".join(" ".join(page.text).split()) or not shown
+    reader = PdfReader(outputs["pdf"])  # the PDF compiled and opens
+    if pdf_literal and shown:
+        pdf = squash("".join(p.extract_text() for p in reader.pages))
+        assert squash(shown) in pdf
+
+
+slow = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@slow
+@given(text=printable_markup)
+def test_markup_characters_appear_literally_in_html_and_pdf(base, baseline, text):
+    check(base, baseline, text, pdf_literal=True)
+
+
+@slow
+@given(text=any_unicode)
+def test_any_unicode_and_control_characters_compile_and_add_no_markup(base, baseline, text):
+    check(base, baseline, text, pdf_literal=False)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=very_long)
+def test_very_long_strings_compile_and_stay_literal(base, baseline, text):
+    check(base, baseline, text, pdf_literal=False)
+
+
+HOSTILE = '# Heading? <script>alert("x")</script> **bold** $x^2$ ] [link](javascript:alert(1)) @cite #set page(width: 1pt) {=html}'
+
+
+def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):
+    """Record text and a payer file's entity name, through `cptpub ingest` and `cptpub build` (Papermill)."""
+    import gzip
+    import json
+
+    path = project / "data" / "codes" / "20702.yaml"
+    record = yaml.safe_load(path.read_text())
+    record["service_type"] = HOSTILE
+    path.write_text(yaml.safe_dump(record, sort_keys=False))
+    document = json.loads(gzip.decompress((demo_inputs / "demo-aetna-in-network-rates.json.gz").read_bytes()))
+    document["reporting_entity_name"] = HOSTILE
+    hostile_file = project / "hostile.json"
+    hostile_file.write_text(json.dumps(document))
+    run_cptpub(project, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(project, "ingest", "tic", str(hostile_file), "--payer", "Aetna")
+    run_cptpub(project, "build", "20702", "--engine", "builtin")
+    html = (project / "dist" / "cpt-20702.html").read_text()
+    assert "<script>alert" not in html and 'href="javascript' not in html
+    page = Structure(html)
+    text = " ".join(" ".join(page.text).split())
+    assert text.count(HOSTILE) >= 2  # the service type bullet and the Methodology source table
+    pdf = squash("".join(p.extract_text() for p in PdfReader(project / "dist" / "cpt-20702.pdf").pages))
+    assert squash(HOSTILE) in pdf
