@@ -81,8 +81,7 @@ def render(ctx, workdir: Path, formats=("html", "pdf")) -> dict[str, Path]:
     notebook = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("sections.show(...)")
     cell.outputs = [
-        nbformat.v4.new_output("display_data", data={"text/markdown": str(p).replace(f"{workdir}/", "")})
-        for p in parts
+        nbformat.v4.new_output("display_data", data={"text/markdown": str(p).replace(f"{workdir}/", "")}) for p in parts
     ]
     notebook.cells = [cell]
     path = workdir / "sections.ipynb"
@@ -148,7 +147,10 @@ def test_very_long_strings_compile_and_stay_literal(base, baseline, text):
     check(base, baseline, text, pdf_literal=False)
 
 
-HOSTILE = '# Heading? <script>alert("x")</script> **bold** $x^2$ ] [link](javascript:alert(1)) @cite #set page(width: 1pt) {=html}'
+HOSTILE = (
+    '# Heading? <script>alert("x")</script> **bold** $x^2$ ] [link](javascript:alert(1)) '
+    "@cite #set page(width: 1pt) {=html}"
+)
 
 
 def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 
 from cptpub.errors import CptpubError
-from cptpub.execute.runner import section_parameters
+from cptpub.execute.runner import parameter_problems
 from cptpub.project import Project
 from cptpub.records import known_codes, load_payers, load_record
 from cptpub.records.schema import FIELD_LABELS
@@ -27,11 +27,10 @@ class Problem:
 
 def check_notebook(path: Path) -> list[Problem]:
     """A source notebook must be valid, output-free and have a ``parameters`` cell defining every parameter."""
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:
-        return [Problem("error", str(path), f"not a readable notebook: {exc}")]
-    problems = []
+    problems = [Problem("error", str(path), text) for text in parameter_problems(path)]
+    if problems:
+        return problems
+    nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells, start=1):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(
@@ -42,14 +41,6 @@ def check_notebook(path: Path) -> list[Problem]:
                     "(Jupyter: Edit > Clear All Outputs, or `jupyter nbconvert --clear-output --inplace`)",
                 )
             )
-    parameter_cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    if not parameter_cells:
-        problems.append(Problem("error", str(path), "no cell tagged 'parameters' (Papermill injects values after it)"))
-    else:
-        source = parameter_cells[0].source
-        for name in section_parameters(Project(Path(".")), "00000"):
-            if f"{name} =" not in source and f"{name}=" not in source:
-                problems.append(Problem("error", str(path), f"the parameters cell does not define {name!r}"))
     return problems
 
 

@@ -21,12 +21,34 @@ WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker p
 
 
 def section_parameters(project: Project, code: str) -> dict[str, str]:
+    """The values injected into every section notebook (names: ``PARAMETER_NAMES``)."""
     return {
         "cpt_code": code,
         "data_dir": str(project.data_dir),
         "store_path": str(project.store_path),
         "figures_dir": "figures",
     }
+
+
+PARAMETER_NAMES = ("cpt_code", "data_dir", "store_path", "figures_dir")
+
+
+def parameter_problems(notebook: Path) -> list[str]:
+    """What is wrong with a notebook's ``parameters`` cell, as sentences (empty when it is fine)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(notebook, as_version=4).cells
+    except Exception as exc:  # nbformat raises several types for bad JSON or schema
+        return [f"not a readable notebook: {exc}"]
+    if not any("parameters" in cell.metadata.get("tags", []) for cell in cells):
+        return ["no cell is tagged 'parameters' (Papermill injects each code's values after that cell)"]
+    defined = papermill.inspect_notebook(str(notebook))
+    return [
+        f"the parameters cell does not define {name!r} (add e.g. {name} = ... to it)"
+        for name in PARAMETER_NAMES
+        if name not in defined
+    ]
 
 
 def run_sections(
@@ -43,6 +65,10 @@ def run_sections(
     notebooks = project.section_notebooks()
     if not notebooks:
         raise CptpubError("no section notebooks found", where=project.notebooks_dir)
+    for notebook in notebooks:
+        problems = parameter_problems(notebook)
+        if problems:
+            raise CptpubError("; ".join(problems), where=notebook)
     workdir.mkdir(parents=True, exist_ok=True)
     parameters = section_parameters(project, code)
     executed = []
