@@ -76,3 +76,15 @@ def test_repository_notebooks_are_output_free_and_parameterized():
     assert len(notebooks) >= 4
     for path in notebooks:
         assert check_notebook(path) == [], path
+
+
+def test_hung_cell_is_stopped_by_the_per_cell_timeout_and_reported(project: Path):
+    for existing in (project / "notebooks").glob("*.ipynb"):
+        existing.unlink()
+    add_notebook(project, "01-hangs.ipynb", ["x = 1", "import time\ntime.sleep(600)"])
+    workdir = project / "build" / "20702"
+    with pytest.raises(SectionFailed) as err:
+        run_sections(Project(project), "20702", workdir, cell_timeout=2)
+    assert err.value.notebook == "01-hangs.ipynb"
+    assert err.value.cell == 3
+    assert "per-cell timeout of 2 s" in str(err.value)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import papermill
+from nbclient.exceptions import CellTimeoutError
 from papermill.exceptions import PapermillExecutionError
 
 from cptpub.errors import CptpubError, SectionFailed
@@ -95,8 +96,29 @@ def run_sections(
                 executed_path=output,
                 error=f"{exc.ename}: {exc.evalue}",
             ) from exc
+        except CellTimeoutError as exc:
+            started = _last_started_cell(output)
+            raise SectionFailed(
+                code=code,
+                notebook=notebook.name,
+                cell=None if started is None else _source_cell_number(output, started),
+                executed_path=output,
+                error=f"the cell ran longer than the per-cell timeout of {cell_timeout:g} s and was stopped",
+            ) from exc
         executed.append(output)
     return executed
+
+
+def _last_started_cell(executed: Path) -> int | None:
+    """Index of the last cell papermill started (the one that was running when a timeout stopped it)."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(executed, as_version=4).cells
+    except Exception:
+        return None
+    started = [i for i, cell in enumerate(cells) if cell.metadata.get("papermill", {}).get("start_time")]
+    return started[-1] if started else None
 
 
 def _source_cell_number(executed: Path, cell_index: int) -> int:
