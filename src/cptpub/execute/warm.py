@@ -65,9 +65,11 @@ def reset(cwd):
     from IPython import get_ipython
 
     shell = get_ipython()
+    # First: the previous notebook's folder may have been deleted (a rebuild clears it), and IPython's reset
+    # reads the working directory.
+    os.chdir(cwd)
     shell.reset(new_session=False)
     shell.execution_count = 1
-    os.chdir(cwd)
     sys.argv[:] = _ARGV
     sys.path[:] = _PATH
     os.environ.clear()
