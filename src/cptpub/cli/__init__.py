@@ -47,30 +47,28 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns (not raises) the status of ``typer.Exit(code)``.
+        status = app(args=argv, standalone_mode=False)
     except CptpubError as exc:
         if _state["debug"]:
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         return 130
-    except typer.Exit as exc:
-        return exc.exit_code
-    except SystemExit as exc:  # click's usage errors in standalone_mode=False come as exceptions below
-        return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
-            return 130
-        raise
-    return 0
+    except typer.TyperException as exc:  # argument parsing: unknown command or option, missing argument
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {escape(repr(exc))}\n  run again with --debug for the traceback",
+            highlight=False,
+        )
+        return 1
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""What every ingester shares: the result it reports, the ``sources`` row it writes, re-ingest and replacement."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from cptpub.ingest.stream import sha256_of
+
+TABLES_BY_KIND = {"tic-in-network": "negotiated_rates", "pprrvu": "medicare_pfs"}
+
+
+@dataclass
+class IngestResult:
+    """What one file contributed. ``status``: 'ingested', 'replaced' (``--replace`` of a known file) or
+    'unchanged' (the same bytes were ingested before; nothing was written)."""
+
+    path: Path
+    kind: str
+    status: str
+    source_id: str
+    payer: str
+    rows_kept: int = 0
+    items_kept: int = 0
+    items_skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+    is_demo: bool = False
+    schema_version: str | None = None
+    bytes_stored: int = 0  # the file's size (compressed when gzip)
+    bytes_parsed: int = 0  # uncompressed bytes scanned
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    source_id: str
+    kind: str
+    path: Path
+    payer: str
+    publisher: str | None
+    entity_type: str | None
+    plans: str | None
+    last_updated_on: dt.date | None
+    schema_version: str | None
+    rows_kept: int
+    items_skipped: int
+    warnings: list[str]
+    is_demo: bool
+
+
+def source_exists(con: duckdb.DuckDBPyConnection, source_id: str) -> bool:
+    return con.execute("SELECT 1 FROM sources WHERE source_id = ?", [source_id]).fetchone() is not None
+
+
+def hash_if_name_known(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """The file's sha256 when a file of the same name was ingested before, else None.
+
+    Hashing first costs one fast extra read, and only for a likely re-ingest; it spares a full parse when the
+    bytes are unchanged. For other files the hash is computed while parsing."""
+    if con.execute("SELECT 1 FROM sources WHERE file_name = ?", [path.name]).fetchone() is None:
+        return None
+    return sha256_of(path)
+
+
+def delete_source(con: duckdb.DuckDBPyConnection, source_id: str) -> None:
+    for table in TABLES_BY_KIND.values():
+        con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
+    con.execute("DELETE FROM sources WHERE source_id = ?", [source_id])
+
+
+def insert_source(con: duckdb.DuckDBPyConnection, row: SourceRow) -> None:
+    ingested_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    con.execute(
+        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            row.source_id,
+            row.kind,
+            str(row.path),
+            row.path.name,
+            row.payer,
+            row.publisher,
+            row.entity_type,
+            row.plans,
+            row.last_updated_on,
+            row.schema_version,
+            row.rows_kept,
+            row.items_skipped,
+            row.warnings,
+            row.is_demo,
+            ingested_at,
+        ],
+    )

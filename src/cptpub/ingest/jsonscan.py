@@ -1,0 +1,576 @@
+"""A forward-only JSON reader for documents far larger than memory, that skips what it is not asked for cheaply.
+
+Each chunk is indexed with a few vectorised numpy passes: the positions of the brackets that lie outside strings
+and the nesting depth after each. With that index the reader finds where any object or array ends without
+tokenising its contents, so skipping a value costs about as much as reading its bytes once; only the values the
+caller asks for go through ``json.loads``. The window of bytes kept in memory starts at the value being read,
+so memory stays flat however large the document is.
+
+Skipped values are checked for balanced brackets and closed strings only; values that are read are fully parsed.
+Offsets are absolute positions in the (decompressed) document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_QUOTE, _BACKSLASH, _OPEN, _CLOSE = 0x22, 0x5C, 0x7B, 0x7D  # '{' | 0x20 and '[' | 0x20 are both 0x7B
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SCALAR = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+_MEMBER_VALUE = rb'\s*:\s*(?:("[^"\\]*(?:\\.[^"\\]*)*"|[^\s,}\]{\[][^\s,}\]]*)|(?=[{\[]))'
+_SEPARATOR = re.compile(rb"[ \t\r\n]*,[ \t\r\n]*")
+# room after a key found by peek_member for its value to be complete in the window
+_PEEK_MARGIN = 4096
+_LONGEST_SCALAR = 400  # a number or literal cut by the window's end is read on, not reported
+
+
+MISSING = object()  # select_elements / peek_member: the object has no such member
+
+
+def _after_whitespace(buf: bytes, at: int) -> int:
+    match = _WHITESPACE.match(buf, at)
+    return match.end() if match else at  # the pattern matches the empty string: always a match
+
+
+def _member_pattern(key: str) -> re.Pattern:
+    """A member ``key`` and its scalar value (group 1; None when the value is an object or array)."""
+    pattern = _MEMBER_PATTERNS.get(key)
+    if pattern is None:
+        pattern = _MEMBER_PATTERNS[key] = re.compile(b'"' + re.escape(key.encode()) + b'"' + _MEMBER_VALUE)
+    return pattern
+
+
+_MEMBER_PATTERNS: dict[str, re.Pattern] = {}
+
+
+class JsonFormatError(Exception):
+    """The document is not valid JSON (or ends early) at ``offset``."""
+
+    def __init__(self, message: str, offset: int):
+        self.message = message
+        self.offset = offset
+        super().__init__(f"{message} (byte {offset:,})")
+
+
+@dataclass
+class _ScanState:
+    """What one chunk's index needs from the chunks before it."""
+
+    depth: int = 0
+    in_string: int = 0  # 1 when the previous chunk ended inside a string
+    trailing_backslashes: int = 0  # backslashes ending the previous chunk (they may escape a leading quote)
+
+
+def _escaped_quotes(chunk: bytes, arr: np.ndarray, carried: int) -> np.ndarray:
+    """Positions of the quotes in ``chunk`` preceded by an odd run of backslashes (escaped: not delimiters).
+
+    ``carried`` backslashes ended the previous chunk and continue a run at this chunk's start."""
+    starts_escaped = carried % 2 == 1 and chunk[:1] == b'"'
+    if chunk.find(b"\\") < 0:  # one memchr pass: most chunks of rate files have no backslash at all
+        return np.array([0] if starts_escaped else [], dtype=np.int64)
+    backslashes = np.flatnonzero(arr[:-1] == _BACKSLASH)
+    quotes = backslashes[arr[backslashes + 1] == _QUOTE] + 1
+    runs = np.ones(len(quotes), dtype=np.int64)
+    active = np.ones(len(quotes), dtype=bool)
+    while active.any():  # one vectorised pass per backslash of the longest run: runs are short
+        before = quotes - runs - 1
+        runs[active & (before == -1)] += carried  # the run began in the previous chunk
+        active &= before >= 0
+        active[active] = arr[before[active]] == _BACKSLASH
+        runs[active] += 1
+    escaped = quotes[runs % 2 == 1]
+    return np.concatenate(([0], escaped)) if starts_escaped else escaped
+
+
+@dataclass(frozen=True)
+class _ChunkScan:
+    """The part of a chunk's index that does not depend on the chunks before it (computed in parallel)."""
+
+    structural: np.ndarray  # positions of the quotes and brackets (escaped quotes included, with kind 0)
+    kinds: np.ndarray  # the byte at each, '[' folded onto '{' and ']' onto '}'
+    quote_parity: np.ndarray  # 1 where an odd number of quotes precede (or are) the structural byte
+    lead: int  # backslashes opening the chunk: a run carried in from the previous chunk continues them
+
+
+def _scan(chunk: bytes, carried_backslashes: int = 0) -> _ChunkScan:
+    arr = np.frombuffer(chunk, dtype=np.uint8)
+    folded = arr | 0x20  # folds '[' onto '{' and ']' onto '}'
+    structural = np.flatnonzero((arr == _QUOTE) | (folded == _OPEN) | (folded == _CLOSE))
+    kinds = folded[structural]
+    escaped = _escaped_quotes(chunk, arr, carried_backslashes)
+    if len(escaped):
+        kinds[np.searchsorted(structural, escaped)] = 0  # neither a delimiter nor a bracket
+    parity = np.cumsum(kinds == _QUOTE, dtype=np.uint8) & 1  # uint8 wraps; the parity survives
+    lead = len(chunk) - len(chunk.lstrip(b"\\")) if chunk[:1] == b"\\" else 0
+    return _ChunkScan(structural, kinds, parity, lead)
+
+
+def index_chunk(
+    chunk: bytes, offset: int, state: _ScanState, scan: _ChunkScan | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute positions of the brackets outside strings in ``chunk`` and the depth after each; updates ``state``.
+
+    ``scan`` is ``_scan(chunk)`` computed ahead; it assumed no backslash run carried into the chunk, so it is
+    redone in the rare case that one is and a quote follows it."""
+    if scan is None or (state.trailing_backslashes and chunk[scan.lead : scan.lead + 1] == b'"'):
+        scan = _scan(chunk, state.trailing_backslashes)
+    # a bracket is outside strings when the quotes before it, with a string carried in, are even
+    is_bracket = (scan.quote_parity == state.in_string) & (scan.kinds > _QUOTE)
+    brackets = scan.structural[is_bracket]
+    steps = (scan.kinds[is_bracket] == _OPEN).view(np.int8) * np.int8(2) - np.int8(1)
+    depths = np.cumsum(steps, dtype=np.int64)
+    depths += state.depth
+    if len(depths):
+        lowest = int(np.argmin(depths))
+        if depths[lowest] < 0:
+            raise JsonFormatError("a closing bracket without its opening one", offset + int(brackets[lowest]))
+        state.depth = int(depths[-1])
+    if len(scan.quote_parity):
+        state.in_string ^= int(scan.quote_parity[-1])
+    run = len(chunk) - len(chunk.rstrip(b"\\")) if chunk[-1:] == b"\\" else 0
+    state.trailing_backslashes = run + (state.trailing_backslashes if run == len(chunk) else 0)
+    brackets += offset
+    return brackets, depths
+
+
+@dataclass(frozen=True)
+class IndexedChunk:
+    data: bytes
+    brackets: np.ndarray  # absolute positions of the brackets outside strings
+    depths: np.ndarray  # nesting depth after each
+
+
+def index_chunks(chunks: Iterable[bytes], *, workers: int = 2) -> Iterator[IndexedChunk]:
+    """Index consecutive chunks of one document. The bulk of the work (``_scan``) runs on ``workers`` chunks at
+    once in threads (numpy releases the GIL); the part that depends on the chunks before runs in order."""
+    state = _ScanState()
+    offset = 0
+
+    def placed(chunk: bytes, scan: Future[_ChunkScan]) -> IndexedChunk:
+        nonlocal offset
+        brackets, depths = index_chunk(chunk, offset, state, scan.result())
+        offset += len(chunk)
+        return IndexedChunk(chunk, brackets, depths)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="scan") as pool:
+        ahead: deque[tuple[bytes, Future[_ChunkScan]]] = deque()
+        for chunk in filter(None, chunks):
+            ahead.append((chunk, pool.submit(_scan, chunk)))
+            if len(ahead) > workers:
+                yield placed(*ahead.popleft())
+        while ahead:
+            yield placed(*ahead.popleft())
+
+
+class JsonReader:
+    """A cursor over one JSON document given as an iterable of byte chunks.
+
+    Navigation: ``iter_members`` (keys of the object at the cursor), ``iter_elements`` (elements of the array at
+    the cursor), ``select_elements`` (the elements whose member has a wanted value; the others are skipped in
+    bulk), ``read_value`` (parse the value at the cursor), ``skip_value`` (step over it unparsed) and
+    ``peek_member`` (a member's scalar value of the object at the cursor, without moving).
+    """
+
+    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None):
+        self._chunks = iter(chunks)
+        self._on_chunk = on_chunk
+        self.buf = b""
+        self.base = 0  # absolute offset of buf[0]
+        self.pos = 0  # absolute offset of the cursor
+        self.eof = False
+        self._brackets = np.empty(0, dtype=np.int64)
+        self._depths = np.empty(0, dtype=np.int64)
+        self._base_depth = 0  # depth at self.base
+        self.element_index = 0  # see select_elements
+        self._at_depth_cache: dict[int, np.ndarray] = {}
+        self._indices_cache: dict[int, np.ndarray] = {}
+        # the last answers, asked again when a value is peeked into and then skipped
+        self._last_depth = (-1, 0)
+        self._last_close = (-1, 0)
+
+    # --- the window --------------------------------------------------------------------------------------
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.buf)
+
+    def _fill(self) -> bool:
+        """Append the next chunk to the window, dropping the bytes before the cursor. False at the end."""
+        if self.eof:
+            return False
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self.eof = True
+            return False
+        self._drop_before(self.pos)
+        self.buf = b"".join((memoryview(self.buf), chunk.data)) if self.buf else chunk.data
+        self._brackets = np.concatenate((self._brackets, chunk.brackets))
+        self._depths = np.concatenate((self._depths, chunk.depths))
+        self._at_depth_cache.clear()
+        self._indices_cache.clear()
+        if self._on_chunk:
+            self._on_chunk()
+        return True
+
+    def _drop_before(self, keep: int) -> None:
+        cut = keep - self.base
+        if cut <= 0:
+            return
+        i = int(np.searchsorted(self._brackets, keep))
+        if i:
+            self._base_depth = int(self._depths[i - 1])
+            self._brackets = self._brackets[i:]
+            self._depths = self._depths[i:]
+        self.buf = self.buf[cut:]
+        self.base = keep
+
+    def _byte_at(self, offset: int) -> int:
+        while offset >= self.end:
+            if not self._fill():
+                raise JsonFormatError("unexpected end of the document", self.end)
+        return self.buf[offset - self.base]
+
+    def depth_at(self, offset: int) -> int:
+        """Nesting depth just before ``offset`` (which must be in the window)."""
+        if self._last_depth[0] != offset:
+            self._last_depth = (offset, self._depth_before(offset))
+        return self._last_depth[1]
+
+    def _depth_before(self, offset: int) -> int:
+        i = int(np.searchsorted(self._brackets, offset))
+        return int(self._depths[i - 1]) if i else self._base_depth
+
+    def _indices_at_depth(self, depth: int) -> np.ndarray:
+        """Indices in the window's bracket arrays of the brackets after which the depth is ``depth`` (cached)."""
+        found = self._indices_cache.get(depth)
+        if found is None:
+            found = self._indices_cache[depth] = np.flatnonzero(self._depths == depth)
+        return found
+
+    def _at_depth(self, depth: int) -> np.ndarray:
+        """Positions in the window of the brackets after which the depth is ``depth`` (cached per window)."""
+        found = self._at_depth_cache.get(depth)
+        if found is None:
+            found = self._at_depth_cache[depth] = self._brackets[self._indices_at_depth(depth)]
+        return found
+
+    def _close_in_window(self, start: int, depth: int) -> int | None:
+        """End (exclusive) of the object or array opening at ``start`` at ``depth``, if the window holds it."""
+        if self._last_close[0] == start:
+            return self._last_close[1]
+        closes = self._at_depth(depth)
+        i = int(np.searchsorted(closes, start, side="right"))
+        if i == len(closes):
+            return None
+        self._last_close = (start, int(closes[i]) + 1)
+        return self._last_close[1]
+
+    # --- tokens ------------------------------------------------------------------------------------------
+
+    def skip_bom(self) -> None:
+        """Step over a UTF-8 byte order mark, which some writers put before the document."""
+        self._byte_at(self.pos)
+        if self.buf.startswith(b"\xef\xbb\xbf", self.pos - self.base):
+            self.pos += 3
+
+    def at_end(self) -> bool:
+        """Whether only whitespace is left."""
+        self.skip_ws()
+        return self.eof and self.pos == self.end
+
+    def skip_ws(self) -> None:
+        while True:
+            self.pos = self.base + _after_whitespace(self.buf, self.pos - self.base)
+            if self.pos < self.end or not self._fill():
+                return
+
+    def peek(self) -> int:
+        """The byte at the cursor after whitespace."""
+        self.skip_ws()
+        return self._byte_at(self.pos)
+
+    def expect(self, char: bytes, what: str) -> None:
+        if self.peek() != char[0]:
+            raise self.error(f"expected {what}")
+        self.pos += 1
+
+    def error(self, message: str, offset: int | None = None) -> JsonFormatError:
+        found = self._describe_at(self.pos if offset is None else offset)
+        return JsonFormatError(f"{message}{found}", self.pos if offset is None else offset)
+
+    def _describe_at(self, offset: int) -> str:
+        if not self.base <= offset < self.end:
+            return ""
+        text = self.buf[offset - self.base : offset - self.base + 20].decode("utf-8", "replace")
+        return f", found {text!r}"
+
+    def _scalar_end(self, start: int) -> int:
+        """End of the string, number or literal at ``start``."""
+        is_string = self._byte_at(start) == _QUOTE
+        pattern = _STRING if is_string else _SCALAR
+        while True:
+            match = pattern.match(self.buf, start - self.base)
+            if match is not None and (is_string or match.end() < len(self.buf) or self.eof):
+                return self.base + match.end()
+            if not is_string and match is None and (self.eof or self.end - start >= _LONGEST_SCALAR):
+                raise self.error("invalid JSON value", start)
+            if not self._fill():
+                if match is not None:
+                    return self.base + match.end()
+                raise self.error("unterminated string" if is_string else "invalid JSON value", start)
+
+    def _value_end(self, start: int) -> int:
+        """End of the value at ``start``; the window keeps the value (the cursor stays at ``start``)."""
+        if self._byte_at(start) not in (0x7B, 0x5B):
+            return self._scalar_end(start)
+        depth = self.depth_at(start)
+        while True:
+            end = self._close_in_window(start, depth)
+            if end is not None:
+                return end
+            if not self._fill():
+                raise self.error("the document ends inside this value", start)
+
+    # --- navigation --------------------------------------------------------------------------------------
+
+    def read_value(self, loads: Callable[[bytes], Any] = json.loads) -> Any:
+        """Parse the value at the cursor and move past it."""
+        self.skip_ws()
+        start = self.pos
+        end = self._value_end(start)
+        value = self._decode(self.buf[start - self.base : end - self.base], start, loads)
+        self.pos = end
+        return value
+
+    def skip_value(self) -> None:
+        """Move past the value at the cursor without parsing it (and without keeping its bytes)."""
+        self.skip_ws()
+        start = self.pos
+        if self._byte_at(start) not in (0x7B, 0x5B):
+            self.pos = self._scalar_end(start)
+            return
+        depth = self.depth_at(start)
+        while True:
+            end = self._close_in_window(start, depth)
+            if end is not None:
+                self.pos = end
+                return
+            self.pos = self.end  # nothing before the close is needed any more
+            if not self._fill():
+                raise self.error("the document ends inside this value", start)
+
+    def iter_members(self) -> Iterator[str]:
+        """Yield each key of the object at the cursor, with the cursor on its value; consume it before resuming."""
+        self.expect(b"{", "an object")
+        if self.peek() == 0x7D:
+            self.pos += 1
+            return
+        while True:
+            if self.peek() != _QUOTE:
+                raise self.error("expected a member name")
+            key = self.read_value()
+            self.expect(b":", "':' after a member name")
+            self.skip_ws()
+            yield key
+            separator = self.peek()
+            self.pos += 1
+            if separator == 0x7D:
+                return
+            if separator != 0x2C:
+                raise self.error("expected ',' or '}' after a member", self.pos - 1)
+
+    def iter_elements(self) -> Iterator[int]:
+        """Yield the index of each element of the array at the cursor, with the cursor on it; consume it first."""
+        self.expect(b"[", "an array")
+        if self.peek() == 0x5D:
+            self.pos += 1
+            return
+        index = 0
+        while True:
+            self.skip_ws()
+            yield index
+            index += 1
+            separator = self.peek()
+            self.pos += 1
+            if separator == 0x5D:
+                return
+            if separator != 0x2C:
+                raise self.error("expected ',' or ']' after an element", self.pos - 1)
+
+    def select_elements(
+        self, key: str, keep: Callable[[Any], bool], loads: Callable[[bytes], Any] = json.loads
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
+        accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
+        elements are stepped over unparsed. ``element_index`` follows the element being looked at (for error
+        messages) and ends as the number of elements.
+
+        Elements are expected to be objects; ``value`` is MISSING when the element has no such member (or is not
+        an object), Ellipsis when the member is not a scalar. Runs of complete objects in the window are
+        handled together with a few vectorised steps, so skipping costs little per element.
+        """
+        self.expect(b"[", "an array")
+        self.element_index = 0
+        if self.peek() == 0x5D:
+            self.pos += 1
+            return
+        depth = self.depth_at(self.pos)  # inside the array
+        pattern = _member_pattern(key)
+        while True:
+            self.skip_ws()
+            batch = self._object_run(self.pos, depth) if self._byte_at(self.pos) == 0x7B else None
+            if batch is None:  # a lone element: not an object, or not whole in the window yet
+                start = self.pos
+                value = self.peek_member(key, loads) if self._byte_at(start) == 0x7B else MISSING
+                if keep(value):
+                    yield self.element_index, value
+                if self.pos == start:
+                    self.skip_value()
+            else:
+                starts, ends = batch
+                values = self._member_values(pattern, starts, ends, depth + 1, loads)
+                first = self.element_index
+                for k, (start, end, value) in enumerate(zip(starts.tolist(), ends.tolist(), values, strict=True)):
+                    self.pos, self.element_index = start, first + k
+                    if keep(value):
+                        yield self.element_index, value
+                    if self.pos == start:
+                        self.pos = end
+            separator = self.peek()
+            self.pos += 1
+            self.element_index += 1
+            if separator == 0x5D:
+                return
+            if separator != 0x2C:
+                raise self.error("expected ',' or ']' after an element", self.pos - 1)
+
+    def _object_run(self, start: int, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(starts, ends) of the consecutive complete objects from ``start`` (an element of an array whose inside
+        is at ``depth``) that the window holds; None when not even the first is complete."""
+        first = int(np.searchsorted(self._brackets, start))
+        at_depth = self._indices_at_depth(depth)
+        closes = at_depth[int(np.searchsorted(at_depth, first)) :]
+        if not len(closes):
+            return None
+        # object k+1 opens at the bracket right after object k closes, when that bracket opens an element
+        following = closes[:-1] + 1
+        breaks = np.flatnonzero(self._depths[following] != depth + 1)
+        count = int(breaks[0]) + 1 if len(breaks) else len(closes)
+        ends = self._brackets[closes[:count]] + 1
+        starts = np.concatenate(([start], self._brackets[following[: count - 1]]))
+        self._check_separators(ends[:-1], starts[1:])
+        return starts, ends
+
+    def _check_separators(self, ends: np.ndarray, starts: np.ndarray) -> None:
+        """Between consecutive elements: whitespace and one comma."""
+        if not len(ends):
+            return
+        arr = np.frombuffer(self.buf, dtype=np.uint8)
+        tight = (starts - ends) == 1
+        comma = arr[ends[tight] - self.base] == 0x2C
+        if not comma.all():
+            self._bad_separator(ends, int(ends[tight][~comma][0]))
+        for end, start in zip(ends[~tight].tolist(), starts[~tight].tolist(), strict=True):
+            if not _SEPARATOR.fullmatch(self.buf, end - self.base, start - self.base):
+                self._bad_separator(ends, end)
+
+    def _bad_separator(self, ends: np.ndarray, end: int) -> None:
+        self.element_index += int(np.searchsorted(ends, end))  # the element before the bad separator
+        raise self.error("expected ',' between elements", end)
+
+    def _member_values(
+        self, pattern: re.Pattern, starts: np.ndarray, ends: np.ndarray, depth: int, loads: Callable[[bytes], Any]
+    ) -> list[Any]:
+        """The value of the member matched by ``pattern`` in each object [start, end), members at ``depth``."""
+        values: list[Any] = [MISSING] * len(starts)
+        matches = self._find_all(pattern, int(starts[0]) - self.base, int(ends[-1]) - self.base)
+        if not matches:
+            return values
+        at = np.array([m.start() for m in matches], dtype=np.int64) + self.base
+        owners = np.searchsorted(starts, at, side="right") - 1
+        # every match lies after its object's opening brace, so there is a bracket before it
+        member_level = self._depths[np.searchsorted(self._brackets, at) - 1] == depth
+        for match, owner, level in zip(matches, owners.tolist(), member_level.tolist(), strict=True):
+            if level and values[owner] is MISSING and not self._escaped_at(self.base + match.start()):
+                values[owner] = self._member_value(match, loads)
+        return values
+
+    def _find_all(self, pattern: re.Pattern, start: int, end: int) -> list[re.Match]:
+        """Matches of a member pattern in buf[start:end]: bytes.find on the member name is much faster than the
+        regex engine's own scan."""
+        needle = pattern.pattern[: pattern.pattern.index(b'"', 1) + 1]
+        found = []
+        at = self.buf.find(needle, start, end)
+        while at >= 0:
+            match = pattern.match(self.buf, at, end)
+            if match:
+                found.append(match)
+            at = self.buf.find(needle, at + 1, end)
+        return found
+
+    def _member_value(self, match: re.Match, loads: Callable[[bytes], Any]) -> Any:
+        raw = match.group(1)
+        if raw is None:
+            return ...
+        if raw[:1] == b'"' and b"\\" not in raw:  # the common cases, without the JSON decoder
+            try:
+                return raw[1:-1].decode()
+            except UnicodeDecodeError:
+                pass  # reported with its position by _decode
+        elif raw.isdigit() and (raw[:1] != b"0" or len(raw) == 1):
+            return int(raw)
+        return self._decode(raw, self.base + match.start(1), loads)
+
+    def _escaped_at(self, at: int) -> bool:
+        """Whether the quote at ``at`` is escaped (so text inside a string, not a member name)."""
+        run = 0
+        while at - run - 1 >= self.base and self.buf[at - run - 1 - self.base] == _BACKSLASH:
+            run += 1
+        return run % 2 == 1
+
+    def peek_member(self, key: str, loads: Callable[[bytes], Any] = json.loads) -> Any:
+        """The value of the scalar member ``key`` of the object at the cursor, found by searching its bytes rather
+        than parsing them; the cursor does not move. MISSING when there is no such member, Ellipsis when its
+        value is an object or array."""
+        self.skip_ws()
+        start = self.pos
+        if self._byte_at(start) != 0x7B:
+            raise self.error("expected an object")
+        object_depth = self.depth_at(start)
+        pattern = _member_pattern(key)
+        search_from = start
+        while True:
+            end = self._close_in_window(start, object_depth)
+            limit = (end if end is not None else self.end) - self.base
+            match = pattern.search(self.buf, search_from - self.base, limit)
+            while match is not None:
+                if end is None and limit - match.start() < _PEEK_MARGIN and not self.eof:
+                    break  # read on so that the member and its value are whole in the window
+                at = self.base + match.start()
+                if not self._escaped_at(at) and self._depth_before(at) == object_depth + 1:
+                    return self._member_value(match, loads)
+                match = pattern.search(self.buf, match.start() + 1, limit)
+            if end is not None:
+                return MISSING
+            resume = match.start() if match else max(limit - _PEEK_MARGIN, search_from - self.base)
+            search_from = self.base + resume
+            if not self._fill():
+                raise self.error("the document ends inside this object", start)
+
+    @staticmethod
+    def _decode(raw: bytes, offset: int, loads: Callable[[bytes], Any]) -> Any:
+        try:
+            return loads(raw)
+        except json.JSONDecodeError as exc:
+            raise JsonFormatError(f"invalid JSON: {exc.msg}", offset + exc.pos) from None
+        except UnicodeDecodeError as exc:
+            raise JsonFormatError("invalid UTF-8 text", offset + exc.start) from None

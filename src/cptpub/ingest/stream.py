@@ -1,0 +1,186 @@
+"""Read a rate file once: hash its bytes as read, gunzip when needed, hand out decompressed chunks.
+
+``Prefetch`` runs such a pipeline stage in a background thread. zlib, hashlib and numpy release the GIL while
+they work, so reading, decompressing and indexing overlap with the parsing in the caller's thread; bounded
+queues keep memory flat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Generic, TypeVar
+
+RAW_BLOCK = 1 << 20  # bytes read from disk at a time
+CHUNK = 1 << 20  # decompressed bytes handed on at a time: small arrays stay in the CPU caches
+GZIP_MAGIC = b"\x1f\x8b"
+
+Item = TypeVar("Item")
+_DONE = object()
+
+
+class TruncatedGzip(Exception):
+    """The gzip data ends before its end marker: the file was cut short (an interrupted download)."""
+
+    def __init__(self, compressed_offset: int):
+        self.compressed_offset = compressed_offset
+        super().__init__(f"the gzip data ends early: the file is cut short at byte {compressed_offset:,}")
+
+
+class CorruptGzip(Exception):
+    def __init__(self, compressed_offset: int, detail: str):
+        self.compressed_offset = compressed_offset
+        super().__init__(f"corrupt gzip data near byte {compressed_offset:,}: {detail}")
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while block := handle.read(RAW_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RateFile:
+    """The decompressed bytes of a .json or .json.gz file, in chunks; ``sha256`` (of the bytes as stored) is set
+    once the last chunk has been read, and ``bytes_read`` counts the stored bytes read so far."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.gzip = is_gzip(self.path)
+        self.bytes_read = 0
+        self.sha256: str | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        blocks = self._blocks()
+        return _gunzip(blocks, self) if self.gzip else _rechunk(blocks)
+
+    def _blocks(self) -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        with open(self.path, "rb", buffering=0) as handle:
+            while block := handle.read(RAW_BLOCK):
+                digest.update(block)
+                self.bytes_read += len(block)
+                yield block
+        self.sha256 = digest.hexdigest()
+
+
+def _rechunk(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        pending.append(block)
+        size += len(block)
+        if size >= CHUNK:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _gunzip(blocks: Iterator[bytes], source: RateFile) -> Iterator[bytes]:
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    member_started = False
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        data = block
+        while data:
+            member_started = True
+            try:
+                out = inflater.decompress(data, CHUNK)  # bounded: JSON inflates 10-30x
+            except zlib.error as exc:
+                raise CorruptGzip(source.bytes_read, str(exc)) from None
+            if out:
+                pending.append(out)
+                size += len(out)
+                if size >= CHUNK:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+            if inflater.eof:  # concatenated gzip members, as `cat a.gz b.gz` and some writers produce
+                data = inflater.unused_data
+                inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                member_started = False
+            else:
+                data = inflater.unconsumed_tail
+    if member_started:
+        # output held back by the CHUNK bound; a complete member ends here, a cut one does not
+        try:
+            pending.append(inflater.flush())
+        except zlib.error as exc:
+            raise CorruptGzip(source.bytes_read, str(exc)) from None
+        if not inflater.eof:
+            raise TruncatedGzip(source.bytes_read)
+    if pending:
+        yield b"".join(pending)
+
+
+class Prefetch(Generic[Item]):
+    """Iterate ``source`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    Exceptions of the source are raised in the consumer. Use as a context manager: leaving it stops the thread,
+    also when the consumer stops early.
+    """
+
+    def __init__(self, source: Iterable[Item], *, depth: int = 4, name: str = "prefetch"):
+        self._source = source
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Prefetch[Item]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # unblock a thread waiting to put
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[Item]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exception
+            yield item
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(item):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # raised again in the consumer's thread
+            self._put(_Failure(exc))
+        finally:
+            close = getattr(self._source, "close", None)
+            if close:  # a generator stopped early: let it close its file now
+                close()
+
+
+class _Failure:
+    def __init__(self, exception: BaseException):
+        self.exception = exception
