@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 
+from cptpub.assemble.config import load_config
 from cptpub.errors import CptpubError
 from cptpub.execute.runner import parameter_problems
 from cptpub.project import Project
@@ -86,6 +87,8 @@ def check_project(project: Project) -> list[Problem]:
         problems.append(Problem("error", str(project.notebooks_dir), "no section notebooks"))
     for notebook in notebooks:
         problems.extend(check_notebook(notebook))
-    if not (project.report_dir / "_quarto.yml").exists():
-        problems.append(Problem("error", str(project.report_dir / "_quarto.yml"), "the report template is missing"))
+    try:
+        load_config(project.report_dir)  # the settings and every template file they name
+    except CptpubError as exc:
+        problems.append(Problem("error", exc.where or str(project.report_dir), exc.message))
     return problems

@@ -76,6 +76,10 @@ def load_config(report_dir: Path) -> ReportConfig:
         raise AssemblyError(
             "report settings file not found", where=path, hint="the report/ template project needs a _quarto.yml"
         ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise AssemblyError(f"invalid YAML: {err.problem or err.context}", where=where) from None
     except yaml.YAMLError as err:
         raise AssemblyError(f"invalid YAML: {err}", where=path) from None
     reader = _Reader(path, raw if raw is not None else {})

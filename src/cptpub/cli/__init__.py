@@ -20,8 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # lines that name paths stay whole (copy, grep)
+err_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never wrap them
 _state = {"debug": False}
 
 
