@@ -19,6 +19,7 @@ PAYER_OF_FILE = {
     "uhc": "UnitedHealthcare",
 }
 DOLLAR_TYPES = {"negotiated", "fee schedule", "derived"}
+FACILITY_POS = {"02", "19", "21", "22", "23", "24", "26", "31", "34", "41", "42", "51", "52", "53", "56", "61"}
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Expected:
     median: float
     p75: float
     maximum: float
+    pct_of_medicare: float
 
 
 def money(value: float) -> str:
@@ -48,6 +50,7 @@ def medicare(demo_inputs: Path, code: str) -> tuple[float, float]:
 
 
 def _rates(demo_inputs: Path, code: str) -> dict[str, set[tuple]]:
+    """Professional fee-for-service dollar rates without modifiers, once per provider group and price."""
     by_payer: dict[str, set[tuple]] = {}
     for path in sorted(demo_inputs.glob("demo-*-in-network-rates.json.gz")):
         payer = PAYER_OF_FILE[path.name.split("-")[1]]
@@ -60,7 +63,12 @@ def _rates(demo_inputs: Path, code: str) -> dict[str, set[tuple]]:
                 for ref in rate["provider_references"]:
                     for group in references[ref]["provider_groups"]:
                         for price in rate["negotiated_prices"]:
-                            if price["negotiated_type"] not in DOLLAR_TYPES:
+                            if (
+                                price["negotiated_type"] not in DOLLAR_TYPES
+                                or item["negotiation_arrangement"] != "ffs"
+                                or price.get("billing_code_modifier")
+                                or price["billing_class"] not in ("professional", "both")
+                            ):
                                 continue
                             # one rate per provider group and price, whatever the network (the dedupe rule)
                             by_payer.setdefault(payer, set()).add(
@@ -76,17 +84,25 @@ def _rates(demo_inputs: Path, code: str) -> dict[str, set[tuple]]:
     return by_payer
 
 
-def _summarise(payer: str, rows: list[tuple] | set[tuple]) -> Expected:
+def _percent_of_medicare(row: tuple, facility: float, nonfacility: float) -> float:
+    _, _, amount, _, setting, places = row
+    at_facility = setting == "inpatient" or (bool(places) and all(p in FACILITY_POS for p in places))
+    return amount / (facility if at_facility else nonfacility) * 100
+
+
+def _summarise(payer: str, rows: list[tuple] | set[tuple], medicare_amounts: tuple[float, float]) -> Expected:
     amounts = sorted(r[2] for r in rows)
     p25, median, p75 = statistics.quantiles(amounts, n=4, method="inclusive")
-    return Expected(payer, len(rows), len({r[0] for r in rows}), amounts[0], p25, median, p75, amounts[-1])
+    pct = statistics.median(_percent_of_medicare(r, *medicare_amounts) for r in rows)
+    return Expected(payer, len(rows), len({r[0] for r in rows}), amounts[0], p25, median, p75, amounts[-1], pct)
 
 
 def benchmarks(demo_inputs: Path, code: str) -> list[Expected]:
     """Per payer in the catalogue's order, then all payers together."""
     by_payer = _rates(demo_inputs, code)
+    amounts = medicare(demo_inputs, code)
     order = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare"]
-    result = [_summarise(p, by_payer[p]) for p in order if p in by_payer]
+    result = [_summarise(p, by_payer[p], amounts) for p in order if p in by_payer]
     # all payers: every payer's rates together; a provider group that several payers list counts once
     everything = [row for rows in by_payer.values() for row in rows]
-    return [*result, _summarise("All commercial payers", everything)]
+    return [*result, _summarise("All commercial payers", everything, amounts)]

@@ -14,22 +14,31 @@ import pandas as pd
 from cptpub.store import RatesStore
 
 DOLLAR_TYPES = ("negotiated", "fee schedule", "derived")
+PROFESSIONAL_CLASSES = ("professional", "both")
 # CMS place-of-service codes paid at the facility rate under the physician fee schedule.
 FACILITY_POS = frozenset(
     {"02", "19", "21", "22", "23", "24", "26", "31", "34", "41", "42", "51", "52", "53", "56", "61"}
 )
+# PFS status codes with a national payment amount (A active, R restricted, T paid only without other services).
+PAYABLE_STATUS = frozenset({"A", "R", "T"})
 METHOD_NOTES = (
-    "Dollar statistics use only dollar negotiated types (negotiated, fee schedule, derived). Percentage and "
-    "per-diem rates are counted per payer and reported separately, never mixed into dollar figures.",
+    "The benchmark statistics use fee-for-service dollar rates for the code itself: negotiated types negotiated, "
+    "fee schedule and derived, without a billing-code modifier. Percentage and per-diem rates, bundled and "
+    "capitation arrangements, and modifier-specific rates (e.g. 26, TC) are counted per payer and reported "
+    "separately, never mixed into dollar figures.",
+    "The main table covers professional rates (billing class professional or both), which the Medicare physician "
+    "fee schedule prices. Institutional (facility-fee) rates are summarised in their own table without a "
+    "percentage of Medicare, because Medicare pays facilities under other systems.",
     "Duplicates: a payer's rate counts once per distinct provider group, negotiated type, amount, billing class, "
-    "setting, places of service, modifiers and arrangement. The same provider group at the same rate listed under "
-    "several networks or plans is one rate. A provider reference that could not be resolved counts as its own group.",
+    "setting and places of service. The same provider group at the same rate listed under several networks or "
+    "plans is one rate. A provider reference that could not be resolved counts as its own group.",
     "Percentiles (25th, median, 75th) interpolate linearly between ranks.",
-    "% of Medicare compares each rate with the Medicare national amount for its setting: the facility amount for "
-    "institutional rates or facility places of service, the non-facility amount otherwise. A group's figure is the "
-    "median of those percentages, which equals median / Medicare amount when the group shares one reference.",
-    "Medicare national amounts are total RVUs multiplied by the conversion factor of the fee schedule year, "
-    "before geographic adjustment.",
+    "% of Medicare compares each professional rate with the Medicare national amount for its setting: the facility "
+    "amount for inpatient rates or rates limited to facility places of service, the non-facility amount otherwise. "
+    "A group's figure is the median of those percentages, which equals median / Medicare amount when the group "
+    "shares one reference. It is not shown when Medicare has no national amount for the code.",
+    "Medicare national amounts are total RVUs multiplied by the conversion factor of the newest fee schedule year "
+    "in the store, before geographic adjustment.",
 )
 
 
@@ -45,6 +54,12 @@ class MedicareAmounts:
     facility_total: float | None
     conversion_factor: float
     source_id: str
+
+    def reference(self, facility: bool) -> float | None:
+        """The amount rates are compared with, or None when Medicare pays nothing nationally for the code."""
+        amount = self.facility_amount if facility else self.nonfacility_amount
+        payable = self.status_code is None or self.status_code in PAYABLE_STATUS
+        return amount if payable and amount is not None and amount > 0 else None
 
 
 @dataclass(frozen=True)
@@ -82,11 +97,12 @@ class Source:
 class Benchmarks:
     code: str
     medicare: MedicareAmounts | None
-    by_payer: tuple[RateStats, ...]  # one per payer with dollar rates, in catalogue order
-    overall: RateStats | None  # all commercial payers together
-    splits: tuple[RateStats, ...]  # per payer and billing class / setting, where the data has more than one
-    non_dollar: dict[str, dict[str, int]]  # payer -> negotiated type -> count (percentage, per diem)
-    rates: pd.DataFrame = field(repr=False)  # the deduplicated dollar rates behind every figure above
+    by_payer: tuple[RateStats, ...]  # professional rates, one per payer with rates, in catalogue order
+    overall: RateStats | None  # professional rates of all commercial payers together
+    splits: tuple[RateStats, ...]  # professional rates per payer and setting, where a payer has several
+    institutional: tuple[RateStats, ...]  # facility-fee rates per payer (no % of Medicare)
+    excluded: dict[str, dict[str, int]]  # payer -> kind (e.g. "percentage rate") -> count, left out of statistics
+    rates: pd.DataFrame = field(repr=False)  # the deduplicated professional rates behind the table and figure
     sources: tuple[Source, ...] = ()
 
     @property
@@ -103,19 +119,31 @@ SELECT DISTINCT
     payer,
     coalesce(provider_group_key, 'unresolved:' || source_id || ':' || coalesce(provider_reference, '?'))
         AS provider_group,
-    negotiated_type, negotiated_rate, billing_class, setting,
-    list_sort(coalesce(service_codes, []::VARCHAR[])) AS service_codes,
-    list_sort(coalesce(billing_code_modifiers, []::VARCHAR[])) AS modifiers,
+    negotiated_type, negotiated_rate, billing_class,
+    coalesce(setting, '') AS setting,
+    array_to_string(list_sort(coalesce(service_codes, []::VARCHAR[])), ',') AS service_codes,
+    array_to_string(list_sort(coalesce(billing_code_modifiers, []::VARCHAR[])), ',') AS modifiers,
     negotiation_arrangement
 FROM negotiated_rates
 WHERE billing_code = ?
 """
 
 
-def _uses_facility_rate(billing_class: str, service_codes: list[str]) -> bool:
-    if billing_class == "institutional":
+def _excluded_kind(row: pd.Series) -> str | None:
+    """Why a rate stays out of the dollar statistics, or None when it is in."""
+    if row["negotiated_type"] not in DOLLAR_TYPES:
+        return f"{row['negotiated_type']} rate"
+    if row["negotiation_arrangement"] != "ffs":
+        return f"{row['negotiation_arrangement']} arrangement"
+    if row["modifiers"]:
+        return f"modifier {row['modifiers']} rate"
+    return None
+
+
+def _uses_facility_amount(setting: str, service_codes: str) -> bool:
+    if setting == "inpatient":
         return True
-    codes = [c for c in service_codes if c != "CSTM-00"]
+    codes = [c for c in service_codes.split(",") if c and c != "CSTM-00"]
     return bool(codes) and all(c in FACILITY_POS for c in codes)
 
 
@@ -136,29 +164,33 @@ def _stats(payer: str, group: str, rates: pd.DataFrame) -> RateStats:
     )
 
 
-def _split_label(row: pd.Series) -> str:
-    return " · ".join(part for part in (row["billing_class"], row["setting"]) if part)
+def _setting_label(setting: str) -> str:
+    return setting or "not stated"
 
 
 def load_medicare(con, code: str) -> MedicareAmounts | None:
+    """The code's unmodified line of the newest fee schedule: latest year, then latest release (RVU26B after
+    RVU26A), then the latest ingest."""
     row = con.execute(
-        """SELECT year, nonfacility_amount, facility_amount, global_days, status_code, work_rvu,
-                  nonfacility_total, facility_total, conversion_factor, source_id
-           FROM medicare_pfs WHERE hcpcs = ? AND modifier IS NULL ORDER BY year DESC LIMIT 1""",
+        """SELECT p.year, p.nonfacility_amount, p.facility_amount, p.global_days, p.status_code, p.work_rvu,
+                  p.nonfacility_total, p.facility_total, p.conversion_factor, p.source_id
+           FROM medicare_pfs p JOIN sources s USING (source_id)
+           WHERE p.hcpcs = ? AND p.modifier IS NULL
+           ORDER BY p.year DESC, s.schema_version DESC, s.ingested_at DESC LIMIT 1""",
         [code],
     ).fetchone()
     return MedicareAmounts(*row) if row else None
 
 
-def load_sources(con, code: str) -> tuple[Source, ...]:
+def load_sources(con, code: str, medicare: MedicareAmounts | None) -> tuple[Source, ...]:
+    """The files behind this code's figures: its rate files and the one fee schedule file whose values are used."""
     rows = con.execute(
         """SELECT source_id, kind, file_name, payer, publisher, plans, last_updated_on, schema_version, rows_kept,
                   coalesce(warnings, []::VARCHAR[]), is_demo
            FROM sources
-           WHERE source_id IN (SELECT source_id FROM negotiated_rates WHERE billing_code = $1
-                               UNION SELECT source_id FROM medicare_pfs WHERE hcpcs = $1)
+           WHERE source_id IN (SELECT source_id FROM negotiated_rates WHERE billing_code = $1) OR source_id = $2
            ORDER BY kind DESC, payer, file_name""",
-        [code],
+        [code, medicare.source_id if medicare else None],
     ).fetchall()
     return tuple(
         Source(
@@ -183,7 +215,7 @@ def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
     con = RatesStore(store_path).connect(read_only=True)
     try:
         medicare = load_medicare(con, code)
-        sources = load_sources(con, code)
+        sources = load_sources(con, code, medicare)
         rows = con.execute(_DEDUP_SQL, [code]).df()
     finally:
         con.close()
@@ -191,44 +223,44 @@ def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
     order = {name: i for i, name in enumerate(payer_order)}
     rows["payer_rank"] = rows["payer"].map(order).fillna(len(order))
     rows = rows.sort_values(["payer_rank", "payer", "negotiated_rate", "provider_group"], kind="stable")
+    rows["excluded"] = rows.apply(_excluded_kind, axis=1) if len(rows) else pd.Series(dtype=object)
 
-    non_dollar: dict[str, dict[str, int]] = {}
+    excluded: dict[str, dict[str, int]] = {}
     for (payer, kind), count in (
-        rows[~rows["negotiated_type"].isin(DOLLAR_TYPES)]
-        .groupby(["payer", "negotiated_type"], sort=False)
-        .size()
-        .items()
+        rows.dropna(subset=["excluded"]).groupby(["payer", "excluded"], sort=False).size().items()
     ):
-        non_dollar.setdefault(payer, {})[kind] = int(count)
+        excluded.setdefault(payer, {})[kind] = int(count)
 
-    dollars = rows[rows["negotiated_type"].isin(DOLLAR_TYPES)].copy().reset_index(drop=True)
-    dollars["facility_rate"] = [
-        _uses_facility_rate(bc, list(sc))
-        for bc, sc in zip(dollars["billing_class"], dollars["service_codes"], strict=True)
+    included = rows[rows["excluded"].isna()]
+    professional = included[included["billing_class"].isin(PROFESSIONAL_CLASSES)].copy().reset_index(drop=True)
+    facility = [
+        _uses_facility_amount(st, sc)
+        for st, sc in zip(professional["setting"], professional["service_codes"], strict=True)
     ]
-    if medicare is not None:
-        reference = dollars["facility_rate"].map({True: medicare.facility_amount, False: medicare.nonfacility_amount})
-        dollars["medicare_reference"] = reference.astype(float)
-        dollars["pct_of_medicare"] = dollars["negotiated_rate"] / dollars["medicare_reference"] * 100
-    else:
-        dollars["medicare_reference"] = float("nan")
-        dollars["pct_of_medicare"] = float("nan")
-    dollars["split"] = dollars.apply(_split_label, axis=1) if len(dollars) else pd.Series(dtype=str)
+    references = [medicare.reference(f) if medicare else None for f in facility]
+    professional["medicare_reference"] = pd.Series(references, dtype=float)
+    professional["pct_of_medicare"] = professional["negotiated_rate"] / professional["medicare_reference"] * 100
 
     by_payer: list[RateStats] = []
     splits: list[RateStats] = []
-    for payer, group in dollars.groupby("payer", sort=False):
+    for payer, group in professional.groupby("payer", sort=False):
         by_payer.append(_stats(payer, "all", group))
-        if group["split"].nunique() > 1:
-            splits.extend(_stats(payer, label, part) for label, part in group.groupby("split", sort=True))
-    overall = _stats("All commercial payers", "all", dollars) if len(dollars) else None
+        if group["setting"].nunique() > 1:
+            splits.extend(_stats(payer, _setting_label(st), part) for st, part in group.groupby("setting", sort=True))
+    institutional_rows = included[included["billing_class"] == "institutional"].assign(pct_of_medicare=float("nan"))
+    institutional = [
+        _stats(payer, _setting_label(st), part)
+        for (payer, st), part in institutional_rows.groupby(["payer", "setting"], sort=False)
+    ]
+    overall = _stats("All commercial payers", "all", professional) if len(professional) else None
     return Benchmarks(
         code=code,
         medicare=medicare,
         by_payer=tuple(by_payer),
         overall=overall,
         splits=tuple(splits),
-        non_dollar=non_dollar,
-        rates=dollars.drop(columns=["payer_rank"]),
+        institutional=tuple(institutional),
+        excluded=excluded,
+        rates=professional.drop(columns=["payer_rank", "excluded"]),
         sources=sources,
     )

@@ -25,8 +25,8 @@ DEMO_CONVERSION_FACTOR = 33.4009
 # Demo RVUs (work, non-facility PE, facility PE, malpractice) for the family 20700-20705, and a decoy code the
 # ingest must skip. Invented values of a plausible size for add-on codes; not CMS's figures.
 DEMO_RVUS: dict[str, tuple[str, float, float, float, float]] = {
-    "20700": ("DEMO drug dlvr dev deep prep", 1.30, 0.52, 0.52, 0.29),
-    "20701": ("DEMO drug dlvr dev deep rmvl", 0.68, 0.27, 0.27, 0.15),
+    "20700": ("DEMO drug dlvr dev deep prep", 1.30, 0.74, 0.52, 0.29),
+    "20701": ("DEMO drug dlvr dev deep rmvl", 0.68, 0.41, 0.27, 0.15),
     "20702": ("DEMO drug dlvr dev imed prep", 2.50, 1.00, 1.00, 0.55),
     "20703": ("DEMO drug dlvr dev imed rmvl", 1.40, 0.56, 0.56, 0.31),
     "20704": ("DEMO drug dlvr dev ia prep", 1.90, 0.76, 0.76, 0.42),
@@ -106,6 +106,17 @@ def _in_network_item(rng: random.Random, code: str, multiple: float, groups: int
                 "setting": "both",
             }
         ]
+        if group_id % 5 == 0:  # some groups also bill in the office, at the non-facility amount
+            prices.append(
+                {
+                    "negotiated_type": "negotiated",
+                    "negotiated_rate": round(nonfacility * multiple * 1.1 * rng.lognormvariate(0, 0.15), 2),
+                    "expiration_date": "9999-12-31",
+                    "service_code": ["11"],
+                    "billing_class": "professional",
+                    "setting": "outpatient",
+                }
+            )
         if group_id % 4 == 0:  # some groups also have an institutional (facility) rate
             prices.append(
                 {

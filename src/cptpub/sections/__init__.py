@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cptpub import __version__, escape
-from cptpub.analysis.benchmarks import METHOD_NOTES, RateStats
+from cptpub import __version__
+from cptpub.analysis.benchmarks import METHOD_NOTES, MedicareAmounts, RateStats
 from cptpub.sections.context import EditionContext, load_context
 from cptpub.sections.figures import rate_distribution_figure
 from cptpub.sections.markdown import Trusted, money, not_available, percent, render, table
@@ -82,8 +82,28 @@ def _stats_row(s: RateStats, label: str | None = None) -> list[object]:
     ]
 
 
+def _medicare_rows(m: MedicareAmounts | None) -> list[list[object]]:
+    """The Medicare lines of the benchmark table: only amounts Medicare pays, non-facility only when it differs."""
+    facility = m.reference(True) if m else None
+    nonfacility = m.reference(False) if m else None
+    rows: list[list[object]] = []
+    if facility is not None:
+        rows.append(["Medicare (facility)", "—", "—", "", "", money(facility), "", "", percent(100.0)])
+    if nonfacility is not None and nonfacility != facility:
+        rows.append(["Medicare (non-facility)", "—", "—", "", "", money(nonfacility), "", "", percent(100.0)])
+    return rows
+
+
+def _excluded_lines(ctx: EditionContext, excluded: dict[str, dict[str, int]]) -> list[str]:
+    rank = {name: i for i, name in enumerate(ctx.payer_names)}
+    return [
+        f"{payer}: " + ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(kinds.items()))
+        for payer, kinds in sorted(excluded.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+    ]
+
+
 def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trusted:
-    """Reimbursement Benchmarks: Medicare amounts, the per-payer table, splits, non-dollar counts and the figure."""
+    """Reimbursement Benchmarks: Medicare amounts, the per-payer table, splits, excluded counts and the figure."""
     b = ctx.benchmarks
     if b is None:
         return _render("benchmarks.md.j2", ctx, b=None, m=None)
@@ -92,48 +112,37 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
     rows = [_stats_row(s) for s in b.by_payer]
     if b.overall and len(b.by_payer) > 1:
         rows.append(_stats_row(b.overall))
-    if m:
-        rows.append(["Medicare (facility)", "—", "—", "", "", money(m.facility_amount), "", "", percent(100.0)])
-        if m.nonfacility_amount != m.facility_amount:
-            rows.append(
-                [
-                    "Medicare (non-facility)",
-                    "—",
-                    "—",
-                    "",
-                    "",
-                    money(m.nonfacility_amount),
-                    "",
-                    "",
-                    percent(100.0),
-                ]
-            )
+    rows.extend(_medicare_rows(m))
     split_table = b.splits and table(
-        ["Payer", "Billing class · setting", "Rates", "Median", "% of Medicare"],
+        ["Payer", "Setting", "Rates", "Median", "% of Medicare"],
         [(s.payer, s.group, str(s.n_rates), money(s.median), percent(s.pct_of_medicare)) for s in b.splits],
         "llrrr",
     )
+    institutional_table = b.institutional and table(
+        ["Payer", "Setting", "Rates", "Provider groups", "Min", "Median", "Max"],
+        [
+            (s.payer, s.group, str(s.n_rates), str(s.n_provider_groups), money(s.minimum), money(s.median),
+             money(s.maximum))
+            for s in b.institutional
+        ],
+        "llrrrrr",
+    )  # fmt: skip
     by_median = sorted(b.by_payer, key=lambda s: s.median)
     commercial = [p.name for p in ctx.catalogue.payers if p.kind == "commercial"]
-    non_dollar_lines = [
-        f"{payer}: " + ", ".join(f"{n} {kind} rate{'s' if n != 1 else ''}" for kind, n in sorted(kinds.items()))
-        for payer, kinds in sorted(
-            b.non_dollar.items(),
-            key=lambda kv: ctx.payer_names.index(kv[0]) if kv[0] in ctx.payer_names else len(ctx.payer_names),
-        )
-    ]
     return _render(
         "benchmarks.md.j2",
         ctx,
         b=b,
         m=m,
+        medicare_pays=bool(m and (m.reference(True) or m.reference(False))),
         global_text=GLOBAL_DAYS_TEXT.get(m.global_days or "", f"Global period {m.global_days}.") if m else "",
         payer_table=table(headers, rows, "lrrrrrrrr"),
         split_table=split_table,
+        institutional_table=institutional_table,
         highest=by_median[-1] if by_median else None,
         lowest=by_median[0] if by_median else None,
         without_rates=[name for name in commercial if name not in b.payers_with_rates],
-        non_dollar_lines=non_dollar_lines,
+        excluded_lines=_excluded_lines(ctx, b.excluded),
         figure=rate_distribution_figure(ctx, Path(figures_dir)) if b.overall else "",
     )
 
@@ -196,7 +205,3 @@ def show(markdown: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(markdown))
-
-
-# Convenience for notebooks: the escaping layer, so no notebook formats raw data into markup by hand.
-md = escape.md
