@@ -24,8 +24,8 @@ def copy_project(dest: Path) -> Path:
 
 def run_cptpub(project: Path, *args: str, check: bool = True, env: dict | None = None, timeout: float = 600):
     """Run the real CLI in ``project``; returns the CompletedProcess."""
-    environment = {**os.environ, "CPTPUB_PROJECT": str(project), **(env or {})}
-    environment.pop("CPTPUB_STORE", None)
+    environment = {k: v for k, v in os.environ.items() if k != "CPTPUB_STORE"}
+    environment.update({"CPTPUB_PROJECT": str(project), **(env or {})})
     result = subprocess.run(
         [*CPTPUB, *args], cwd=project, env=environment, capture_output=True, text=True, timeout=timeout
     )

@@ -46,7 +46,7 @@ def test_broken_template_is_named_by_validate_and_build(ingested_project: Path, 
     (project / "report" / "_quarto.yml").write_text("project: [unclosed\n")
     result = run_cptpub(project, "validate", check=False)
     assert result.returncode == 1
-    assert "report/_quarto.yml:2:1: invalid YAML: expected ',' or ']'" in result.stderr
+    assert "report/_quarto.yml:2:1: YAML syntax error: expected ',' or ']'" in result.stderr
     shutil.copytree(ingested_project / "build", project / "build")
     result = run_cptpub(project, "build", "20702", "--engine", "builtin", "--to", "html", check=False)
     assert result.returncode == 1
@@ -76,3 +76,19 @@ def test_new_writes_a_complete_commented_record_that_validates(project: Path):
     validation = run_cptpub(project, "validate", check=False)
     assert validation.returncode == 0, validation.stderr
     assert "20799.yaml: title is missing" in validation.stderr
+
+
+def test_build_without_a_rates_store_says_how_to_fill_it(project: Path):
+    result = run_cptpub(project, "build", "20702", "--to", "html", check=False)
+    assert result.returncode == 1
+    assert "rates.duckdb: the rates store does not exist yet" in result.stderr
+    assert "cptpub ingest tic" in result.stderr
+    assert not (project / "dist" / "cpt-20702.html").exists()
+
+
+def test_relative_cptpub_store_is_read_from_where_the_command_runs(ingested_project: Path, project: Path):
+    shutil.copy(ingested_project / "build" / "rates.duckdb", project / "elsewhere.duckdb")
+    run_cptpub(project, "build", "20702", "--engine", "builtin", "--to", "html",
+               env={"CPTPUB_STORE": "elsewhere.duckdb"})  # fmt: skip
+    html = (project / "dist" / "cpt-20702.html").read_text()
+    assert "Across" in html and "the rates store has not been built" not in html

@@ -109,3 +109,12 @@ def test_payer_catalogue_maps_every_bcbs_plan_and_keeps_the_seed_order():
     assert match_payer(catalogue, "Cigna Health and Life Insurance Company").name == "Cigna Health"
     assert match_payer(catalogue, "UnitedHealthcare of Texas, Inc.").name == "UnitedHealthcare"
     assert match_payer(catalogue, "Acme Health Plan") is None
+
+
+def test_impossible_date_names_file_and_line(project: Path):
+    path = write(project, "20799", "title: Test\nlast_reviewed: 2026-13-45\n")
+    with pytest.raises(RecordError) as err:
+        load_record(project / "data" / "codes", "20799")
+    assert str(err.value).startswith(f"{path}:2:16: invalid value '2026-13-45'")
+    result = run_cptpub(project, "list")
+    assert "20799" in result.stdout and "invalid" in result.stdout

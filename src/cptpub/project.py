@@ -73,8 +73,8 @@ class Project:
 
     @property
     def store_path(self) -> Path:
-        """The rates store. Built from data, never committed."""
-        return Path(os.environ.get("CPTPUB_STORE", self.build_dir / "rates.duckdb"))
+        """The rates store (``$CPTPUB_STORE`` or ``build/rates.duckdb``), absolute: notebooks run in other folders."""
+        return Path(os.environ.get("CPTPUB_STORE", self.build_dir / "rates.duckdb")).resolve()
 
     def record_path(self, code: str) -> Path:
         return self.codes_dir / f"{check_code(code)}.yaml"

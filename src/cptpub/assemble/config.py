@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cptpub.assemble.typst_values import LENGTH_PATTERN
 from cptpub.errors import AssemblyError
+from cptpub.yamlfile import read_yaml
 
 CONFIG_NAME = "_quarto.yml"
 
@@ -71,17 +70,11 @@ def load_config(report_dir: Path) -> ReportConfig:
     """Read and check ``report_dir/_quarto.yml`` and the template files it names."""
     path = report_dir / CONFIG_NAME
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw, _ = read_yaml(path, AssemblyError)
     except FileNotFoundError:
         raise AssemblyError(
             "report settings file not found", where=path, hint="the report/ template project needs a _quarto.yml"
         ) from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise AssemblyError(f"invalid YAML: {err.problem or err.context}", where=where) from None
-    except yaml.YAMLError as err:
-        raise AssemblyError(f"invalid YAML: {err}", where=path) from None
     reader = _Reader(path, raw if raw is not None else {})
     return ReportConfig(
         path=path,

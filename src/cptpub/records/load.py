@@ -14,27 +14,13 @@ from pydantic import BaseModel, ValidationError
 from cptpub.errors import RecordError, UsageError
 from cptpub.project import check_code
 from cptpub.records.schema import CodeRecord, Payer, PayerCatalogue
+from cptpub.yamlfile import read_yaml
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 class CodeNotFound(UsageError):
     """No record for the code; the message lists similar known codes."""
-
-
-def _compose(path: Path) -> yaml.Node | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(f"cannot read: {exc}", where=path) from exc
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise RecordError(f"YAML syntax error: {exc.problem or exc}", where=where) from exc
 
 
 def _node_at(node: yaml.Node | None, loc: tuple[int | str, ...], *, at_key: bool = False) -> yaml.Node | None:
@@ -90,8 +76,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[
 
 def load_model(path: Path, model: type[Model]) -> Model:
     """Parse ``path`` into ``model``; every problem is reported as ``file:line: field: message``."""
-    root = _compose(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) if root is not None else {}
+    data, root = read_yaml(path, RecordError)
     if data is None:
         data = {}
     if not isinstance(data, dict):
