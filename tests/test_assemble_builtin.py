@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -11,11 +12,13 @@ from pathlib import Path
 import matplotlib
 import nbformat
 import pytest
+import typst
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from pypdf import PdfReader
 
 from cptpub.assemble import AssemblyJob, BuiltinEngine, EditionMeta, get_engine
 from cptpub.assemble.base import DEMO_NOTICE
+from cptpub.assemble.builtin import typst_language
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.errors import AssemblyError, UsageError
@@ -203,6 +206,7 @@ def test_pdf_metadata_and_outline(rendered: dict[str, Path]) -> None:
     assert info["/Keywords"] == "CPT 20702, negotiated rates"
     assert info.author == "cptpub editorial team"
     assert info["/CreationDate"].startswith("D:20260301")
+    assert reader.trailer["/Root"]["/Lang"] == "en"  # _quarto.yml's lang
     outline = [item.title for item in reader.outline if not isinstance(item, list)]
     nested = [item.title for group in reader.outline if isinstance(group, list) for item in group]
     assert outline == ["Overview", "Figures"]
@@ -275,6 +279,27 @@ def test_outputs_replace_old_files_and_leave_no_temporaries(tmp_path: Path) -> N
     assert outputs == {"html": out_dir / "cpt-20702.html"}
     assert sorted(p.name for p in out_dir.iterdir()) == ["cpt-20702.html"]
     assert outputs["html"].read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_failed_pdf_leaves_the_published_edition_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTML renders fine, the PDF does not: the old page must stay, not a new one linking to the old PDF."""
+    out_dir = tmp_path / "dist"
+    out_dir.mkdir()
+    published = {"cpt-20702.html": b"<!DOCTYPE html>previous edition", "cpt-20702.pdf": b"%PDF-previous edition"}
+    for name, data in published.items():
+        (out_dir / name).write_bytes(data)
+        os.utime(out_dir / name, ns=(1_000_000_000, 1_000_000_000))
+
+    def broken_compile(*args: object, **kwargs: object) -> bytes:
+        raise typst.TypstError("compiler crashed")
+
+    monkeypatch.setattr(typst, "compile", broken_compile)
+    with pytest.raises(AssemblyError, match="typst could not compile the PDF"):
+        BuiltinEngine().render(make_job(tmp_path / "build"), ["html", "pdf"], out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(published), "no temporary files are left"
+    for name, data in published.items():
+        assert (out_dir / name).read_bytes() == data
+        assert (out_dir / name).stat().st_mtime_ns == 1_000_000_000
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
@@ -386,6 +411,27 @@ def test_missing_template_is_named(tmp_path: Path) -> None:
     job = AssemblyJob(make_meta(), (), tmp_path, report_dir=report)
     with pytest.raises(AssemblyError, match="publication.typ not found"):
         BuiltinEngine().render(job, ["pdf"], tmp_path / "dist")
+
+
+def test_language_setting_controls_html_and_pdf(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    shutil.copytree(REPORT_DIR, report)
+    settings = report / "_quarto.yml"
+    assert "\nlang: en\n" in settings.read_text()
+    settings.write_text(settings.read_text().replace("\nlang: en\n", "\nlang: de-CH\n"))
+    job = make_job(tmp_path / "build")
+    job = AssemblyJob(job.meta, job.notebooks, job.workdir, report_dir=report)
+    outputs = BuiltinEngine().render(job, ["html", "pdf"], tmp_path / "dist")
+    assert parse_html(outputs["html"]).all("html") == [{"lang": "de-CH"}]
+    assert PdfReader(outputs["pdf"]).trailer["/Root"]["/Lang"] == "de-CH"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("en", ("en", None)), ("en-US", ("en", "US")), ("zh-Hant-tw", ("zh", "TW")), ("es-419", ("es", None))],
+)
+def test_typst_language_splits_the_tag(tag: str, expected: tuple[str, str | None]) -> None:
+    assert typst_language(tag) == expected
 
 
 def test_get_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

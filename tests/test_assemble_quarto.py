@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import typst
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from pypdf import PdfReader
 
+from cptpub import escape
 from cptpub.assemble import AssemblyJob, EditionMeta, QuartoEngine, get_engine
 from cptpub.assemble.base import DEMO_NOTICE
 from cptpub.assemble.config import load_config
 from cptpub.assemble.pandoc import pandoc_path
-from cptpub.assemble.quarto import lua_string, markdown_escape, quarto_command, write_project
+from cptpub.assemble.quarto import TABLE_RULES, lua_string, quarto_command, write_project
 from cptpub.errors import AssemblyError
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "report"
@@ -75,7 +78,7 @@ def job(tmp_path: Path) -> AssemblyJob:
 def fake_quarto(
     bin_dir: Path,
     *,
-    version: str = "1.6.40",
+    version: str = "1.7.32",
     render: str = "echo 'ERROR: typst compile failed: unknown font' >&2; exit 3",
 ) -> Path:
     """A stand-in ``quarto`` on PATH: answers --version, and runs ``render`` for anything else."""
@@ -131,7 +134,7 @@ def test_source_has_escaped_front_matter_and_no_content(job: AssemblyJob) -> Non
     text = write_project(job, load_config(job.report_dir)).read_text(encoding="utf-8")
     _, front, body = text.split("---\n", 2)
     fields = yaml.safe_load(front)
-    assert fields["title"] == markdown_escape(job.meta.title) == r"CPT 20702\: Drug Delivery \<Device\> \*Insertion\*"
+    assert fields["title"] == escape.md(job.meta.title) == r"CPT 20702\: Drug Delivery \<Device\> \*Insertion\*"
     assert fields["engine"] == "markdown"  # no Jupyter kernel can start
     assert fields["date"] == "2026-03-01" and fields["keywords"] == ["CPT 20702"]
     assert body == ""  # the content filter supplies the body
@@ -185,10 +188,75 @@ def test_include_files_escape_data_and_carry_the_demo_notice(job: AssemblyJob) -
     assert '"Aetna <TiC> file"' in (support / "before-body.typ").read_text(encoding="utf-8")
 
 
+def test_data_is_escaped_by_the_shared_escaping_layer(job: AssemblyJob) -> None:
+    """Control characters and line breaks in data are dropped or folded, as everywhere else in cptpub."""
+    meta = EditionMeta(
+        code="20702",
+        title="CPT 20702:\x07 Drug <Delivery>\n  Device",
+        edition_date=datetime.date(2026, 3, 1),
+        data_as_of=(("Aetna\x00 <TiC>\r\nfile", datetime.date(2026, 2, 1)),),
+        demo=False,
+        keywords=("rates\x1b[31m",),
+    )
+    job = AssemblyJob(meta, job.notebooks, job.workdir, job.report_dir)
+    fields = yaml.safe_load(
+        write_project(job, load_config(job.report_dir)).read_text(encoding="utf-8").split("---\n")[1]
+    )
+    assert fields["title"] == r"CPT 20702\: Drug \<Delivery\> Device"
+    assert fields["keywords"] == [r"rates\[31m"]
+    before = (job.workdir / "_cptpub" / "before-body.html").read_text(encoding="utf-8")
+    assert "<li>Aetna &lt;TiC&gt; file: February 1, 2026</li>" in before
+
+
+def test_pdf_include_has_the_table_rules_of_the_builtin_template(job: AssemblyJob, tmp_path: Path) -> None:
+    write_project(job, load_config(job.report_dir))
+    header = (job.workdir / "_cptpub" / "in-header.typ").read_text(encoding="utf-8")
+    for rule in (
+        "#set table.cell(breakable: false)",  # rows never split across pages
+        "#show figure.where(kind: table): set block(breakable: true)",
+        '#show figure.where(kind: "quarto-float-tbl"): set block(breakable: true)',
+        "#show figure.caption.where(position: top): it => block(sticky: true, width: 100%, it)",  # caption stays
+    ):
+        assert rule in header
+    template = (REPORT_DIR / "publication.typ").read_text(encoding="utf-8")
+    for rule in TABLE_RULES.splitlines():
+        assert "quarto-float" in rule or rule in template, f"{rule!r} differs from report/publication.typ"
+    # The include files compile (here with the typst wheel; Quarto >= 1.7 bundles Typst 0.13).
+    main = tmp_path / "main.typ"
+    main.write_text(
+        header
+        + (job.workdir / "_cptpub" / "before-body.typ").read_text(encoding="utf-8")
+        + "\n#figure(table(columns: 2, table.header[Payer][Rate], [Aetna], [1]), caption: [Rates])\n",
+        encoding="utf-8",
+    )
+    assert typst.compile(main, root=tmp_path, ignore_system_fonts=True, font_paths=[]).startswith(b"%PDF")
+
+
+def test_failed_pdf_leaves_the_published_edition_untouched(job: AssemblyJob, quarto_on_path, tmp_path: Path) -> None:
+    """Quarto writes the HTML, then fails on the PDF: the old page must stay, not a new one linking to the old PDF."""
+    quarto_on_path(
+        render='case "$4" in html) printf "new page" > cpt-20702.html ;; '
+        "*) echo 'ERROR: typst compile failed' >&2; exit 1 ;; esac"
+    )
+    out_dir = tmp_path / "dist"
+    out_dir.mkdir()
+    published = {"cpt-20702.html": b"<!DOCTYPE html>previous edition", "cpt-20702.pdf": b"%PDF-previous edition"}
+    for name, data in published.items():
+        (out_dir / name).write_bytes(data)
+        os.utime(out_dir / name, ns=(1_000_000_000, 1_000_000_000))
+    with pytest.raises(AssemblyError, match="quarto render --to typst` failed"):
+        get_engine("quarto").render(job, ["html", "pdf"], out_dir)
+    assert (job.workdir / "cpt-20702.html").read_text() == "new page"  # the HTML did render
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(published), "no temporary files are left"
+    for name, data in published.items():
+        assert (out_dir / name).read_bytes() == data
+        assert (out_dir / name).stat().st_mtime_ns == 1_000_000_000
+
+
 def test_failing_quarto_surfaces_stderr_and_exit_status(job: AssemblyJob, quarto_on_path, tmp_path: Path) -> None:
     quarto_on_path()
     engine = get_engine("auto")
-    assert engine.name == "quarto" and engine.version() == "1.6.40"
+    assert engine.name == "quarto" and engine.version() == "1.7.32"
     with pytest.raises(AssemblyError) as caught:
         engine.render(job, ["html", "pdf"], tmp_path / "dist")
     message = str(caught.value)
@@ -218,6 +286,20 @@ def test_old_or_missing_quarto_is_refused(
     monkeypatch.setenv("QUARTO_PATH", str(tmp_path / "nowhere" / "quarto"))
     with pytest.raises(AssemblyError, match="QUARTO_PATH="):
         QuartoEngine()
+
+
+@pytest.mark.parametrize("version", ["1.4.557", "1.5.57", "1.6.40"])
+def test_quarto_bundling_typst_before_0_13_is_refused(quarto_on_path, version: str) -> None:
+    """in-header.typ uses document(description:), new in Typst 0.13, which Quarto bundles from 1.7 on."""
+    quarto_on_path(version=version)
+    with pytest.raises(AssemblyError, match=rf"{re.escape(version)} is too old.*Quarto 1\.7 or newer") as caught:
+        QuartoEngine().version()
+    assert "Quarto >= 1.7" in (caught.value.hint or "")
+
+
+def test_quarto_1_7_is_accepted(quarto_on_path) -> None:
+    quarto_on_path(version="1.7.0")
+    assert QuartoEngine().version() == "1.7.0"
 
 
 def test_quarto_path_wins_over_path(

@@ -4,7 +4,7 @@ changes the layout or runs as markup.
 
 - ``md``: Pandoc Markdown (what section notebooks emit; both assembly engines read it).
 - ``html``: HTML text and attribute values (catalogue page, templates).
-- ``typst``: Typst markup (title block and metadata written straight into Typst).
+- ``typst_string``: Typst string literals (the title block and metadata the Typst template reads).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _WHITESPACE_RUN = re.compile(r"\s+")
 # Pandoc's markdown lets a backslash escape any ASCII punctuation (extension all_symbols_escapable).
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
-_TYPST_SPECIAL = re.compile(r"([\\#\[\]*_`$<>@=\-+/~\"'.:])")
 
 
 def clean(text: object) -> str:
@@ -36,15 +35,17 @@ def html(text: object) -> str:
     return _html.escape(clean(text), quote=True)
 
 
-def typst(text: object) -> str:
-    """Literal text in Typst markup mode."""
-    return _TYPST_SPECIAL.sub(r"\\\1", clean(text))
-
-
 def typst_string(text: object) -> str:
-    """A Typst string literal (with quotes), for ``#set document(title: ...)`` and the like."""
-    body = clean(text).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{body}"'
+    """A Typst string literal (quotes included) holding ``text`` exactly; control characters become ``\\u{..}``."""
+    escaped = []
+    for char in str(text):
+        if char in '\\"':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{{{ord(char):x}}}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def md_attribute(text: object) -> str:

@@ -63,8 +63,8 @@ def check_project(project: Project) -> list[Problem]:
             problems.append(Problem("error", exc.where or str(path), exc.message))
             continue
         ctx = EditionContext(code=code, record=record, catalogue=catalogue, benchmarks=None)
-        for label in ctx.missing_fields:
-            field = next(k for k, v in FIELD_LABELS.items() if v == label)
+        for field in ctx.missing_fields:
+            label = FIELD_LABELS[field]
             problems.append(
                 Problem(
                     "warning",

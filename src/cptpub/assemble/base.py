@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cptpub.atomic import write_atomic as write_atomic  # engines' outputs are written atomically
 from cptpub.errors import AssemblyError
 from cptpub.project import CODE_PATTERN
 
@@ -71,30 +70,3 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 def display_date(day: datetime.date) -> str:
     """``March 1, 2026``: spelled out so no locale setting can change the output."""
     return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
-
-    Readers (a web server, the catalogue) see the old file or the new one, never half of one. A full disk or an
-    unwritable folder is an ``AssemblyError`` naming the file; the temporary file is removed.
-    """
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise AssemblyError(f"cannot write the output: {exc.strerror or exc}", where=path) from exc
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

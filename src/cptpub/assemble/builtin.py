@@ -38,11 +38,13 @@ class BuiltinEngine:
         wanted = check_formats(formats)
         config = load_config(job.report_dir)
         markdown = notebooks_to_markdown(job.notebooks)
-        outputs = {}
-        for fmt in wanted:
-            data = render_html(job, config, markdown) if fmt == "html" else render_pdf(job, config, markdown)
-            outputs[fmt] = write_atomic(out_dir / output_name(job.meta.code, fmt), data)
-        return outputs
+        # Every format is rendered before any is published: a failing PDF must not leave a new page that links
+        # to the previous edition's PDF.
+        rendered = {
+            fmt: render_html(job, config, markdown) if fmt == "html" else render_pdf(job, config, markdown)
+            for fmt in wanted
+        }
+        return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
 
 
 def render_html(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
@@ -115,8 +117,11 @@ def render_pdf(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
 def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:
     """The ``meta`` dictionary the Typst template reads, as escaped Typst source."""
     settings = config.typst
+    lang, region = typst_language(config.lang)
     return typst_value(
         {
+            "lang": lang,
+            "region": region,
             "code": meta.code,
             "title": meta.title,
             "subject": meta.subject or None,
@@ -136,3 +141,11 @@ def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:
             "toc-title": settings.toc_title,
         }
     )
+
+
+def typst_language(tag: str) -> tuple[str, str | None]:
+    """``_quarto.yml``'s ``lang`` (a BCP 47 tag such as ``en``, ``en-US`` or ``zh-Hant-TW``) as Typst's ``lang`` and
+    ``region``: Typst takes the language alone and a two-letter region, or none (``es-419`` has no Typst region)."""
+    language, *subtags = tag.split("-")
+    region = next((sub.upper() for sub in subtags if len(sub) == 2 and sub.isascii() and sub.isalpha()), None)
+    return language.lower(), region

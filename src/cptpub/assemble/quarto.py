@@ -16,7 +16,6 @@ engine and puts it in the document. Why not a merged notebook or Markdown in the
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from cptpub import escape
 from cptpub.assemble.base import (
     CATALOGUE_HREF,
     DEMO_NOTICE,
@@ -43,14 +43,33 @@ from cptpub.assemble.pandoc import READER, safety_filter
 from cptpub.assemble.typst_values import typst_value
 from cptpub.errors import AssemblyError
 
-MIN_VERSION = (1, 4)  # the first Quarto with the typst format
+# Quarto runs the Typst it bundles, so the Typst features in the generated include files set the minimum Quarto:
+# Quarto 1.4 bundles Typst 0.10, 1.5 and 1.6 bundle Typst 0.11, 1.7 bundles Typst 0.13 (quarto-cli
+# news/changelog-1.5.md "Upgrade Typst to 0.11.0"; quarto-cli issues #10047 and #11294, "Quarto 1.6 is using
+# Typst 0.11"; quarto-ext/typst-templates#17, "Quarto 1.7 and typst 0.13"). in-header.typ needs:
+#   `context` and `counter(page).final()` without a location         Typst 0.11
+#   `#set document` after other rules, `block(sticky: true)`          Typst 0.12
+#   `document(description: ...)`                                      Typst 0.13
+# (typst docs/changelog/0.11.0.md, 0.12.0.md, 0.13.0.md). No Quarto shipped Typst 0.12, so the first that can
+# compile these files is 1.7.
+MIN_VERSION = (1, 7)
 QUARTO_FORMATS = {"html": "html", "pdf": "typst"}
 SUPPORT_DIR = "_cptpub"  # generated include files, content and filters, inside the build folder
 CONTENT_NAME = "content.md"
 CONTENT_FILTER_NAME = "content.lua"
 RENDER_TIMEOUT_SECONDS = 600
-_NOT_FOUND_HINT = "install Quarto >= 1.4, set QUARTO_PATH to the quarto executable, or use the builtin engine"
-_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_MIN_TEXT = ".".join(map(str, MIN_VERSION))
+_NOT_FOUND_HINT = f"install Quarto >= {_MIN_TEXT}, set QUARTO_PATH to the quarto executable, or use the builtin engine"
+# The table layout rules of report/publication.typ, which Quarto's own Typst template does not have: rows never
+# split across pages, a long table (Pandoc's `table` figures or Quarto's captioned `quarto-float-tbl` floats) may
+# continue on the next page, and a caption above a table stays on the page where the table starts.
+TABLE_RULES = """\
+#set table.cell(breakable: false)
+#show figure.where(kind: table): set block(breakable: true)
+#show figure.where(kind: "quarto-float-tbl"): set block(breakable: true)
+#show figure.where(kind: table): set figure.caption(position: top)
+#show figure.caption.where(position: top): it => block(sticky: true, width: 100%, it)
+"""
 
 
 def find_quarto() -> str | None:
@@ -73,7 +92,7 @@ class QuartoEngine:
         self._version: str | None = None
 
     def version(self) -> str:
-        """Quarto's version; an error when it cannot run or is older than 1.4."""
+        """Quarto's version; an error when it cannot run or is older than :data:`MIN_VERSION`."""
         if self._version is None:
             result = _run([self.executable, "--version"], cwd=None, timeout=60)
             text = result.stdout.strip()
@@ -86,7 +105,8 @@ class QuartoEngine:
                 )
             if (int(match[1]), int(match[2])) < MIN_VERSION:
                 raise AssemblyError(
-                    f"quarto {text} is too old: the typst format needs 1.4 or newer", hint=_NOT_FOUND_HINT
+                    f"quarto {text} is too old: cptpub's Typst files need Quarto {_MIN_TEXT} or newer (Typst 0.13)",
+                    hint=_NOT_FOUND_HINT,
                 )
             self._version = text
         return self._version
@@ -95,7 +115,9 @@ class QuartoEngine:
         wanted = check_formats(formats)
         self.version()
         source = write_project(job, load_config(job.report_dir))
-        outputs = {}
+        # Every format is rendered before any is published: a failing PDF must not leave a new page that links
+        # to the previous edition's PDF.
+        rendered: dict[str, bytes] = {}
         for fmt in wanted:
             produced = job.workdir / output_name(job.meta.code, fmt)
             produced.unlink(missing_ok=True)  # never publish a previous run's file as this one's
@@ -110,8 +132,8 @@ class QuartoEngine:
                 )
             if not produced.is_file():
                 raise AssemblyError(f"quarto reported success but did not write {produced.name}", where=source)
-            outputs[fmt] = write_atomic(out_dir / output_name(job.meta.code, fmt), produced.read_bytes())
-        return outputs
+            rendered[fmt] = produced.read_bytes()
+        return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
 
 
 def quarto_command(executable: str, job: AssemblyJob, fmt: str) -> list[str]:
@@ -191,23 +213,18 @@ def project_settings(config: ReportConfig) -> dict[str, Any]:
 def front_matter(meta: EditionMeta, config: ReportConfig) -> str:
     """YAML front matter; strings are Markdown-escaped because Quarto parses metadata as Markdown."""
     fields: dict[str, Any] = {
-        "title": markdown_escape(meta.title),
+        "title": escape.md(meta.title),
         "date": meta.edition_date.isoformat(),
         "date-format": "MMMM D, YYYY",
         "engine": "markdown",
     }
     if config.authors:
-        fields["author"] = [markdown_escape(name) for name in config.authors]
+        fields["author"] = [escape.md(name) for name in config.authors]
     if meta.subject:
-        fields["description"] = markdown_escape(meta.subject)
+        fields["description"] = escape.md(meta.subject)
     if meta.keywords:
-        fields["keywords"] = [markdown_escape(word) for word in meta.keywords]
+        fields["keywords"] = [escape.md(word) for word in meta.keywords]
     return "---\n" + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True) + "---\n"
-
-
-def markdown_escape(text: str) -> str:
-    """Backslash-escape every ASCII punctuation character: Pandoc Markdown reads each back as itself."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def html_before_body(meta: EditionMeta) -> str:
@@ -220,16 +237,17 @@ def html_before_body(meta: EditionMeta) -> str:
         "</nav>",
     ]
     if meta.demo:
-        lines.append(f'<p class="demo-banner" role="note"><strong>{html.escape(DEMO_NOTICE)}</strong></p>')
+        lines.append(f'<p class="demo-banner" role="note"><strong>{escape.html(DEMO_NOTICE)}</strong></p>')
     if meta.data_as_of:
         lines.append('<dl class="edition"><dt>Data as of</dt><dd><ul>')
-        lines += [f"  <li>{html.escape(label)}: {display_date(day)}</li>" for label, day in meta.data_as_of]
+        lines += [f"  <li>{escape.html(label)}: {display_date(day)}</li>" for label, day in meta.data_as_of]
         lines.append("</ul></dd></dl>")
     return "\n".join(lines) + "\n"
 
 
 def typst_in_header(meta: EditionMeta) -> str:
-    """Document metadata and the running footer (code, page X of Y, demo notice) for Quarto's Typst template."""
+    """Document metadata, the running footer (code, page X of Y, demo notice) and the table layout rules of
+    ``report/publication.typ`` (:data:`TABLE_RULES`), for Quarto's Typst template."""
     values = typst_value(
         {
             "code": meta.code,
@@ -252,7 +270,7 @@ def typst_in_header(meta: EditionMeta) -> str:
     [Page #counter(page).display() of #counter(page).final().first()],
   )
 }})
-"""
+{TABLE_RULES}"""
 
 
 def typst_before_body(meta: EditionMeta) -> str:

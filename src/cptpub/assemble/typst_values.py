@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cptpub.escape import typst_string
+
 _KEY = re.compile(r"^[a-z][a-z0-9-]*$")
 LENGTH_PATTERN = re.compile(r"^\d+(\.\d+)?(pt|mm|cm|in|em)$")
 
@@ -25,18 +27,6 @@ class Length:
     def __post_init__(self) -> None:
         if not LENGTH_PATTERN.fullmatch(self.text):
             raise ValueError(f"not a Typst length: {self.text!r}")
-
-
-def typst_string(text: str) -> str:
-    escaped = []
-    for char in text:
-        if char in '\\"':
-            escaped.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\u{{{ord(char):x}}}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
 
 
 def typst_value(value: object) -> str:

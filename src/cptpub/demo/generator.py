@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gzip
+import io
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+from cptpub.atomic import write_atomic
 
 DEMO_MARKER = "[DEMO DATA]"
 DEMO_AS_OF = dt.date(2026, 10, 1)
@@ -50,12 +52,6 @@ PROFESSIONAL_POS = ["21", "22", "24"]  # inpatient hospital, outpatient hospital
 class DemoInputs:
     tic_files: tuple[Path, ...]
     pprrvu_file: Path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def medicare_amounts(code: str) -> tuple[float, float]:
@@ -286,11 +282,10 @@ def write_demo_inputs(out_dir: Path, codes: list[str] | None = None, seed: int =
         payload = json.dumps(document, indent=1).encode("utf-8")
         path = out_dir / f"demo-{payer[0]}-in-network-rates.json.gz"
         # mtime=0 and no file name in the header keep the gzip bytes reproducible.
-        _write_atomic(path, gzip.compress(payload, compresslevel=6, mtime=0))
+        write_atomic(path, gzip.compress(payload, compresslevel=6, mtime=0))
         tic_files.append(path)
     pprrvu = out_dir / f"PPRRVU{DEMO_YEAR % 100:02d}_DEMO.csv"
-    tmp = pprrvu.with_name(f".{pprrvu.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(_pprrvu_rows(codes))
-    os.replace(tmp, pprrvu)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(_pprrvu_rows(codes))
+    write_atomic(pprrvu, text.getvalue().encode("utf-8"))
     return DemoInputs(tuple(tic_files), pprrvu)

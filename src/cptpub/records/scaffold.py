@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from importlib.resources import files
 from pathlib import Path
 
 import jinja2
 
+from cptpub.atomic import write_atomic
 from cptpub.errors import UsageError
 from cptpub.project import check_code
 
@@ -26,8 +26,4 @@ def create_record(codes_dir: Path, code: str) -> Path:
     path = codes_dir / f"{code}.yaml"
     if path.exists():
         raise UsageError(f"a record for {code} already exists", where=path, hint="edit it, or delete it first")
-    codes_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new_record_text(code), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, new_record_text(code).encode("utf-8"))

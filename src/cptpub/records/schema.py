@@ -10,6 +10,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cptpub.project import CODE_PATTERN
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
@@ -86,7 +88,7 @@ class CodeRecord(_Strict):
     @field_validator("code")
     @classmethod
     def _code_shape(cls, value: str | None) -> str | None:
-        if value is not None and not (len(value) == 5 and value.isalnum()):
+        if value is not None and not CODE_PATTERN.fullmatch(value):
             raise ValueError("a code is exactly 5 letters or digits")
         return value.upper() if value else value
 

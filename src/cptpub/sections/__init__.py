@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cptpub import __version__
 from cptpub.analysis.benchmarks import METHOD_NOTES, MedicareAmounts, RateStats
+from cptpub.records.schema import FIELD_LABELS
 from cptpub.sections.context import EditionContext, load_context
 from cptpub.sections.figures import rate_distribution_figure
 from cptpub.sections.markdown import Trusted, money, not_available, percent, render, table
@@ -41,7 +42,9 @@ def _render(template: str, ctx: EditionContext, **values: object) -> Trusted:
 
 def summary(ctx: EditionContext) -> Trusted:
     """Summary & Overview and Billing Code Overview."""
-    return _render("summary.md.j2", ctx, key_payers=ctx.key_payers, missing=ctx.missing_fields)
+    return _render(
+        "summary.md.j2", ctx, key_payers=ctx.key_payers, missing=[FIELD_LABELS[f] for f in ctx.missing_fields]
+    )
 
 
 def clinical_and_coding(ctx: EditionContext) -> Trusted:

@@ -41,14 +41,14 @@ class EditionContext:
 
     @property
     def missing_fields(self) -> list[str]:
-        """Labels of the record's fields that are empty, in the report's order."""
+        """The record's empty fields (dotted paths of ``FIELD_LABELS``), in the report's order."""
         missing = []
-        for path, label in FIELD_LABELS.items():
+        for path in FIELD_LABELS:
             value: object = self.record
             for part in path.split("."):
                 value = getattr(value, part, None) if value is not None else None
             if _is_empty(value):
-                missing.append(label)
+                missing.append(path)
         return missing
 
     @property

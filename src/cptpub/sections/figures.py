@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from cptpub import escape
+from cptpub.atomic import write_atomic
 from cptpub.sections.markdown import Trusted
 
 # SVG output that is byte-identical across runs: fixed hash salt, no date, text as paths (no font dependence).
@@ -70,10 +72,10 @@ def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
         ax.grid(axis="x", color="#dddddd")
         ax.set_axisbelow(True)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
+        svg = io.BytesIO()
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
         plt.close(fig)
-        tmp.replace(path)
+    write_atomic(path, svg.getvalue())
 
     medians = "; ".join(f"{s.payer} median ${s.median:,.2f} over {s.n_rates} rates" for s in b.by_payer)
     alt = f"Box plot of negotiated rates for CPT {ctx.code} by payer: {medians}."
