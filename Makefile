@@ -45,7 +45,7 @@ lint: install-test
 	$(VENV)/bin/mypy src/cptpub
 
 test: install-test system-deps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	CPTPUB_REQUIRE_SYSTEM_TOOLS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) bench/ingest.py

@@ -135,10 +135,7 @@ def test_text_and_table_state_the_same_medicare_amount_and_median(outputs, demo_
     overall = expected.benchmarks(demo_inputs, "20702")[-1]
     html = squash(re.sub(r"<[^>]+>", " ", outputs["html"].read_text()))
     assert f"is {expected.money(facility)} in a facility setting and {expected.money(nonfacility)}" in html
-    assert (
-        f"the median is {expected.money(overall.median)}, {overall.pct_of_medicare:,.1f}% of the Medicare"
-        in html
-    )
+    assert f"the median is {expected.money(overall.median)}, {overall.pct_of_medicare:,.1f}% of the Medicare" in html
     pdf = squash(pdf_text(outputs["pdf"]))
     assert f"the median is {expected.money(overall.median)}" in pdf
 
@@ -156,10 +153,16 @@ def test_modifier_table_and_figure_with_alt_text(outputs):
 
 
 def test_demo_data_is_labelled_in_html_and_pdf(outputs):
-    assert "DEMO" in outputs["html"].read_text()
-    reader = PdfReader(outputs["pdf"])
-    assert "DEMO" in reader.pages[0].extract_text()
-    assert "synthetic demo data" in squash(pdf_text(outputs["pdf"]))
+    """The banner on the page, every PDF page (title block and footers), and the figure's alt text."""
+    from cptpub.assemble.base import DEMO_NOTICE
+
+    html = outputs["html"].read_text()
+    assert squash(re.sub(r"<[^>]+>", " ", html)).count(DEMO_NOTICE) >= 1
+    pages = [squash(page.extract_text()) for page in PdfReader(outputs["pdf"]).pages]
+    assert all(DEMO_NOTICE in page for page in pages), "a PDF page without the demo notice"
+    assert "synthetic demo data" in " ".join(pages)
+    figure = next(img for img in Page(html).images if (img.get("alt") or "").startswith("Box plot"))
+    assert figure["alt"].endswith("Demo data, not real prices.")
 
 
 def test_missing_fields_are_stated_in_the_publication(outputs):
