@@ -185,3 +185,53 @@ def test_help_lists_the_three_commands(capsys):
     assert status == 0
     for command in ("tic", "pfs", "toc"):
         assert re.search(rf"\b{command}\b", out)
+
+
+@pytest.mark.parametrize("command", ["pfs", "toc"])
+def test_a_folder_where_a_file_is_wanted_is_a_usage_error(bare_project, tmp_path, capsys, command):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    status, _, err = run(capsys, "ingest", command, str(folder), *(["--codes", "99213"] if command == "pfs" else []))
+    assert status == 2
+    assert "internal error" not in err and f"'{folder}' is a directory" in err
+
+
+def test_paths_with_markup_are_printed_as_they_are(bare_project, tmp_path, capsys):
+    folder = tmp_path / "x[" / "]y"  # the path holds "[/]", rich's closing tag
+    folder.mkdir(parents=True)
+    good = folder / "[bold]rates.json"
+    good.write_bytes(NO_NPI.read_bytes())
+    bad = folder / "[red]zero.json"
+    bad.write_text("")
+    status, out, err = run(capsys, "ingest", "tic", str(good), str(bad), "--codes", "27447")
+    assert status == 1
+    assert out.startswith("ingested   [bold]rates.json: Medicare")
+    assert f"failed     {bad}: the file is empty" in err and f"\n  {bad}" in err
+
+
+def test_toc_text_from_the_file_is_not_markup(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    document = {
+        "reporting_entity_name": "Acme [/] Health [bold]",
+        "reporting_entity_type": "health insurance issuer",
+        "last_updated_on": "2024-01-01",
+        "version": "1.0.0",
+        "reporting_structure": [
+            {
+                "reporting_plans": [{"plan_name": "Gold [red]", "plan_id_type": "ein", "plan_id": "12[/]"}],
+                "in_network_files": [
+                    {"description": 12345, "location": "https://example.com/[/]a.json"},
+                    {"description": {"note": "[/]"}, "location": "https://example.com/b.json"},
+                    {"description": "knee [i]", "location": "https://example.com/c.json"},
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "x[" / "]toc.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(document))
+    status, out, err = run(capsys, "ingest", "toc", str(path))
+    assert (status, err) == (0, "")
+    assert "Acme [/] Health [bold]: 3 in-network file(s), updated 2024-01-01" in out
+    for text in ("Gold [red] (ein 12[/])", "12345", "{'note': '[/]'}", "knee [i]", "https://example.com/[/]a.json"):
+        assert text in out

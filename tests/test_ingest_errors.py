@@ -3,14 +3,21 @@ exactly as it was, and does not stop the other files of the same run."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import cptpub.ingest.tic
 from cptpub.cli import main
 from cptpub.errors import IngestError
+from cptpub.ingest.pfs import ingest_pfs_file
+from cptpub.ingest.stream import RateFile
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
@@ -179,3 +186,169 @@ def test_the_cli_ingests_the_good_files_and_exits_1_listing_the_bad(tmp_path, mo
     assert sorted(r[0] for r in con.execute("SELECT file_name FROM sources").fetchall()) == sorted(
         [GOOD.name, V2_FFS.name]
     )
+
+
+# --- files that cannot be read: every one an IngestError naming the path, never an OSError ------------------
+
+
+@pytest.fixture
+def fifo() -> Iterator[Callable[[Path], Path]]:
+    """Makes named pipes; should a reader block on one anyway, it is released after 5 s (it then reads an
+    empty file), so a regression fails the test instead of hanging the run."""
+    stop = threading.Event()
+    made: list[Path] = []
+
+    def release() -> None:
+        if stop.wait(5):
+            return
+        while not stop.wait(0.2):
+            for path in made:
+                os.close(os.open(path, os.O_RDWR | os.O_NONBLOCK))  # a writer that comes and goes
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+
+    def make(path: Path) -> Path:
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    yield make
+    stop.set()
+    thread.join()
+
+
+def test_a_broken_link(store, tmp_path):
+    path = tmp_path / "annexed.json"
+    path.symlink_to(tmp_path / "never-fetched")
+    message = _fails(store, path)
+    assert f"cannot read the file: it is a broken symbolic link (to {tmp_path / 'never-fetched'})" in message
+
+
+def test_a_folder(store, tmp_path):
+    folder = tmp_path / "looks-like.json"
+    folder.mkdir()
+    assert "it is a folder, not a file" in _fails(store, folder)
+
+
+def test_a_named_pipe_is_refused_before_it_is_opened(store, tmp_path, fifo):
+    path = fifo(tmp_path / "pipe.json")
+    assert "cannot read the file: it is a named pipe, not a regular file" in _fails(store, path)
+
+
+def test_an_io_error_while_reading(store, tmp_path, monkeypatch):
+    def failing_blocks(self):
+        yield self.path.read_bytes()[:100]
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(RateFile, "_blocks", failing_blocks)
+    path = _write(tmp_path, "flaky.json", V2_FFS.read_text())
+    assert "cannot read the file: Input/output error" in _fails(store, path)
+
+
+def _remote_refs(tmp_path: Path) -> tuple[Path, Path]:
+    """An in-network file whose kept rate points at a remote provider-reference file, and a folder for it."""
+    document = json.loads((TIC / "v1/in-network-rates-fee-for-service-single-plan-sample.json").read_text())
+    document["in_network"][1]["negotiated_rates"][0]["provider_references"] = [2]
+    path = _write(tmp_path, "remote.json", json.dumps(document))
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    return path, refs
+
+
+def test_a_gzip_provider_reference_file_is_sniffed_not_slurped(store, tmp_path, monkeypatch):
+    path, refs = _remote_refs(tmp_path)
+    (refs / "some_provider_group.json.gz").write_bytes(gzip.compress((TIC / "v1/provider-reference.json").read_bytes()))
+    read_whole = []
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read_whole.append(self) or read_bytes(self))
+    result = ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
+    assert result.warnings == [] and read_whole == []
+
+
+def test_a_cut_short_provider_reference_file(store, tmp_path):
+    path, refs = _remote_refs(tmp_path)
+    packed = gzip.compress((TIC / "v1/provider-reference.json").read_bytes())
+    (refs / "some_provider_group.json.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(IngestError, match="cannot read provider reference file") as failure:
+        ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
+    assert failure.value.where == str(refs / "some_provider_group.json.gz")
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("folder", "it is a folder"), ("broken link", "it is a broken symbolic link"), ("named pipe", "a named pipe")],
+)
+def test_pfs_names_a_path_it_cannot_read(tmp_path, kind, reason, fifo):
+    path = tmp_path / "PPRRVU24_JAN.csv"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "broken link":
+        path.symlink_to(tmp_path / "missing.csv")
+    else:
+        fifo(path)  # read_bytes() would block on it
+    with pytest.raises(IngestError) as failure:
+        ingest_pfs_file(RatesStore(tmp_path / "rates.duckdb"), path, codes={"99213"})
+    assert failure.value.where == str(path) and reason in failure.value.message
+
+
+def test_pfs_a_corrupt_zip(tmp_path):
+    path = tmp_path / "RVU24A.zip"
+    path.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(IngestError, match="cannot read the zip") as failure:
+        ingest_pfs_file(RatesStore(tmp_path / "rates.duckdb"), path, codes={"99213"})
+    assert failure.value.where == str(path)
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path, monkeypatch) -> Path:
+    project = tmp_path / "project"
+    (project / "data" / "codes").mkdir(parents=True)
+    (project / "data" / "payers.yaml").write_text((REPO / "data" / "payers.yaml").read_text())
+    monkeypatch.setenv("CPTPUB_PROJECT", str(project))
+    monkeypatch.delenv("CPTPUB_STORE", raising=False)
+    return project
+
+
+def _ingested(project: Path) -> list[str]:
+    con = RatesStore(project / "build" / "rates.duckdb").connect(read_only=True)
+    try:
+        return sorted(r[0] for r in con.execute("SELECT file_name FROM sources").fetchall())
+    finally:
+        con.close()
+
+
+def test_the_cli_reports_unreadable_files_in_a_folder_and_goes_on(cli_project, tmp_path, capsys, fifo):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(GOOD.read_bytes())
+    (folder / "b.json").symlink_to(tmp_path / "never-fetched.json")  # a git-annex file not fetched
+    fifo(folder / "c.json")
+    (folder / "d.json").write_bytes(V2_FFS.read_bytes())
+    status = main(["ingest", "tic", str(folder), "--codes", "27447,27448"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"failed     {folder / 'b.json'}: cannot read the file: it is a broken symbolic link" in err
+    assert f"failed     {folder / 'c.json'}: cannot read the file: it is a named pipe" in err
+    assert (
+        f"2 of 4 file(s) failed, each leaving the store as it was:\n  {folder / 'b.json'}\n  {folder / 'c.json'}" in err
+    )
+    assert _ingested(cli_project) == ["a.json", "d.json"]
+
+
+def test_the_cli_reports_an_os_error_per_file_and_goes_on(cli_project, tmp_path, capsys, monkeypatch):
+    bad = _write(tmp_path, "locked.json", GOOD.read_text())
+    ingest = cptpub.ingest.tic.ingest_tic_file
+
+    def failing_for_bad(store, path, **options):
+        if path == bad:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return ingest(store, path, **options)
+
+    monkeypatch.setattr(cptpub.ingest.tic, "ingest_tic_file", failing_for_bad)
+    status = main(["ingest", "tic", str(bad), str(V2_FFS), "--codes", "27447,27448"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"failed     {bad}: cannot read the file: Permission denied" in err
+    assert "internal error" not in err and "1 of 2 file(s) failed" in err
+    assert _ingested(cli_project) == [V2_FFS.name]

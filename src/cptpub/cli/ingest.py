@@ -51,6 +51,7 @@ def tic(
     """Ingest Transparency in Coverage in-network rate files, keeping only the wanted codes.
 
     Each file is one transaction: a file that fails leaves the store as it was, and the others still load."""
+    from cptpub.ingest.common import unreadable
     from cptpub.ingest.tic import forced_payer, ingest_tic_file, tic_files
     from cptpub.records.load import load_payers
     from cptpub.store import RatesStore
@@ -79,9 +80,10 @@ def tic(
                 )
         except UsageError:
             raise
-        except CptpubError as exc:  # a bad file: report it, go on with the others
+        except (CptpubError, OSError) as exc:  # a bad or unreadable file: report it, go on with the others
             failures.append(path)
-            err_console.print(f"[red]failed[/]     {escape(str(exc))}", highlight=False, soft_wrap=True)
+            error = unreadable(path, exc) if isinstance(exc, OSError) else exc
+            err_console.print(f"[red]failed[/]     {escape(str(error))}", highlight=False, soft_wrap=True)
             continue
         _print_result(result, "rates")
     _finish(len(files), failures)
@@ -90,7 +92,7 @@ def tic(
 @ingest_app.command("pfs")
 def pfs(
     path: Path = typer.Argument(
-        ..., help="A PPRRVU CSV (e.g. PPRRVU24_JAN.csv) or the RVU zip holding it.", exists=True
+        ..., help="A PPRRVU CSV (e.g. PPRRVU24_JAN.csv) or the RVU zip holding it.", exists=True, dir_okay=False
     ),
     codes: str = typer.Option(None, "--codes", help=_CODES_HELP),
     codes_file: Path = typer.Option(None, "--codes-file", help=_CODES_FILE_HELP, dir_okay=False),
@@ -126,14 +128,15 @@ def toc(
     if as_json:
         typer.echo(json.dumps(contents.as_json(), indent=2))
         return
-    table = Table(title=_toc_title(contents.header, len(contents.files)), show_lines=True)
+    table = Table(title=escape(_toc_title(contents.header, len(contents.files))), show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("Plans")
     table.add_column("Description")
     table.add_column("In-network file", overflow="fold")
     for number, ref in enumerate(contents.files, start=1):
         plans = "\n".join(plan.label() for plan in ref.plans) or "-"
-        table.add_row(str(number), escape(plans), escape(ref.description or "-"), escape(ref.location))
+        description = "-" if ref.description in (None, "") else str(ref.description)  # the file's value: any type
+        table.add_row(str(number), escape(plans), escape(description), escape(ref.location))
     console.print(table)
 
 

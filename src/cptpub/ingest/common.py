@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from cptpub.errors import IngestError
 from cptpub.ingest.stream import sha256_of
 
 TABLES_BY_KIND = {"tic-in-network": "negotiated_rates", "pprrvu": "medicare_pfs"}
@@ -49,6 +52,34 @@ class SourceRow:
     items_skipped: int
     warnings: list[str]
     is_demo: bool
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of ``path``, checked to be a regular file (or a link to one) before anything opens it: a named
+    pipe would block the reader forever, and a folder or a broken link should name the path, not crash."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise IngestError("it is a folder, not a file", where=path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a named pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        )
+        raise IngestError(f"cannot read the file: it is {kind}, not a regular file", where=path)
+    return info.st_size
+
+
+def unreadable(path: Path, exc: OSError) -> IngestError:
+    """An OSError met opening or reading ``path``, as an IngestError naming the file."""
+    reason = exc.strerror or str(exc)
+    if path.is_symlink() and not path.exists():
+        try:
+            reason = f"it is a broken symbolic link (to {os.readlink(path)}): {reason}"
+        except OSError:
+            reason = f"it is a broken symbolic link: {reason}"
+    return IngestError(f"cannot read the file: {reason}", where=path)
 
 
 def source_exists(con: duckdb.DuckDBPyConnection, source_id: str) -> bool:

@@ -17,13 +17,22 @@ import io
 import re
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
 from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError, UsageError
-from cptpub.ingest.common import IngestResult, SourceRow, delete_source, insert_source, source_exists
+from cptpub.ingest.common import (
+    IngestResult,
+    SourceRow,
+    delete_source,
+    insert_source,
+    regular_file_size,
+    source_exists,
+    unreadable,
+)
 from cptpub.store import RatesStore
 
 KIND = "pprrvu"
@@ -69,7 +78,11 @@ def ingest_pfs_file(
     """Ingest one PPRRVU file (CSV or zip), keeping the lines (every modifier) of ``codes``."""
     path = Path(path)
     started = time.perf_counter()
-    data = path.read_bytes()
+    regular_file_size(path)  # a folder, a pipe or a broken link fails here, naming the path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     source_id = hashlib.sha256(data).hexdigest()
     member, text = _csv_text(path, data)
     where = f"{path}!{member}" if member != path.name else str(path)
@@ -128,9 +141,13 @@ def _csv_text(path: Path, data: bytes) -> tuple[str, str]:
     """(name of the CSV, its text): the file itself, or the PPRRVU CSV inside a zip."""
     name = path.name
     if data[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            name = _pprrvu_member(archive.namelist(), path)
-            data = archive.read(name)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                name = _pprrvu_member(archive.namelist(), path)
+                data = archive.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
+            raise IngestError(f"cannot read the zip: {exc}", where=path, hint="download the file again") from None
     try:
         return name, data.decode("utf-8-sig")
     except UnicodeDecodeError:

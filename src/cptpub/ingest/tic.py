@@ -21,6 +21,7 @@ import gzip
 import json
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -37,10 +38,12 @@ from cptpub.ingest.common import (
     delete_source,
     hash_if_name_known,
     insert_source,
+    regular_file_size,
     source_exists,
+    unreadable,
 )
 from cptpub.ingest.jsonscan import MISSING, JsonFormatError, JsonReader, index_chunks
-from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
+from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip, is_gzip
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
 from cptpub.store import RatesStore
@@ -144,14 +147,19 @@ def ingest_tic_file(
 ) -> IngestResult:
     """Ingest one in-network file, keeping the rates of ``codes`` (and of CSTM-00, which covers every code).
 
-    Raises IngestError (bad file; the store is unchanged) or UsageError (unknown ``payer_override``)."""
+    Raises IngestError (bad or unreadable file; the store is unchanged) or UsageError (unknown
+    ``payer_override``)."""
     path = Path(path)
     forced = forced_payer(catalogue, payer_override)
     started = time.perf_counter()
+    size = regular_file_size(path)
     with store.transaction() as con:
-        digest = hash_if_name_known(con, path)
+        try:
+            digest = hash_if_name_known(con, path)
+        except OSError as exc:
+            raise unreadable(path, exc) from None
         if digest and source_exists(con, digest) and not replace:
-            return _unchanged(con, path, digest)
+            return _unchanged(con, path, digest, size)
         parse = _InNetworkFile(
             path,
             wanted=frozenset(code.strip().upper() for code in codes),
@@ -163,7 +171,7 @@ def ingest_tic_file(
         payer = parse.run()
         if source_exists(con, parse.sha256):
             if not replace:
-                return _unchanged(con, path, parse.sha256)
+                return _unchanged(con, path, parse.sha256, size)
             delete_source(con, parse.sha256)
             status = "replaced"
         else:
@@ -183,21 +191,24 @@ def ingest_tic_file(
         warnings=source.warnings,
         is_demo=source.is_demo,
         schema_version=source.schema_version,
-        bytes_stored=path.stat().st_size,
+        bytes_stored=size,
         bytes_parsed=parse.bytes_parsed,
         seconds=time.perf_counter() - started,
     )
 
 
 def tic_files(paths: list[Path]) -> list[Path]:
-    """The .json and .json.gz files named, folders searched recursively, in a stable order."""
+    """The .json and .json.gz files named, folders searched recursively, in a stable order.
+
+    Whatever in a folder is named like a rate file and is not a folder is listed, also a broken link (a git-annex
+    file whose content was never fetched) or a named pipe: ingesting it fails with the reason, never silently."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".json", ".json.gz"))
+                p for p in path.rglob("*") if not p.is_dir() and p.name.lower().endswith((".json", ".json.gz"))
             )
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a broken link fails as that file, with the reason
             found.append(path)
         else:
             raise UsageError(f"no such file or folder: {path}")
@@ -224,7 +235,7 @@ def _payer_of(catalogue: PayerCatalogue, header: dict[str, Any], path: Path) -> 
     return payer
 
 
-def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str) -> IngestResult:
+def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str, size: int) -> IngestResult:
     row = con.execute(
         "SELECT payer, rows_kept, items_skipped, warnings, is_demo, schema_version FROM sources WHERE source_id = ?",
         [source_id],
@@ -242,7 +253,7 @@ def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str) -> In
         warnings=list(warnings or []),
         is_demo=is_demo,
         schema_version=version,
-        bytes_stored=path.stat().st_size,
+        bytes_stored=size,
     )
 
 
@@ -390,6 +401,8 @@ class _InNetworkFile:
             raise self._error(str(exc), self._offset) from None
         except (TruncatedGzip, CorruptGzip) as exc:
             raise IngestError(str(exc), where=self.path, hint="download the file again") from None
+        except OSError as exc:  # the file itself (a provider-reference file is reported as itself)
+            raise unreadable(self.path, exc) from None
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
@@ -586,10 +599,10 @@ class _InNetworkFile:
             self.remote_unresolved[reference] = url
             return None
         try:
-            opener = gzip.open if local.read_bytes()[:2] == b"\x1f\x8b" else open
+            opener = gzip.open if is_gzip(local) else open
             with opener(local, "rb") as handle:
                 document = json.loads(handle.read())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zlib.error) as exc:  # EOFError: a cut-short gzip
             raise IngestError(f"cannot read provider reference file: {exc}", where=local) from None
         groups = document.get("provider_groups") if isinstance(document, dict) else None
         if not isinstance(groups, list):

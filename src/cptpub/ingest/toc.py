@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cptpub.errors import IngestError
+from cptpub.ingest.common import regular_file_size, unreadable
 from cptpub.ingest.jsonscan import JsonFormatError, JsonReader, index_chunks
 from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
 
@@ -32,7 +33,7 @@ class Plan:
 @dataclass(frozen=True)
 class InNetworkFileRef:
     plans: tuple[Plan, ...]
-    description: str | None
+    description: Any  # as the file writes it: a string when it follows the schema, but not always
     location: str
 
 
@@ -69,6 +70,7 @@ def read_toc(path: Path) -> TableOfContents:
     path = Path(path)
     toc = TableOfContents(path)
     structures = 0
+    regular_file_size(path)  # a folder, a pipe or a broken link fails here, naming the path
     try:
         with (
             Prefetch(RateFile(path).chunks(), name="read") as chunks,
@@ -97,6 +99,8 @@ def read_toc(path: Path) -> TableOfContents:
         raise IngestError(exc.message, where=f"{path} (byte {exc.offset:,})") from None
     except (TruncatedGzip, CorruptGzip) as exc:
         raise IngestError(str(exc), where=path, hint="download the file again") from None
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     if not structures:
         raise IngestError("not a table-of-contents file: it has no reporting_structure", where=path)
     return toc
