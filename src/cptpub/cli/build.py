@@ -1,16 +1,25 @@
-"""``cptpub build``."""
+"""``cptpub build``: one code, a list, or the whole catalogue, in parallel and incrementally."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
 from cptpub.cli import app, console
-from cptpub.errors import UsageError
-from cptpub.project import Project, check_code
+from cptpub.errors import CptpubError, UsageError
+from cptpub.project import Project
+
+
+class Interrupted(CptpubError):
+    """Ctrl-C stopped the batch: exit status 130, like any program stopped by SIGINT."""
+
+    exit_code = 130
 
 
 def parse_formats(value: str) -> tuple[str, ...]:
-    from cptpub.edition import FORMATS
+    from cptpub.batch.runner import FORMATS
 
     formats = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
     bad = [f for f in formats if f not in FORMATS]
@@ -22,22 +31,72 @@ def parse_formats(value: str) -> tuple[str, ...]:
 @app.command()
 def build(
     codes: list[str] = typer.Argument(None, help="Codes to build, e.g. 20702 20704."),
+    all_codes: bool = typer.Option(False, "--all", help="Build every code that has a record in data/codes/."),
+    codes_file: Path = typer.Option(
+        None,
+        "--codes-file",
+        help="Also build the codes listed in FILE (whitespace or commas; # comments).",
+        dir_okay=False,
+    ),
+    jobs: int = typer.Option(None, "-j", "--jobs", help="Worker processes (default: the number of CPUs).", min=1),
     to: str = typer.Option("html,pdf", "--to", help="Output formats, comma-separated: html, pdf."),
     engine: str = typer.Option("auto", "--engine", help="Assembly engine: auto (quarto if found), quarto, builtin."),
+    fresh_kernels: bool = typer.Option(
+        False, "--fresh-kernels", help="A new Jupyter kernel per notebook (slow; default: one warm kernel per worker)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Rebuild even editions that are up to date."),
+    executor: str = typer.Option(
+        None, "--executor", help="Where to run: local (worker processes, default) or dask (dask.distributed)."
+    ),
+    scheduler: str = typer.Option(
+        None, "--scheduler", help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 (implies dask)."
+    ),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds a notebook cell may run before it fails.", min=0),
 ) -> None:
-    """Build publications into dist/: cpt-CODE.html and cpt-CODE.pdf."""
-    from cptpub.assemble import get_engine
-    from cptpub.edition import build_edition
+    """Build publications into dist/ (cpt-CODE.html, cpt-CODE.pdf, manifest.json); skip what is up to date."""
+    from cptpub.batch.progress import print_summary, reporter_for
+    from cptpub.batch.runner import BatchOptions, read_codes_file, run_batch
 
-    if not codes:
-        raise UsageError("name at least one code, e.g. `cptpub build 20702`")
-    codes = [check_code(c) for c in codes]  # every code checked before any file is touched
-    formats = parse_formats(to)
+    requested = list(codes or [])
+    if codes_file is not None:
+        requested += read_codes_file(codes_file)
+    if codes_file is not None and not requested and not all_codes:
+        raise UsageError("the codes file lists no codes", where=codes_file)
+    options = BatchOptions(
+        codes=tuple(requested),
+        all_codes=all_codes,
+        formats=parse_formats(to),
+        engine=engine,
+        jobs=jobs or os.cpu_count() or 1,
+        fresh_kernels=fresh_kernels,
+        force=force,
+        executor=executor or ("dask" if scheduler else "local"),
+        scheduler=scheduler,
+        cell_timeout=timeout or None,
+    )
     project = Project.find()
-    assembler = get_engine(engine)
-    console.print(f"engine: {assembler.name} ({assembler.version()})" + (" — chosen by --engine auto" if engine == "auto" else ""))
-    for code in codes:
-        with console.status(f"building CPT {code}"):
-            result = build_edition(project, code, assembler, formats=formats)
-        for fmt, path in result.outputs.items():
-            console.print(f"CPT {code} {fmt}: {path}")
+    result = run_batch(project, options, reporter_for(console))
+    if result.built or result.failed or result.interrupted:
+        print_summary(console, result)
+    if result.catalogue:
+        console.print(f"catalogue: {result.catalogue}", highlight=False, soft_wrap=True)
+    if result.interrupted:
+        raise Interrupted(
+            f"interrupted: {len(result.built)} built and published, {len(result.not_built)} not built; "
+            "run the same command again to resume"
+        )
+    if result.failed:
+        lines = []
+        for outcome in sorted(result.failed, key=lambda o: o.code):
+            f = outcome.failure
+            if f is None:
+                continue
+            if f.notebook:
+                cell = f"cell {f.cell}" if f.cell is not None else "an unknown cell"
+                lines.append(
+                    f"  {outcome.code}: {f.notebook}, {cell}, executed notebook {f.executed_path}: {f.message}"
+                )
+            else:
+                lines.append(f"  {outcome.code}: {f.message}")
+        n = len(result.failed)
+        raise CptpubError(f"{n} edition{'s' if n != 1 else ''} failed:\n" + "\n".join(lines))

@@ -1,0 +1,210 @@
+"""Executors: where the per-code tasks run. A small registry: ``local`` (worker processes on this machine) and
+``dask`` (a ``dask.distributed`` cluster, see :mod:`cptpub.batch.dask_executor`).
+
+Every executor has the same shape::
+
+    executor.run(tasks, on_outcome, stopped)
+
+It runs the tasks, calls ``on_outcome(outcome)`` in the calling thread as each finishes (in completion order) and
+returns when all are done, or as soon as ``stopped()`` is true: then work in flight is abandoned and its results
+are never reported, so an interrupted edition never reaches ``dist/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
+
+from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
+from cptpub.errors import UsageError
+from cptpub.project import Project
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+OnOutcome = Callable[[EditionOutcome], None]
+Stopped = Callable[[], bool]
+
+POLL_SECONDS = 0.2  # how often a waiting executor checks ``stopped()``
+STOP_GRACE_SECONDS = 15  # a stopped worker has this long to shut its kernel down before it is killed
+
+
+class Executor(Protocol):
+    name: str
+
+    def describe(self) -> str: ...
+
+    def run(self, tasks: Sequence[EditionTask], on_outcome: OnOutcome, stopped: Stopped) -> None: ...
+
+
+EXECUTORS = {
+    "local": "cptpub.batch.executors:LocalExecutor",
+    "dask": "cptpub.batch.dask_executor:DaskExecutor",
+}
+
+
+def check_executor(name: str, scheduler: str | None = None) -> None:
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor {name!r}", hint=f"choose one of {', '.join(EXECUTORS)}")
+    if scheduler and name != "dask":
+        raise UsageError("--scheduler needs --executor dask")
+
+
+def get_executor(name: str, project: Project, *, jobs: int, scheduler: str | None = None) -> Executor:
+    """The executor called ``name`` (imported only when chosen: ``dask`` is a heavy import)."""
+    check_executor(name, scheduler)
+    module, _, attr = EXECUTORS[name].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(project, jobs=jobs, scheduler=scheduler)
+
+
+# --- local: worker processes on this machine ------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    worker_id: str
+    process: subprocess.Popen
+    conn: Connection
+    log: Path
+
+
+class LocalExecutor:
+    """``jobs`` worker processes on this machine, one task at a time each.
+
+    Workers are fresh interpreters (``python -m cptpub.batch.worker``), so nothing of the main process (or of a
+    script that called it) is inherited. Worker ``wN`` builds in ``build/work/wN/<code>/`` and logs to
+    ``build/work/wN/worker.log``; it keeps one warm kernel for all its codes and shuts it down when it exits.
+    Workers sit in their own process group, so the terminal's Ctrl-C reaches only the main process, which then
+    stops them in order.
+    """
+
+    name = "local"
+
+    def __init__(self, project: Project, *, jobs: int, scheduler: str | None = None) -> None:
+        self.project = project
+        self.jobs = max(1, jobs)
+
+    def describe(self) -> str:
+        return f"{self.jobs} local worker process{'es' if self.jobs != 1 else ''}"
+
+    def _start(self, worker_id: str, *, replacing: bool = False) -> _Worker:
+        folder = self.project.build_dir / "work" / worker_id
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / "worker.log"  # a new log per batch; a replacement worker appends to its predecessor's
+        ours, theirs = socket.socketpair()
+        try:
+            with log.open("ab" if replacing else "wb") as log_file:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "cptpub.batch.worker",
+                        str(theirs.fileno()),
+                        str(self.project.root),
+                        worker_id,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    pass_fds=[theirs.fileno()],
+                    process_group=0,  # out of the terminal's foreground group: Ctrl-C is for the main process
+                )
+        finally:
+            theirs.close()
+        from multiprocessing.connection import Connection
+
+        return _Worker(worker_id, process, Connection(ours.detach()), log)
+
+    def run(self, tasks: Sequence[EditionTask], on_outcome: OnOutcome, stopped: Stopped) -> None:
+        from multiprocessing.connection import Connection, wait  # not on the import path of a no-op build
+
+        pending = deque(tasks)
+        if not pending:
+            return
+        idle: list[_Worker] = [self._start(f"w{i}") for i in range(min(self.jobs, len(pending)))]
+        busy: dict[Connection, tuple[_Worker, EditionTask, float]] = {}
+        everyone = list(idle)
+        deaths = 0  # workers lost since the last finished task: a broken installation kills every worker
+        try:
+            while (pending or busy) and not stopped():
+                while idle and pending:
+                    worker = idle.pop()
+                    task = pending.popleft()
+                    busy[worker.conn] = (worker, task, time.perf_counter())
+                    with contextlib.suppress(OSError):  # a worker already gone shows up as lost below
+                        worker.conn.send(task)
+                if not busy:
+                    for task in pending:
+                        on_outcome(_failed(task, "no worker process could run; see the logs in build/work/w*/"))
+                    pending.clear()
+                    break
+                for conn in cast(list[Connection], wait(list(busy), timeout=POLL_SECONDS)):
+                    worker, task, started = busy.pop(conn)
+                    try:
+                        outcome: EditionOutcome = conn.recv()
+                    except (EOFError, OSError):
+                        outcome = self._lost(worker, task, started)
+                        everyone.remove(worker)
+                        deaths += 1
+                        if pending and deaths <= max(3, self.jobs):
+                            replacement = self._start(worker.worker_id, replacing=True)
+                            everyone.append(replacement)
+                            idle.append(replacement)
+                    else:
+                        deaths = 0
+                        idle.append(worker)
+                    on_outcome(outcome)  # a finished edition is published even if a stop was just requested
+        finally:
+            self._shutdown(everyone, busy_conns=set(busy))
+
+    def _lost(self, worker: _Worker, task: EditionTask, started: float) -> EditionOutcome:
+        try:
+            code = worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            code = worker.process.wait()
+        return _failed(
+            task,
+            f"worker {worker.worker_id} exited (status {code}) while building CPT {task.code}; its log is {worker.log}",
+            seconds=time.perf_counter() - started,
+            worker=worker.worker_id,
+        )
+
+    @staticmethod
+    def _shutdown(workers: list[_Worker], busy_conns: set[Connection]) -> None:
+        """Idle workers get a polite stop; busy ones (only when stopping early) SIGTERM, which makes them abandon
+        the task and shut their kernels down. Anything still alive after the grace period is killed."""
+        for worker in workers:
+            if worker.process.poll() is not None:
+                continue
+            if worker.conn in busy_conns:
+                worker.process.terminate()
+            else:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    worker.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for worker in workers:
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.conn.close()
+
+
+def _failed(task: EditionTask, message: str, *, seconds: float = 0.0, worker: str = "") -> EditionOutcome:
+    return EditionOutcome(
+        code=task.code, key=task.key, seconds=round(seconds, 3), worker=worker, failure=Failure(message=message)
+    )

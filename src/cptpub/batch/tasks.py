@@ -1,0 +1,195 @@
+"""The per-code task every executor runs in its worker processes, and what it sends back.
+
+A task builds one edition in a working folder private to its worker, renders into a private staging folder and
+returns the rendered files' bytes: only the batch runner in the main process writes to ``dist/``, so an edition
+appears there complete (all formats, then the manifest) or not at all, whichever executor built it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cptpub.project import Project
+
+
+@dataclass(frozen=True)
+class EditionTask:
+    code: str
+    key: str
+    formats: tuple[str, ...]
+    engine: str  # resolved assembly engine name ("builtin" or "quarto")
+    fresh_kernels: bool = False  # True: papermill's own engine, a new kernel per notebook
+    cell_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    message: str
+    notebook: str | None = None
+    cell: int | None = None
+    executed_path: str | None = None  # where the executed notebook is kept (on the worker's machine)
+    executed_notebook: bytes | None = None  # its bytes, when the worker's folder is not the caller's to read
+
+
+@dataclass(frozen=True)
+class EditionOutcome:
+    code: str
+    key: str
+    seconds: float
+    worker: str = ""
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # format -> (file name, bytes)
+    meta: dict = field(default_factory=dict)  # manifest fields: title, edition_date, data_as_of, payers, demo
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def manifest_fields(meta, key_payers: list[str]) -> dict:
+    """The manifest's description of an edition, from its ``EditionMeta`` and key payers."""
+    return {
+        "title": meta.title,
+        "edition_date": _iso(meta.edition_date),
+        "data_as_of": {label: _iso(day) for label, day in meta.data_as_of},
+        "payers": list(key_payers),
+        "demo": bool(meta.demo),
+    }
+
+
+def key_payers_of(meta) -> list[str] | None:
+    """The edition's key payers, as ``edition_meta`` lists them in the PDF keywords
+    (``"CPT", code, *key_payers, "reimbursement", "billing"``); None if the keywords are not laid out so.
+
+    Saves loading the edition context (rates and benchmarks) a second time per code, about 5% of a build;
+    the caller falls back to it when this returns None.
+    """
+    keywords = tuple(meta.keywords)
+    if len(keywords) >= 4 and keywords[:2] == ("CPT", meta.code) and keywords[-2:] == ("reimbursement", "billing"):
+        return list(keywords[2:-2])
+    return None
+
+
+def _iso(day: object) -> str:
+    return day.isoformat() if isinstance(day, dt.date) else str(day)
+
+
+_engines: dict[str, object] = {}
+
+
+def assembly_engine(name: str):
+    """One engine object per worker process and name."""
+    if name not in _engines:
+        from cptpub.assemble import get_engine
+
+        _engines[name] = get_engine(name)
+    return _engines[name]
+
+
+def run_task(
+    project: Project,
+    task: EditionTask,
+    workdir: Path,
+    *,
+    worker: str = "",
+    ship_executed: bool = False,
+    janitor: WorkdirJanitor | None = None,
+) -> EditionOutcome:
+    """Build ``task.code`` in ``workdir`` (its notebooks and figures) and return the rendered files.
+
+    Never raises for a failed edition: the failure comes back in the outcome. The working folder is kept on
+    failure (the executed notebook is the evidence) and handed to ``janitor`` on success (removed at once
+    without one). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to stop) propagate.
+    """
+    from cptpub.edition import build_edition
+    from cptpub.errors import CptpubError, SectionFailed
+    from cptpub.execute.runner import FRESH_ENGINE, WARM_ENGINE
+    from cptpub.sections import load_context
+
+    start = time.perf_counter()
+    staging = workdir.with_name(f"{workdir.name}.out")
+    shutil.rmtree(staging, ignore_errors=True)
+    failure = None
+    files: dict[str, tuple[str, bytes]] = {}
+    meta: dict = {}
+    try:
+        result = build_edition(
+            project,
+            task.code,
+            assembly_engine(task.engine),
+            formats=task.formats,
+            execution_engine=FRESH_ENGINE if task.fresh_kernels else WARM_ENGINE,
+            workdir=workdir,
+            out_dir=staging,
+            cell_timeout=task.cell_timeout,
+        )
+        files = {fmt: (path.name, path.read_bytes()) for fmt, path in result.outputs.items()}
+        payers = key_payers_of(result.meta)
+        if payers is None:
+            payers = load_context(task.code, project.data_dir, project.store_path).key_payers
+        meta = manifest_fields(result.meta, payers)
+    except SectionFailed as exc:
+        executed = Path(exc.executed_path)
+        failure = Failure(
+            message=exc.error,
+            notebook=exc.notebook,
+            cell=exc.cell,
+            executed_path=str(executed),
+            executed_notebook=_read(executed) if ship_executed else None,
+        )
+    except CptpubError as exc:
+        failure = Failure(message=str(exc))
+    except Exception as exc:  # an unexpected bug: the message and where it happened, the others keep building
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        failure = Failure(message=f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if failure is None:
+        if janitor is not None:
+            janitor.done(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return EditionOutcome(
+        code=task.code,
+        key=task.key,
+        seconds=round(time.perf_counter() - start, 3),
+        worker=worker,
+        files=files,
+        meta=meta,
+        failure=failure,
+    )
+
+
+class WorkdirJanitor:
+    """Removes a worker's finished working folders one task late.
+
+    The warm kernel still sits in the last notebook's folder until its next notebook resets it: removing that
+    folder at once would leave the kernel in a deleted directory, fail the reset and cost a kernel restart per
+    code. So a finished folder goes when the next task has finished (the kernel has moved on by then), and the
+    last one when the worker stops.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Path | None = None
+
+    def done(self, workdir: Path) -> None:
+        if self._previous is not None and self._previous != workdir:
+            shutil.rmtree(self._previous, ignore_errors=True)
+        self._previous = workdir
+
+    def close(self) -> None:
+        if self._previous is not None:
+            shutil.rmtree(self._previous, ignore_errors=True)
+            self._previous = None
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

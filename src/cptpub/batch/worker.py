@@ -1,0 +1,57 @@
+"""A local worker process: ``python -m cptpub.batch.worker FD PROJECT_ROOT WORKER_ID``.
+
+It reads tasks from the connection on file descriptor ``FD`` and sends back one outcome per task, until it gets
+``None`` or the main process goes away. SIGTERM (the main process stopping early) abandons the task in hand.
+Either way, the worker's warm kernel is shut down before it exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one SystemExit only: let the clean-up below finish
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str]) -> int:
+    fd, root, worker_id = int(argv[0]), Path(argv[1]), argv[2]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, _terminate)
+    conn = Connection(fd)
+    from cptpub.batch.tasks import WorkdirJanitor, run_task
+    from cptpub.project import Project
+
+    project = Project(root)
+    workdir = project.build_dir / "work" / worker_id
+    janitor = WorkdirJanitor()
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):  # the main process is gone
+                break
+            if task is None:
+                break
+            outcome = run_task(project, task, workdir / task.code, worker=worker_id, janitor=janitor)
+            try:
+                conn.send(outcome)
+            except OSError:
+                break
+    finally:
+        try:
+            from cptpub.execute.warm import shutdown_warm_kernels
+
+            shutdown_warm_kernels()
+        finally:
+            janitor.close()
+            conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

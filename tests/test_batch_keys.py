@@ -1,0 +1,206 @@
+"""Edition keys and the manifest, without building anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cptpub.batch import manifest as mf
+from cptpub.batch.keys import NO_STORE, edition_keys, shared_digest, store_digests
+from cptpub.batch.runner import read_codes_file, resolve_codes
+from cptpub.errors import UsageError
+from cptpub.project import Project
+from cptpub.store import RatesStore
+
+ENGINE = "builtin (pandoc 3.9, typst 0.15.2)"
+
+
+@pytest.fixture
+def keyed_project(tmp_path: Path, ingested_project: Path) -> Project:
+    root = tmp_path / "project"
+    for name in ("data", "notebooks", "report"):
+        shutil.copytree(ingested_project / name, root / name)
+    (root / "build").mkdir()
+    shutil.copy2(ingested_project / "build" / "rates.duckdb", root / "build" / "rates.duckdb")
+    return Project(root)
+
+
+def keys(project: Project, formats=("html", "pdf"), engine=ENGINE) -> dict[str, str]:
+    return edition_keys(project, ["20702", "20703", "20705"], engine, formats)
+
+
+def test_keys_change_with_exactly_the_inputs_of_their_code(keyed_project: Project):
+    project = keyed_project
+    base = keys(project)
+    assert len(set(base.values())) == 3
+    assert keys(project) == base  # deterministic
+
+    record = project.record_path("20703")
+    record.write_text(record.read_text() + "\n# a comment is a change of the record's bytes\n")
+    changed = keys(project)
+    assert [c for c in base if changed[c] != base[c]] == ["20703"]
+
+    # One rate of 20705 in the store: only 20705's key moves.
+    with RatesStore(project.store_path).transaction() as con:
+        con.execute(
+            "UPDATE negotiated_rates SET negotiated_rate = negotiated_rate + 1 WHERE rowid = "
+            "(SELECT min(rowid) FROM negotiated_rates WHERE billing_code = '20705')"
+        )
+    after_rate = keys(project)
+    assert [c for c in base if after_rate[c] != changed[c]] == ["20705"]
+
+    # Re-ingesting the same file only changes ingested_at: nothing to rebuild.
+    with RatesStore(project.store_path).transaction() as con:
+        con.execute("UPDATE sources SET ingested_at = ingested_at + INTERVAL 1 DAY")
+    assert keys(project) == after_rate
+
+    # Shared inputs move every key: a notebook, the payer catalogue, the template, the engine, the formats.
+    notebook = project.section_notebooks()[0]
+    notebook.write_bytes(notebook.read_bytes().replace(b"Parameters.", b"Parameters:"))
+    after_notebook = keys(project)
+    assert all(after_notebook[c] != after_rate[c] for c in base)
+    css = project.report_dir / "styles.css"
+    css.write_text(css.read_text() + "\n/* edited */\n")
+    after_css = keys(project)
+    assert all(after_css[c] != after_notebook[c] for c in base)
+    assert keys(project, formats=("html",)) != after_css
+    assert keys(project, engine="builtin (pandoc 3.9, typst 0.16.0)") != after_css
+    payers = project.payers_file
+    payers.write_text(payers.read_text() + "\n")
+    assert all(keys(project)[c] != after_css[c] for c in base)
+
+
+def test_store_digest_ignores_row_order(tmp_path: Path, keyed_project: Project):
+    source = keyed_project.store_path
+    shuffled = tmp_path / "shuffled.duckdb"
+    con = duckdb.connect(str(shuffled))
+    con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
+    for table in ("sources", "negotiated_rates", "medicare_pfs"):
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM src.{table} ORDER BY random()")
+    con.close()
+    codes = ["20702", "20705", "99999"]
+    original = store_digests(source, codes)
+    assert store_digests(shuffled, codes) == original
+    assert len(set(original.values())) == 3  # a code with no rows has a digest of its own
+    assert store_digests(tmp_path / "missing.duckdb", codes) == dict.fromkeys(codes, NO_STORE)
+
+
+def test_shared_digest_ignores_hidden_and_cache_files(keyed_project: Project):
+    project = keyed_project
+    before = shared_digest(project, ENGINE, ("html",))
+    (project.report_dir / ".DS_Store").write_bytes(b"junk")
+    (project.report_dir / "__pycache__").mkdir()
+    (project.report_dir / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert shared_digest(project, ENGINE, ("html",)) == before
+    (project.report_dir / "extra.css").write_text("p {}")
+    assert shared_digest(project, ENGINE, ("html",)) != before
+
+
+def test_reconcile_keeps_dist_and_manifest_equal(tmp_path: Path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+
+    def entry(code: str, content: bytes) -> dict:
+        (dist / f"cpt-{code}.html").write_bytes(content)
+        return {
+            "code": code,
+            "outputs": {"html": {"file": f"cpt-{code}.html", "sha256": mf.sha256_file(dist / f"cpt-{code}.html")}},
+        }
+
+    editions = {"20702": entry("20702", b"a"), "20703": entry("20703", b"b"), "20704": entry("20704", b"c")}
+    mf.write_manifest(dist, editions)
+    (dist / "cpt-20703.html").write_bytes(b"changed by hand")  # no longer what the manifest says
+    (dist / "cpt-20705.pdf").write_bytes(b"orphan")  # claimed by no entry
+    (dist / ".cpt-20706.html.abc123.tmp").write_bytes(b"half")  # a killed write
+    (dist / "index.html").write_text("catalogue")  # not an edition file: left alone
+    kept, dropped = mf.reconcile(dist, mf.load_editions(dist), known_codes={"20702", "20703"})
+    assert sorted(kept) == ["20702"]
+    assert dropped == ["20703", "20704"]  # altered; no record any more
+    assert sorted(p.name for p in dist.iterdir()) == ["cpt-20702.html", "index.html", "manifest.json"]
+
+    (dist / "manifest.json").write_text("{not json")
+    assert mf.load_editions(dist) == {}
+    document = mf.write_manifest(dist, kept)
+    assert json.loads((dist / "manifest.json").read_text()) == document
+
+
+def test_codes_file_and_code_resolution(tmp_path: Path, keyed_project: Project):
+    path = tmp_path / "codes.txt"
+    path.write_text("# codes for the spring edition\n20705 20702,20702\n\n 20703  # removal\n")
+    assert read_codes_file(path) == ["20705", "20702", "20702", "20703"]
+    assert resolve_codes(keyed_project, read_codes_file(path), False) == ["20702", "20703", "20705"]
+    assert resolve_codes(keyed_project, [], True) == ["20700", "20701", "20702", "20703", "20704", "20705"]
+    with pytest.raises(UsageError, match="unknown code 20799"):
+        resolve_codes(keyed_project, ["20702", "20799"], False)
+    with pytest.raises(UsageError, match="name at least one code"):
+        resolve_codes(keyed_project, [], False)
+    with pytest.raises(UsageError):
+        read_codes_file(tmp_path / "missing.txt")
+
+
+def test_store_digest_cache_follows_the_store(keyed_project: Project):
+    from cptpub.batch.keys import STORE_DIGEST_CACHE, cached_store_digests
+
+    project = keyed_project
+    cache = project.build_dir / STORE_DIGEST_CACHE
+    codes = ["20702", "20705"]
+    fresh = store_digests(project.store_path, codes)
+    assert cached_store_digests(project.store_path, codes, cache) == fresh
+    assert cache.exists()
+    assert cached_store_digests(project.store_path, codes, cache) == fresh  # from the cache
+    with RatesStore(project.store_path).transaction() as con:
+        con.execute("UPDATE medicare_pfs SET work_rvu = work_rvu + 1 WHERE hcpcs = '20702'")
+    after = cached_store_digests(project.store_path, codes, cache)
+    assert after == store_digests(project.store_path, codes)
+    assert after["20702"] != fresh["20702"] and after["20705"] == fresh["20705"]
+
+
+def test_key_payers_from_the_edition_metadata(ingested_project: Path):
+    from cptpub.batch.tasks import key_payers_of
+    from cptpub.edition import edition_meta
+    from cptpub.sections import load_context
+
+    project = Project(ingested_project)
+    for code in ("20702", "20705"):
+        ctx = load_context(code, project.data_dir, project.store_path)
+        assert key_payers_of(edition_meta(ctx)) == ctx.key_payers
+
+
+def test_checksum_cache_never_trusts_a_changed_file(tmp_path: Path, monkeypatch):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    path = dist / "cpt-20702.html"
+    path.write_bytes(b"published")
+    cache_file = tmp_path / "build" / "checksums.json"
+    cache = mf.ChecksumCache(cache_file)
+    digest = cache.sha256(path)
+    assert digest == mf.sha256_file(path)
+    cache.save()
+
+    reads = []
+    monkeypatch.setattr(mf, "sha256_file", lambda p: reads.append(p) or "recomputed")
+    again = mf.ChecksumCache(cache_file)
+    assert again.sha256(path) == digest and reads == []  # untouched: from the cache
+
+    before = path.stat()
+    path.write_bytes(b"PUBLISHED")  # same size; then the old mtime is put back
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert again.sha256(path) == "recomputed" and reads == [path]
+
+
+def test_manifest_text_is_the_plain_json_dump(tmp_path: Path):
+    serializer = mf.ManifestSerializer()
+    entry = {"code": "20702", "title": "CPT 20702: Ärzte “quoted” \\ </script>", "data_as_of": {}, "payers": []}
+    other = {"code": "20703", "outputs": {"html": {"file": "cpt-20703.html", "sha256": "ab"}}, "build_seconds": 1.5}
+    for editions in ({}, {"20702": entry}, {"20702": entry, "20703": other}):
+        document = mf.manifest_document(editions)
+        assert serializer.dumps(document) == json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    dist = tmp_path / "dist"
+    written = mf.write_manifest(dist, {"20703": other, "20702": entry}, serializer)
+    assert json.loads((dist / "manifest.json").read_text()) == written
+    assert [e["code"] for e in written["editions"]] == ["20702", "20703"]
