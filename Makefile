@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CPTPUB := $(VENV)/bin/cptpub
 DEMO_INPUTS := build/demo-inputs
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: demo install install-test system-deps test lint bench clean
 

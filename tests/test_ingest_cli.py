@@ -148,7 +148,9 @@ def test_ingest_pfs(bare_project, tmp_path, capsys):
 
 
 def test_ingest_toc_table(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")  # one table row per line
+    from cptpub import cli
+
+    monkeypatch.setattr(cli.console, "width", 250)  # one table row per line, whatever ran first in this process
     status, out, _ = run(capsys, "ingest", "toc", str(TIC / "v2/table-of-contents-sample.json"))
     assert status == 0
     assert "medicare: 3 in-network file(s), updated 2023-04-19" in out
