@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -304,7 +305,14 @@ def test_a_worker_that_dies_is_replaced_and_named(tmp_path: Path, ingested_proje
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, root / "notebooks" / "00-crash.ipynb")
-    result = run_cptpub(root, "build", "--all", "-j", "1", "--to", "html", check=False)
+    # A killed worker cannot remove its kernel's socket folder: keep it in a temporary folder of this test's own
+    # (short: Unix socket paths are limited to ~100 characters).
+    scratch = Path(tempfile.mkdtemp(prefix="cb"))
+    try:
+        env = {"TMPDIR": str(scratch)}
+        result = run_cptpub(root, "build", "--all", "-j", "1", "--to", "html", check=False, env=env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     assert result.returncode == 1, result.stdout + result.stderr
     assert sorted(editions(root)) == ["20702", "20704"]
     message = " ".join(result.stderr.split())

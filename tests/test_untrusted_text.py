@@ -179,3 +179,8 @@ def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):
     assert text.count(HOSTILE) >= 2  # the service type bullet and the Methodology source table
     pdf = squash("".join(p.extract_text() for p in PdfReader(project / "dist" / "cpt-20702.pdf").pages))
     assert squash(HOSTILE) in pdf
+
+
+def test_a_nul_byte_in_a_title_renders(base):
+    """Found by hypothesis: a NUL in record text must not reach a command-line argument."""
+    render(with_text(base, "before\x00after"), base[2] / "nul")

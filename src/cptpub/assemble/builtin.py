@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typst
 
+from cptpub import escape
 from cptpub.assemble.base import (
     CATALOGUE_HREF,
     DEMO_NOTICE,
@@ -83,7 +84,9 @@ def html_metadata_args(meta: EditionMeta, config: ReportConfig) -> list[str]:
         *(("keywords", word) for word in meta.keywords),
         *(("data-as-of", f"{label}: {display_date(day)}") for label, day in meta.data_as_of),
     ]
-    args = [f"--metadata={key}:{value}" for key, value in values if value]
+    # Data text (titles, payer names) passes the escaping layer's clean(): no control characters, and in particular
+    # no NUL, which cannot travel in a command-line argument.
+    args = [f"--metadata={key}:{escape.clean(value)}" for key, value in values if value]
     if meta.demo:
         args.append("--metadata=demo:true")
     return args

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import nbformat
-
 from cptpub.errors import AssemblyError
 
 SKIPPED_TAGS = frozenset({"parameters", "injected-parameters"})
@@ -25,6 +23,8 @@ def notebooks_to_markdown(paths: Iterable[Path]) -> str:
 
 
 def _content_blocks(path: Path) -> Iterator[str]:
+    import nbformat  # imported here: it is slow to import, and a no-op batch build never renders
+
     try:
         notebook = nbformat.read(path, as_version=4)
     except FileNotFoundError:
