@@ -87,7 +87,6 @@ def run_sections(
                 execution_timeout=cell_timeout,
                 progress_bar=False,
                 log_output=False,
-                request_save_on_cell_execute=False,  # one write per notebook, not one per cell
             )
         except PapermillExecutionError as exc:
             raise SectionFailed(
