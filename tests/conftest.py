@@ -39,6 +39,17 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
+@pytest.fixture
+def bare_project(tmp_path: Path, monkeypatch) -> Path:
+    """A project with the repository's payer catalogue and no code records yet, selected for in-process CLI calls."""
+    root = tmp_path / "project"
+    (root / "data" / "codes").mkdir(parents=True)
+    shutil.copy(REPO / "data" / "payers.yaml", root / "data" / "payers.yaml")
+    monkeypatch.setenv("CPTPUB_PROJECT", str(root))
+    monkeypatch.delenv("CPTPUB_STORE", raising=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def demo_inputs(tmp_path_factory) -> Path:
     from cptpub.demo import write_demo_inputs

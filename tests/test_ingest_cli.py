@@ -18,17 +18,6 @@ NO_NPI = TIC / "v1/in-network-rates-no-npi.json"
 MULTI = TIC / "v2/in-network-rates-multiple-plans-sample.json"
 
 
-@pytest.fixture
-def bare_project(tmp_path: Path, monkeypatch) -> Path:
-    """A project with the repository's payer catalogue and no code records yet."""
-    root = tmp_path / "project"
-    (root / "data" / "codes").mkdir(parents=True)
-    (root / "data" / "payers.yaml").write_text((REPO / "data" / "payers.yaml").read_text())
-    monkeypatch.setenv("CPTPUB_PROJECT", str(root))
-    monkeypatch.delenv("CPTPUB_STORE", raising=False)
-    return root
-
-
 def run(capsys, *args: str) -> tuple[int, str, str]:
     status = main(list(args))
     captured = capsys.readouterr()

@@ -300,16 +300,6 @@ def test_pfs_a_corrupt_zip(tmp_path):
     assert failure.value.where == str(path)
 
 
-@pytest.fixture
-def cli_project(tmp_path: Path, monkeypatch) -> Path:
-    project = tmp_path / "project"
-    (project / "data" / "codes").mkdir(parents=True)
-    (project / "data" / "payers.yaml").write_text((REPO / "data" / "payers.yaml").read_text())
-    monkeypatch.setenv("CPTPUB_PROJECT", str(project))
-    monkeypatch.delenv("CPTPUB_STORE", raising=False)
-    return project
-
-
 def _ingested(project: Path) -> list[str]:
     con = RatesStore(project / "build" / "rates.duckdb").connect(read_only=True)
     try:
@@ -318,7 +308,7 @@ def _ingested(project: Path) -> list[str]:
         con.close()
 
 
-def test_the_cli_reports_unreadable_files_in_a_folder_and_goes_on(cli_project, tmp_path, capsys, fifo):
+def test_the_cli_reports_unreadable_files_in_a_folder_and_goes_on(bare_project, tmp_path, capsys, fifo):
     folder = tmp_path / "downloads"
     folder.mkdir()
     (folder / "a.json").write_bytes(GOOD.read_bytes())
@@ -333,10 +323,10 @@ def test_the_cli_reports_unreadable_files_in_a_folder_and_goes_on(cli_project, t
     assert (
         f"2 of 4 file(s) failed, each leaving the store as it was:\n  {folder / 'b.json'}\n  {folder / 'c.json'}" in err
     )
-    assert _ingested(cli_project) == ["a.json", "d.json"]
+    assert _ingested(bare_project) == ["a.json", "d.json"]
 
 
-def test_the_cli_reports_an_os_error_per_file_and_goes_on(cli_project, tmp_path, capsys, monkeypatch):
+def test_the_cli_reports_an_os_error_per_file_and_goes_on(bare_project, tmp_path, capsys, monkeypatch):
     bad = _write(tmp_path, "locked.json", GOOD.read_text())
     ingest = cptpub.ingest.tic.ingest_tic_file
 
@@ -351,4 +341,4 @@ def test_the_cli_reports_an_os_error_per_file_and_goes_on(cli_project, tmp_path,
     assert status == 1
     assert f"failed     {bad}: cannot read the file: Permission denied" in err
     assert "internal error" not in err and "1 of 2 file(s) failed" in err
-    assert _ingested(cli_project) == [V2_FFS.name]
+    assert _ingested(bare_project) == [V2_FFS.name]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.assemble.base import write_atomic
+from cptpub.assemble.base import FORMATS, write_atomic
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
@@ -32,7 +32,6 @@ from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
 
-FORMATS = ("html", "pdf")
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
 

@@ -19,7 +19,7 @@ class Interrupted(CptpubError):
 
 
 def parse_formats(value: str) -> tuple[str, ...]:
-    from cptpub.batch.runner import FORMATS
+    from cptpub.assemble.base import FORMATS
 
     formats = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
     bad = [f for f in formats if f not in FORMATS]

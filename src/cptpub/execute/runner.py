@@ -21,17 +21,13 @@ FRESH_ENGINE = "nbclient"  # papermill's default: a new kernel per notebook
 WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker process
 
 
-def section_parameters(project: Project, code: str) -> dict[str, str]:
-    """The values injected into every section notebook (names: ``PARAMETER_NAMES``)."""
-    return {
-        "cpt_code": code,
-        "data_dir": str(project.data_dir),
-        "store_path": str(project.store_path),
-        "figures_dir": "figures",
-    }
-
-
 PARAMETER_NAMES = ("cpt_code", "data_dir", "store_path", "figures_dir")
+
+
+def section_parameters(project: Project, code: str) -> dict[str, str]:
+    """The values injected into every section notebook, one per name of ``PARAMETER_NAMES``."""
+    values = (code, str(project.data_dir), str(project.store_path), "figures")
+    return dict(zip(PARAMETER_NAMES, values, strict=True))
 
 
 def parameter_problems(notebook: Path) -> list[str]:

@@ -43,26 +43,18 @@ def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
         ax.set_yticks(positions, payers)
         ax.set_xlabel("Negotiated rate (US dollars)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
-        m = b.medicare
+        # The same Medicare amounts the table shows (none where Medicare pays nothing nationally).
+        facility = b.medicare.reference(True) if b.medicare else None
+        nonfacility = b.medicare.reference(False) if b.medicare else None
+        lines = [("facility", facility, "#b45f06", "--", "dashed")]
+        if nonfacility != facility:
+            lines.append(("non-facility", nonfacility, "#6aa84f", ":", "dotted"))
         marks = []
-        if m and m.facility_amount:
-            ax.axvline(
-                m.facility_amount,
-                color="#b45f06",
-                linestyle="--",
-                linewidth=1.5,
-                label=f"Medicare facility ${m.facility_amount:,.2f}",
-            )
-            marks.append(f"the Medicare facility amount of ${m.facility_amount:,.2f}")
-        if m and m.nonfacility_amount and m.nonfacility_amount != m.facility_amount:
-            ax.axvline(
-                m.nonfacility_amount,
-                color="#6aa84f",
-                linestyle=":",
-                linewidth=1.5,
-                label=f"Medicare non-facility ${m.nonfacility_amount:,.2f}",
-            )
-            marks.append(f"the non-facility amount of ${m.nonfacility_amount:,.2f}")
+        for label, amount, color, style, style_name in lines:
+            if amount is None:
+                continue
+            ax.axvline(amount, color=color, linestyle=style, linewidth=1.5, label=f"Medicare {label} ${amount:,.2f}")
+            marks.append(f"a {style_name} line marks the Medicare {label} amount of ${amount:,.2f}")
         if marks:
             ax.legend(loc="lower right", frameon=False)
         title = f"CPT {ctx.code}: negotiated rates by payer"
@@ -80,7 +72,8 @@ def rate_distribution_figure(ctx, figures_dir: Path) -> Trusted:
     medians = "; ".join(f"{s.payer} median ${s.median:,.2f} over {s.n_rates} rates" for s in b.by_payer)
     alt = f"Box plot of negotiated rates for CPT {ctx.code} by payer: {medians}."
     if marks:
-        alt += " A dashed line marks " + " and ".join(marks) + "."
+        described = "; ".join(marks)
+        alt += f" {described[0].upper()}{described[1:]}."
     if ctx.demo:
         alt += " Demo data, not real prices."
     caption = escape.md(f"Distribution of negotiated rates for CPT {ctx.code} per payer, Medicare marked.")
