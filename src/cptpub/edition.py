@@ -11,7 +11,7 @@ from cptpub.assemble.base import FORMATS, AssemblyJob, EditionMeta
 from cptpub.errors import CptpubError
 from cptpub.execute import FRESH_ENGINE, run_sections
 from cptpub.project import Project, check_code
-from cptpub.sections import EditionContext, load_context
+from cptpub.sections.context import EditionContext, load_context, save_context
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class EditionResult:
     outputs: dict[str, Path]
     engine: str
     meta: EditionMeta
+    key_payers: tuple[str, ...]  # payers with data for the code, in the catalogue's order (for the manifest)
 
 
 def edition_meta(ctx: EditionContext) -> EditionMeta:
@@ -46,7 +47,8 @@ def build_edition(
     cell_timeout: float | None = None,
 ) -> EditionResult:
     """Build one code's publication. The record is validated before anything runs; outputs replace old ones
-    atomically, so ``dist/`` never holds a half-written file."""
+    atomically, so ``dist/`` never holds a half-written file. The edition context is computed once, here, and
+    saved in the build folder for the section notebooks (``cptpub.sections.load_edition``)."""
     code = check_code(code)
     if not project.store_path.exists():
         raise CptpubError(
@@ -58,8 +60,10 @@ def build_edition(
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one
         shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    save_context(ctx, project.data_dir, project.store_path, workdir)
     executed = run_sections(project, code, workdir, engine_name=execution_engine, cell_timeout=cell_timeout)
     meta = edition_meta(ctx)
     job = AssemblyJob(meta=meta, notebooks=tuple(executed), workdir=workdir, report_dir=project.report_dir)
     outputs = engine.render(job, formats, out_dir or project.dist_dir)
-    return EditionResult(code=code, outputs=outputs, engine=engine.name, meta=meta)
+    return EditionResult(code=code, outputs=outputs, engine=engine.name, meta=meta, key_payers=tuple(ctx.key_payers))

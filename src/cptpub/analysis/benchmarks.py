@@ -6,6 +6,7 @@ description and the computation cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,7 @@ class Benchmarks:
     code: str
     medicare: MedicareAmounts | None
     by_payer: tuple[RateStats, ...]  # professional rates, one per payer with rates, in catalogue order
-    overall: RateStats | None  # professional rates of all commercial payers together
+    overall: RateStats | None  # professional rates of the payers of kind commercial (payers.yaml) together
     splits: tuple[RateStats, ...]  # professional rates per payer and setting, where a payer has several
     institutional: tuple[RateStats, ...]  # facility-fee rates per payer (no % of Medicare)
     excluded: dict[str, dict[str, int]]  # payer -> kind (e.g. "percentage rate") -> count, left out of statistics
@@ -210,8 +211,12 @@ def load_sources(con, code: str, medicare: MedicareAmounts | None) -> tuple[Sour
     )
 
 
-def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
-    """Benchmarks of ``code`` from the store, payers in ``payer_order`` (the catalogue's order)."""
+def compute(store_path: Path, code: str, payer_order: list[str], commercial: Collection[str]) -> Benchmarks:
+    """Benchmarks of ``code`` from the store, payers in ``payer_order`` (the catalogue's order).
+
+    The "All commercial payers" statistics count only the payers named in ``commercial`` (kind ``commercial`` in
+    ``payers.yaml``): a file filed under Medicare or another kind has its own row but stays out of the overall one.
+    """
     con = RatesStore(store_path).connect(read_only=True)
     try:
         medicare = load_medicare(con, code)
@@ -252,7 +257,8 @@ def compute(store_path: Path, code: str, payer_order: list[str]) -> Benchmarks:
         _stats(payer, _setting_label(st), part)
         for (payer, st), part in institutional_rows.groupby(["payer", "setting"], sort=False)
     ]
-    overall = _stats("All commercial payers", "all", professional) if len(professional) else None
+    commercial_rates = professional[professional["payer"].isin(list(commercial))]
+    overall = _stats("All commercial payers", "all", commercial_rates) if len(commercial_rates) else None
     return Benchmarks(
         code=code,
         medicare=medicare,

@@ -28,6 +28,8 @@ from cptpub.assemble.pandoc import pandoc_version, run_pandoc
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.errors import AssemblyError
 
+TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it
+
 
 class BuiltinEngine:
     name = "builtin"
@@ -38,7 +40,7 @@ class BuiltinEngine:
     def render(self, job: AssemblyJob, formats: Sequence[str], out_dir: Path) -> dict[str, Path]:
         wanted = check_formats(formats)
         config = load_config(job.report_dir)
-        markdown = notebooks_to_markdown(job.notebooks)
+        markdown = notebooks_to_markdown(job.notebooks, job.workdir, config.execute)
         # Every format is rendered before any is published: a failing PDF must not leave a new page that links
         # to the previous edition's PDF.
         rendered = {
@@ -58,15 +60,18 @@ def render_html(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
         "--wrap=none",
         f"--template={config.html_template}",
         *(f"--css={css}" for css in config.html.css),
-        *html_metadata_args(meta, config),
     ]
     if config.html.toc:
         args += ["--toc", f"--toc-depth={config.html.toc_depth}"]
-    return run_pandoc(markdown, args, cwd=job.workdir, what="HTML page")
+    return run_pandoc(markdown, args, cwd=job.workdir, what="HTML page", metadata=html_metadata(meta, config))
 
 
-def html_metadata_args(meta: EditionMeta, config: ReportConfig) -> list[str]:
-    """Template values as ``--metadata`` strings, which Pandoc HTML-escapes (``--variable`` would not)."""
+def html_metadata(meta: EditionMeta, config: ReportConfig) -> dict[str, object]:
+    """Template values as Pandoc metadata (which the HTML writer escapes, unlike ``--variable``).
+
+    Pandoc reads metadata strings as Markdown, so each passes the escaping layer: data text (titles, payer names)
+    appears literally. Lists (authors, keywords, dates) keep their order.
+    """
     values: list[tuple[str, str]] = [
         ("lang", config.lang),
         ("title", meta.title),
@@ -84,24 +89,30 @@ def html_metadata_args(meta: EditionMeta, config: ReportConfig) -> list[str]:
         *(("keywords", word) for word in meta.keywords),
         *(("data-as-of", f"{label}: {display_date(day)}") for label, day in meta.data_as_of),
     ]
-    # Data text (titles, payer names) passes the escaping layer's clean(): no control characters, and in particular
-    # no NUL, which cannot travel in a command-line argument.
-    args = [f"--metadata={key}:{escape.clean(value)}" for key, value in values if value]
+    metadata: dict[str, object] = {}
+    for key, value in values:
+        if escape.clean(value):
+            text = escape.md(value)
+            if key in ("author", "keywords", "data-as-of"):
+                cast_list = metadata.setdefault(key, [])
+                assert isinstance(cast_list, list)
+                cast_list.append(text)
+            else:
+                metadata[key] = text
     if meta.demo:
-        args.append("--metadata=demo:true")
-    return args
+        metadata["demo"] = True
+    return metadata
 
 
 def render_pdf(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
-    """Typst source from Pandoc (kept beside the figures for debugging), compiled with embedded fonts only."""
+    """Typst source from Pandoc (kept beside the figures for debugging), compiled with embedded fonts only.
+
+    The template imports the edition's values from ``TYPST_META_FILE`` beside the source (escaped Typst, written
+    here): a file, so no command line carries data, whatever its size."""
+    write_atomic(job.workdir / TYPST_META_FILE, f"#let meta = {typst_meta(job.meta, config)}\n".encode())
     source = run_pandoc(
         markdown,
-        [
-            "--to=typst",
-            "--standalone",
-            f"--template={config.typst_template}",
-            f"--variable=cptpub:{typst_meta(job.meta, config)}",
-        ],
+        ["--to=typst", "--standalone", f"--template={config.typst_template}"],
         cwd=job.workdir,
         what="Typst source",
     )

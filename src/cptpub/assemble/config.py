@@ -6,6 +6,7 @@ Quarto reads the file as-is. The builtin engine reads the same keys:
 * ``format.html``: ``css``, ``toc``, ``toc-depth``, ``toc-title``, ``title-prefix``;
 * ``format.typst``: ``papersize``, ``margin`` (``x``/``y``/``top``/...), ``fontsize``, ``toc``,
   ``toc-depth``, ``toc-title``;
+* ``execute``: ``echo``, ``output``, ``include`` (defaults for every code cell, as Quarto applies them);
 * ``cptpub``: keys Quarto has no name for: ``publisher``, ``html-template`` and ``typst-template``
   (files in ``report/`` used by the builtin engine).
 
@@ -50,6 +51,15 @@ class TypstSettings:
 
 
 @dataclass(frozen=True)
+class ExecuteSettings:
+    """Quarto's ``execute`` defaults for every code cell (a cell's own ``#|`` options win)."""
+
+    echo: bool = False
+    output: bool = True
+    include: bool = True
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     path: Path
     lang: str
@@ -59,6 +69,7 @@ class ReportConfig:
     typst: TypstSettings
     html_template: Path
     typst_template: Path
+    execute: ExecuteSettings
     raw: dict[str, Any] = field(repr=False, compare=False)  # the parsed file, for the Quarto project
 
     @property
@@ -98,6 +109,11 @@ def load_config(report_dir: Path) -> ReportConfig:
         ),
         html_template=reader.template("html-template", "template.html"),
         typst_template=reader.template("typst-template", "publication.typ"),
+        execute=ExecuteSettings(
+            echo=reader.flag(("execute", "echo"), False),
+            output=reader.flag(("execute", "output"), True),
+            include=reader.flag(("execute", "include"), True),
+        ),
         raw=reader.raw,
     )
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pypandoc
 
+from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
 
 # Untrusted text must never become markup: no raw HTML, raw TeX or ```{=format} blocks.
@@ -26,19 +30,49 @@ def pandoc_version() -> str:
     return pypandoc.get_pandoc_version()
 
 
+def _filter(name: str) -> Path:
+    return Path(str(resources.files("cptpub.assemble") / name))
+
+
 def safety_filter() -> Path:
     """The Lua filter that strips attributes, unsafe links and out-of-folder images (see safety.lua)."""
-    return Path(str(resources.files("cptpub.assemble") / "safety.lua"))
+    return _filter("safety.lua")
 
 
-def run_pandoc(markdown: str, args: list[str], *, cwd: Path, what: str) -> bytes:
-    """Convert ``markdown`` with the safe reader and the safety filter; return the writer's output.
+def crossref_filter() -> Path:
+    """The Lua filter that numbers captioned figures and tables and links ``@fig-``/``@tbl-`` references."""
+    return _filter("crossref.lua")
 
-    Runs in ``cwd`` (the code's build folder) so figure paths resolve there. ``what`` names the
-    output in error messages.
+
+PANDOC_TIMEOUT = 300  # seconds; a page takes well under one
+
+
+def run_pandoc(
+    markdown: str, args: list[str], *, cwd: Path, what: str, metadata: dict[str, Any] | None = None
+) -> bytes:
+    """Convert ``markdown`` with the safe reader, the cross-reference and safety filters; return the output.
+
+    Runs in ``cwd`` (the code's build folder) so figure paths resolve there. ``metadata`` goes to Pandoc in a
+    JSON file in ``cwd`` (``--metadata-file``), never on the command line, so its size is not limited by the
+    system's argument length. ``what`` names the output in error messages.
     """
-    argv = [pandoc_path(), f"--from={READER}", f"--lua-filter={safety_filter()}", *args]
-    result = subprocess.run(argv, input=markdown.encode("utf-8"), cwd=cwd, capture_output=True, check=False)
+    argv = [
+        pandoc_path(),
+        f"--from={READER}",
+        f"--lua-filter={crossref_filter()}",
+        f"--lua-filter={safety_filter()}",
+    ]
+    if metadata is not None:
+        # Values are strings: a JSON metadata file's strings are read as Markdown, so they are escaped first.
+        meta_file = write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.json", json.dumps(metadata).encode())
+        argv.append(f"--metadata-file={meta_file.name}")
+    argv += args
+    try:
+        result = subprocess.run(
+            argv, input=markdown.encode("utf-8"), cwd=cwd, capture_output=True, check=False, timeout=PANDOC_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        raise AssemblyError(f"pandoc did not finish the {what} within {PANDOC_TIMEOUT} s", where=cwd) from None
     if result.returncode != 0:
         raise AssemblyError(
             f"pandoc failed to write the {what} (exit status {result.returncode}): {_pandoc_problem(result.stderr)}",
@@ -54,3 +88,7 @@ def _pandoc_problem(stderr: bytes) -> str:
         if line.startswith(_FILTER_MESSAGE_PREFIX):
             return line.removeprefix(_FILTER_MESSAGE_PREFIX)
     return text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

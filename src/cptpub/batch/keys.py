@@ -3,8 +3,8 @@
 A key covers the section notebooks, the code's record, the payer catalogue, the slice of the rates store the
 code reads (its ``negotiated_rates`` and ``medicare_pfs`` rows and the ``sources`` rows they point at), the
 ``report/`` template files (except the catalogue page's own template), the assembly engine and its version,
-cptpub's version and the output formats. When none of these changed and the published files are intact, the
-edition is not rebuilt.
+cptpub's own code (a digest of every file of the package) and the output formats. When none of these changed
+and the published files are intact, the edition is not rebuilt.
 
 Everything shared by all codes is hashed once per batch (:func:`shared_digest`); the store slices of all codes
 come from one read-only query (:func:`store_digests`), so keying a thousand codes takes a fraction of a second.
@@ -19,14 +19,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import cptpub
 from cptpub import __version__
+from cptpub.atomic import write_atomic
 from cptpub.project import Project
 
-KEY_SCHEME = "cptpub-edition-key/1"  # bump when what goes into a key changes
+KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes
 NO_STORE = "no-store"
 STORE_DIGEST_CACHE = ".store-digests.json"  # in build/
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".quarto"}
@@ -57,6 +58,18 @@ def template_files(folder: Path, *, skip: tuple[str, ...] = ()) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def package_digest(package_dir: Path | None = None) -> str:
+    """A digest of every file of the cptpub package (code, templates, filters; not caches): any change to the
+    toolkit changes every key. The version alone would not see an edited file between releases."""
+    folder = package_dir or Path(cptpub.__file__).parent
+    h = hashlib.sha256()
+    _frame(h, "version", __version__)
+    for path in template_files(folder):
+        _frame(h, "file", path.relative_to(folder).as_posix())
+        _frame(h, "file-bytes", path.read_bytes())
+    return h.hexdigest()
+
+
 def shared_digest(project: Project, engine_label: str, formats: Sequence[str]) -> str:
     """The digest of the inputs every edition shares: notebooks, payers, template, engine, version, formats."""
     h = hashlib.sha256()
@@ -70,7 +83,7 @@ def shared_digest(project: Project, engine_label: str, formats: Sequence[str]) -
         _frame(h, "report", path.relative_to(project.report_dir).as_posix())
         _frame(h, "report-bytes", path.read_bytes())
     _frame(h, "engine", engine_label)  # "builtin (pandoc 3.9, typst 0.15.2)": name and version
-    _frame(h, "cptpub", __version__)
+    _frame(h, "cptpub", package_digest())
     _frame(h, "formats", ",".join(formats))
     return h.hexdigest()
 
@@ -165,9 +178,7 @@ def cached_store_digests(store_path: Path, codes: Sequence[str], cache_file: Pat
             data = {"store": str(store_path.resolve()), "stamp": stamp, "digests": digests}
             with contextlib.suppress(OSError):
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(data), encoding="utf-8")
-                os.replace(tmp, cache_file)
+                write_atomic(cache_file, json.dumps(data).encode("utf-8"))
     return {code: digests[code] for code in codes}
 
 

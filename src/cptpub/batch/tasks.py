@@ -11,6 +11,7 @@ import datetime as dt
 import shutil
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class EditionOutcome:
         return self.failure is None
 
 
-def manifest_fields(meta, key_payers: list[str]) -> dict:
+def manifest_fields(meta, key_payers: Sequence[str]) -> dict:
     """The manifest's description of an edition, from its ``EditionMeta`` and key payers."""
     return {
         "title": meta.title,
@@ -60,19 +61,6 @@ def manifest_fields(meta, key_payers: list[str]) -> dict:
         "payers": list(key_payers),
         "demo": bool(meta.demo),
     }
-
-
-def key_payers_of(meta) -> list[str] | None:
-    """The edition's key payers, as ``edition_meta`` lists them in the PDF keywords
-    (``"CPT", code, *key_payers, "reimbursement", "billing"``); None if the keywords are not laid out so.
-
-    Saves loading the edition context (rates and benchmarks) a second time per code, about 5% of a build;
-    the caller falls back to it when this returns None.
-    """
-    keywords = tuple(meta.keywords)
-    if len(keywords) >= 4 and keywords[:2] == ("CPT", meta.code) and keywords[-2:] == ("reimbursement", "billing"):
-        return list(keywords[2:-2])
-    return None
 
 
 def _iso(day: object) -> str:
@@ -109,7 +97,6 @@ def run_task(
     from cptpub.edition import build_edition
     from cptpub.errors import CptpubError, SectionFailed
     from cptpub.execute.runner import FRESH_ENGINE, WARM_ENGINE
-    from cptpub.sections import load_context
 
     start = time.perf_counter()
     staging = workdir.with_name(f"{workdir.name}.out")
@@ -129,10 +116,7 @@ def run_task(
             cell_timeout=task.cell_timeout,
         )
         files = {fmt: (path.name, path.read_bytes()) for fmt, path in result.outputs.items()}
-        payers = key_payers_of(result.meta)
-        if payers is None:
-            payers = load_context(task.code, project.data_dir, project.store_path).key_payers
-        meta = manifest_fields(result.meta, payers)
+        meta = manifest_fields(result.meta, result.key_payers)
     except SectionFailed as exc:
         executed = Path(exc.executed_path)
         failure = Failure(

@@ -12,13 +12,20 @@ from pathlib import Path
 
 import papermill
 from nbclient.exceptions import CellTimeoutError
+from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from cptpub.errors import CptpubError, SectionFailed
+from cptpub.execute.inline import FreshKernelEngine
+from cptpub.execute.warm import WarmKernelEngine
 from cptpub.project import Project, check_code
 
-FRESH_ENGINE = "nbclient"  # papermill's default: a new kernel per notebook
+FRESH_ENGINE = "cptpub-fresh"  # cptpub.execute.inline: a new kernel per notebook
 WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker process
+# The warm engine is also an entry point (for `papermill --engine cptpub-warm`); both are registered here so a
+# checkout run without reinstalling finds them.
+papermill_engines.register(FRESH_ENGINE, FreshKernelEngine)
+papermill_engines.register(WARM_ENGINE, WarmKernelEngine)
 
 
 PARAMETER_NAMES = ("cpt_code", "data_dir", "store_path", "figures_dir")

@@ -37,10 +37,11 @@ from jupyter_core.utils import run_sync
 
 # Papermill imports this module while registering engine entry points, i.e. while papermill.engines
 # is still initialising: import only from papermill modules that are fully loaded by then.
-from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine
 from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
+
+from cptpub.execute.inline import CptpubNotebookClient
 
 RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
 USE_IPC = os.name == "posix"  # Unix sockets cannot race for ports; Windows has no ipc: TCP + retries
@@ -244,7 +245,7 @@ def _is_python_kernel(kernel_name: str) -> bool:
 
 
 class WarmKernelEngine(NBClientEngine):
-    """Papermill engine ``cptpub-warm``: the nbclient engine on a reused, reset kernel."""
+    """Papermill engine ``cptpub-warm``: cptpub's client (inline code, table outputs) on a reused, reset kernel."""
 
     @classmethod
     def execute_managed_notebook(
@@ -273,7 +274,7 @@ class WarmKernelEngine(NBClientEngine):
         # Same client options as NBClientEngine, plus our kernel manager and client.
         timeout = execution_timeout or kwargs.get("timeout")
         kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
-        client = PapermillNotebookClient(
+        client = CptpubNotebookClient(
             nb_man,
             km=kernel.km,
             **merge_kwargs(

@@ -1,8 +1,15 @@
-"""Everything one edition is written from, loaded once per code: the record, the payers and the benchmarks."""
+"""Everything one edition is written from, computed once per code: the record, the payers and the benchmarks.
+
+``cptpub build`` computes the context once (``load_context``) and saves it in the code's build folder
+(``save_context``); every section notebook then reads it with ``load_edition``, which falls back to computing it
+when run on its own in Jupyter.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +94,42 @@ def _is_empty(value: object) -> bool:
 
 
 def load_context(code: str, data_dir: Path | str, store_path: Path | str) -> EditionContext:
+    """Compute the edition context from the record, ``payers.yaml`` and the rates store (None benchmarks without
+    a store)."""
     data_dir, store_path = Path(data_dir), Path(store_path)
     record = load_record(data_dir / "codes", code)
     catalogue = load_payers(data_dir / "payers.yaml")
     benchmarks = None
     if RatesStore(store_path).exists():
-        benchmarks = compute(store_path, code.upper(), [p.name for p in catalogue.payers])
+        commercial = [p.name for p in catalogue.payers if p.kind == "commercial"]
+        benchmarks = compute(store_path, code.upper(), [p.name for p in catalogue.payers], commercial)
     return EditionContext(code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks)
+
+
+# Written by the build into the code's build folder, the working directory of every section notebook it runs.
+CONTEXT_FILE = "edition-context.pickle"
+
+
+def _inputs(code: str, data_dir: Path | str, store_path: Path | str) -> tuple[str, str, str]:
+    return code.upper(), os.path.abspath(data_dir), os.path.abspath(store_path)
+
+
+def save_context(ctx: EditionContext, data_dir: Path | str, store_path: Path | str, folder: Path) -> Path:
+    """Keep ``ctx`` in ``folder`` for the notebooks of this build (written by the build itself, read only by
+    ``load_edition`` for the same code and inputs)."""
+    from cptpub.atomic import write_atomic
+
+    data = pickle.dumps((_inputs(ctx.code, data_dir, store_path), ctx), protocol=pickle.HIGHEST_PROTOCOL)
+    return write_atomic(folder / CONTEXT_FILE, data)
+
+
+def load_edition(code: str, data_dir: Path | str = "../data", store_path: Path | str = "../build/rates.duckdb"):
+    """The edition context for ``code``: the one the build computed (``CONTEXT_FILE`` in the working directory,
+    for the same code, data folder and store), else computed now (a notebook opened on its own in Jupyter)."""
+    path = Path(CONTEXT_FILE)
+    if path.is_file():
+        with path.open("rb") as handle:
+            inputs, ctx = pickle.load(handle)  # written by save_context during this build
+        if inputs == _inputs(code, data_dir, store_path):
+            return ctx
+    return load_context(code, data_dir, store_path)
