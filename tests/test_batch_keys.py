@@ -160,15 +160,27 @@ def test_store_digest_cache_follows_the_store(keyed_project: Project):
     assert after["20702"] != fresh["20702"] and after["20705"] == fresh["20705"]
 
 
-def test_key_payers_from_the_edition_metadata(ingested_project: Path):
-    from cptpub.batch.tasks import key_payers_of
-    from cptpub.edition import edition_meta
-    from cptpub.sections import load_context
+def test_any_change_to_the_package_moves_every_key(tmp_path: Path, keyed_project: Project, monkeypatch):
+    """An edited module, template or filter of cptpub rebuilds every edition; caches and mtimes do not."""
+    import cptpub
+    from cptpub.batch import keys as keys_module
 
-    project = Project(ingested_project)
-    for code in ("20702", "20705"):
-        ctx = load_context(code, project.data_dir, project.store_path)
-        assert key_payers_of(edition_meta(ctx)) == ctx.key_payers
+    package = tmp_path / "cptpub"
+    shutil.copytree(Path(cptpub.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(keys_module, "PACKAGE_DIR", package)
+    base = keys(keyed_project)
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"cache")
+    os.utime(package / "edition.py")  # touched, same bytes
+    assert keys(keyed_project) == base
+    for edited in ("sections/markdown.py", "assemble/safety.lua"):
+        path = package / edited
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n-- edited\n" if edited.endswith(".lua") else original + b"\n# edited\n")
+        changed = keys(keyed_project)
+        assert all(changed[code] != base[code] for code in base), edited
+        path.write_bytes(original)
+        assert keys(keyed_project) == base
 
 
 def test_checksum_cache_never_trusts_a_changed_file(tmp_path: Path, monkeypatch):

@@ -19,6 +19,7 @@ from .conftest import REPO
 from .test_ingest_pfs import pprrvu_csv
 
 PAYERS = [p.name for p in load_payers(REPO / "data" / "payers.yaml").payers]
+COMMERCIAL = [p.name for p in load_payers(REPO / "data" / "payers.yaml").payers if p.kind == "commercial"]
 # 99213 in the PFS fixture: total RVUs 2.56 non-facility and 1.95 facility, conversion factor 33.2875.
 NONFACILITY, FACILITY = round(2.56 * 33.2875, 2), round(1.95 * 33.2875, 2)
 
@@ -89,7 +90,7 @@ def store(tmp_path: Path) -> RatesStore:
 
 
 def test_professional_ffs_dollar_rates_only_each_against_its_own_medicare_amount(store):
-    b = compute(store.path, "99213", PAYERS)
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
     aetna, cigna = b.by_payer
     assert (aetna.payer, aetna.n_rates, aetna.n_provider_groups) == ("Aetna", 2, 2)
     assert (aetna.minimum, aetna.median, aetna.maximum) == (90.0, 105.0, 120.0)
@@ -103,7 +104,7 @@ def test_professional_ffs_dollar_rates_only_each_against_its_own_medicare_amount
 
 
 def test_excluded_rates_are_counted_not_mixed_in(store):
-    b = compute(store.path, "99213", PAYERS)
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
     assert b.excluded == {"Aetna": {"percentage rate": 1, "modifier 26 rate": 1, "bundle arrangement": 1}}
     assert [(s.payer, s.group, s.n_rates, s.median, s.pct_of_medicare) for s in b.institutional] == [
         ("Aetna", "outpatient", 1, 400.0, None)
@@ -112,12 +113,12 @@ def test_excluded_rates_are_counted_not_mixed_in(store):
 
 
 def test_settings_split_where_a_payer_has_several(store):
-    b = compute(store.path, "99213", PAYERS)
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
     assert [(s.payer, s.group, s.n_rates) for s in b.splits] == [("Aetna", "inpatient", 1), ("Aetna", "outpatient", 1)]
 
 
 def test_a_code_medicare_does_not_price_gets_no_percentage(store):
-    b = compute(store.path, "J3490", PAYERS)
+    b = compute(store.path, "J3490", PAYERS, COMMERCIAL)
     assert b.medicare.status_code == "C"
     assert b.medicare.reference(True) is None and b.medicare.reference(False) is None
     assert b.by_payer[0].median == 50.0
@@ -125,5 +126,23 @@ def test_a_code_medicare_does_not_price_gets_no_percentage(store):
 
 
 def test_sources_cite_the_files_used(store):
-    b = compute(store.path, "99213", PAYERS)
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
     assert sorted(s.kind for s in b.sources) == ["pprrvu", "tic-in-network", "tic-in-network"]
+
+
+def test_all_commercial_payers_leaves_out_a_medicare_kind_entity(store, tmp_path: Path):
+    """A rate file filed under a payer of kind ``medicare`` in payers.yaml gets its own row, never the overall one."""
+    medicare_file = tic(
+        "Centers for Medicare and Medicaid Services",
+        [item("99213", [{"provider_groups": [group("30-0000001")],
+                         "negotiated_prices": [price(5000.0, setting="outpatient", service_code=["11"])]}])],
+    )  # fmt: skip
+    path = tmp_path / "medicare.json"
+    path.write_text(json.dumps(medicare_file))
+    ingest_tic_file(store, path, codes={"99213"}, catalogue=load_payers(REPO / "data" / "payers.yaml"))
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
+    assert [s.payer for s in b.by_payer] == ["Aetna", "Cigna Health", "Medicare"]
+    assert b.by_payer[-1].median == 5000.0
+    # the overall row: Aetna's 90 and 120 and Cigna's 100, as before the Medicare-kind file
+    assert b.overall.payer == "All commercial payers"
+    assert (b.overall.n_rates, b.overall.median, b.overall.maximum) == (3, 100.0, 120.0)

@@ -34,6 +34,7 @@ _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".quarto"}
 # Read only by the catalogue page (dist/index.html), which is rewritten after every batch anyway: editing it
 # must not rebuild every edition.
 CATALOGUE_TEMPLATE = "catalogue.html.j2"
+PACKAGE_DIR = Path(cptpub.__file__).parent
 
 
 def _frame(h: hashlib._Hash, label: str, data: bytes | str) -> None:
@@ -61,7 +62,7 @@ def template_files(folder: Path, *, skip: tuple[str, ...] = ()) -> list[Path]:
 def package_digest(package_dir: Path | None = None) -> str:
     """A digest of every file of the cptpub package (code, templates, filters; not caches): any change to the
     toolkit changes every key. The version alone would not see an edited file between releases."""
-    folder = package_dir or Path(cptpub.__file__).parent
+    folder = package_dir or PACKAGE_DIR
     h = hashlib.sha256()
     _frame(h, "version", __version__)
     for path in template_files(folder):

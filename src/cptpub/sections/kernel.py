@@ -14,7 +14,8 @@ def setup() -> None:
     from IPython import get_ipython
 
     formatter = get_ipython().display_formatter.formatters["text/markdown"]
-    formatter.for_type_by_name("pandas.core.frame", "DataFrame", frame_markdown)
+    for module in ("pandas", "pandas.core.frame"):  # pandas reports DataFrame.__module__ as "pandas"
+        formatter.for_type_by_name(module, "DataFrame", frame_markdown)
 
 
 def evaluate(expression: str) -> Trusted:
