@@ -1,10 +1,11 @@
 """Untrusted text (records and rate files) appears literally in HTML and PDF and never becomes markup.
 
 Property-based: hypothesis feeds arbitrary Unicode, the markup characters of Markdown, HTML and Typst, very long
-strings and control characters through a record and a rate source into the real section code and the real
-builtin engine (Pandoc + Typst). Kernel execution only displays the section Markdown, so the notebooks are
-assembled here directly from the same library calls, which keeps hundreds of builds within seconds; one test
-below runs the whole CLI path (ingest, Papermill, render) on a fixed hostile string.
+strings and control characters through a record, a payer name and a rate source into the real section notebooks
+and the real builtin engine (Pandoc + Typst). The notebooks run here in-process on an IPython shell set up as the
+build's kernel is (``cptpub.sections.kernel``: DataFrame tables, inline code), so every path text takes to the
+page is exercised (inline code, helpers, DataFrame cells, the figure) while hundreds of builds stay within
+minutes; one test below runs the whole CLI path (ingest, Papermill, render) on a fixed hostile string.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from cptpub import escape, sections
 from cptpub.assemble import get_engine
 from cptpub.assemble.base import AssemblyJob
 from cptpub.edition import edition_meta
+from cptpub.inline import MARKDOWN, USER_EXPRESSIONS, inline_expressions
 from cptpub.records.schema import CodeRecord
+from cptpub.sections import kernel
 
 from .conftest import REPO, run_cptpub
 
@@ -39,7 +42,7 @@ visible = escape.clean
 printable_markup = st.text(alphabet=MARKUP + "abcXYZ019 ", min_size=1, max_size=60).filter(visible)
 any_unicode = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=120).filter(visible)
 very_long = st.text(alphabet=MARKUP + "abcdefgh ", min_size=3000, max_size=6000).filter(visible)
-EXAMPLES = 30  # per property: 30 + 30 + 5 full HTML and PDF renders in make test
+EXAMPLES = 12  # per property: 12 + 12 + 5 full runs of the notebooks and HTML and PDF renders in make test
 
 
 class Structure(HTMLParser):
@@ -68,41 +71,72 @@ def base(ingested_project: Path, tmp_path_factory):
     return record, ctx, tmp_path_factory.mktemp("untrusted")
 
 
+def execute_in_process(source: Path, executed: Path) -> None:
+    """Run a section notebook on an in-process IPython shell prepared like the build's kernel; save it executed
+    the way the build's Papermill client does (outputs as mime bundles, inline results in ``user_expressions``)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.reset(new_session=False)
+    kernel.setup()
+    notebook = nbformat.read(source, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.metadata[USER_EXPRESSIONS] = [
+                {"expression": x, "result": {"status": "ok", "data": {MARKDOWN: str(kernel.evaluate(x))}}}
+                for x in inline_expressions(cell.source)
+            ]
+        elif cell.cell_type == "code":
+            with capture_output() as captured:
+                result = shell.run_cell(cell.source, store_history=False)
+            result.raise_error()
+            cell.outputs = [
+                nbformat.v4.new_output("display_data", data=o.data, metadata=o.metadata or {}) for o in captured.outputs
+            ]
+            if result.result is not None:
+                data, metadata = shell.display_formatter.format(result.result)
+                cell.outputs.append(
+                    nbformat.v4.new_output("execute_result", data=data, metadata=metadata, execution_count=1)
+                )
+    nbformat.write(notebook, executed)
+
+
 def render(ctx, workdir: Path, formats=("html", "pdf")) -> dict[str, Path]:
-    """The section notebooks' displays, assembled exactly as a build assembles executed notebooks."""
+    """The real section notebooks run for ``ctx`` and assembled exactly as a build assembles them."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    parts = [
-        sections.summary(ctx),
-        sections.clinical_and_coding(ctx),
-        sections.benchmarks(ctx, workdir / "figures"),
-        sections.payer_notes(ctx),
-        sections.billing_and_policy(ctx),
-        sections.methodology(ctx),
-    ]
-    notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("sections.show(...)")
-    cell.outputs = [
-        nbformat.v4.new_output("display_data", data={"text/markdown": str(p).replace(f"{workdir}/", "")}) for p in parts
-    ]
-    notebook.cells = [cell]
-    path = workdir / "sections.ipynb"
-    nbformat.write(notebook, path)
-    job = AssemblyJob(meta=edition_meta(ctx), notebooks=(path,), workdir=workdir, report_dir=REPO / "report")
+    original = sections.load_edition
+    sections.load_edition = lambda *args, **kwargs: ctx  # what the build's saved context gives the notebooks
+    try:
+        executed = []
+        for source in sorted((REPO / "notebooks").glob("*.ipynb")):
+            executed.append(workdir / source.name)
+            execute_in_process(source, executed[-1])
+    finally:
+        sections.load_edition = original
+    job = AssemblyJob(meta=edition_meta(ctx), notebooks=tuple(executed), workdir=workdir, report_dir=REPO / "report")
     return get_engine("builtin").render(job, formats, workdir / "out")
 
 
 def with_text(base, text: str):
-    """The 20702 context with ``text`` in a title, a table cell, a bullet and a rate source's publisher name."""
+    """The 20702 context with ``text`` in a title (inline code), a table cell (DataFrame), a bullet (helpers), a
+    payer's name (inline code, DataFrame, figure) and a rate source's publisher name."""
     record, ctx, _ = base
     data = dict(record)
     data["title"] = text
     data["service_type"] = text
     data["modifiers"] = [{**record["modifiers"][0], "description": text}]
     data["payer_notes"] = [{"payer": "Aetna", "topic": text, "note": text, "source": text}]
-    source = dataclasses.replace(ctx.benchmarks.sources[0], publisher=text)
-    benchmarks = dataclasses.replace(ctx.benchmarks, sources=(source, *ctx.benchmarks.sources[1:]))
+    b = ctx.benchmarks
+    source = dataclasses.replace(b.sources[0], publisher=text)
+    payer = f"Payer {text}"
+    first = dataclasses.replace(b.by_payer[0], payer=payer)
+    rates = b.rates.assign(payer=b.rates["payer"].replace(b.by_payer[0].payer, payer))
+    benchmarks = dataclasses.replace(
+        b, sources=(source, *b.sources[1:]), by_payer=(first, *b.by_payer[1:]), rates=rates
+    )
     return dataclasses.replace(ctx, record=CodeRecord.model_validate(data), benchmarks=benchmarks)
 
 
@@ -152,7 +186,7 @@ def test_very_long_strings_compile_and_stay_literal(base, baseline, text):
 
 HOSTILE = (
     '# Heading? <script>alert("x")</script> **bold** $x^2$ ] [link](javascript:alert(1)) '
-    "@cite #set page(width: 1pt) {=html}"
+    "@cite @fig-rates #set page(width: 1pt) {=html} {{< env HOME >}} `{python} 1+1` ``code``"
 )
 
 

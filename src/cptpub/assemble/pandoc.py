@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from importlib import resources
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pypandoc
+import yaml
 
 from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
@@ -53,7 +53,7 @@ def run_pandoc(
     """Convert ``markdown`` with the safe reader, the cross-reference and safety filters; return the output.
 
     Runs in ``cwd`` (the code's build folder) so figure paths resolve there. ``metadata`` goes to Pandoc in a
-    JSON file in ``cwd`` (``--metadata-file``), never on the command line, so its size is not limited by the
+    YAML file in ``cwd`` (``--metadata-file``), never on the command line, so its size is not limited by the
     system's argument length. ``what`` names the output in error messages.
     """
     argv = [
@@ -63,8 +63,10 @@ def run_pandoc(
         f"--lua-filter={safety_filter()}",
     ]
     if metadata is not None:
-        # Values are strings: a JSON metadata file's strings are read as Markdown, so they are escaped first.
-        meta_file = write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.json", json.dumps(metadata).encode())
+        # Pandoc reads the file's strings as Markdown: callers pass them escaped. PyYAML writes any character YAML
+        # cannot hold raw as an escape Pandoc's YAML reader accepts (JSON's surrogate pairs it does not).
+        text = yaml.safe_dump(metadata, allow_unicode=True, sort_keys=False, width=2**30)
+        meta_file = write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.yaml", text.encode("utf-8"))
         argv.append(f"--metadata-file={meta_file.name}")
     argv += args
     try:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import io
 
+from cptpub import escape
+
 # SVG output that is byte-identical across runs: fixed hash salt, no date, text as paths (no font dependence).
-_RC: dict = {"svg.hashsalt": "cptpub", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9}
+_RC: dict = {
+    "svg.hashsalt": "cptpub",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "text.parse_math": False,
+}  # a payer name with "$" signs is text, not mathtext
 
 
 class SvgFigure:
@@ -44,7 +52,8 @@ def rates_figure(ctx) -> SvgFigure | None:
         for pos, values in zip(positions, data, strict=True):
             jitter = [pos + ((i % 5) - 2) * 0.05 for i in range(len(values))]
             ax.scatter(values, jitter, s=10, color="#444444", alpha=0.6, zorder=3)
-        ax.set_yticks(positions, payers)
+        # Control characters in a name would make the SVG invalid XML (matplotlib copies labels into comments).
+        ax.set_yticks(positions, [escape.clean(name) for name in payers])
         ax.set_xlabel("Professional rate (US dollars)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("${x:,.0f}"))
         # The same Medicare amounts the table shows (none where Medicare pays nothing nationally).
