@@ -3,6 +3,7 @@ equal to an independent computation from the demo files."""
 
 from __future__ import annotations
 
+import base64
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -147,13 +148,13 @@ def test_modifier_table_and_figure_with_alt_text(outputs):
         img for img in page.images if "rates" in (img.get("alt") or "").lower() or "Box plot" in (img.get("alt") or "")
     ]
     assert figures, "the rate distribution figure is missing"
-    assert figures[0]["alt"].startswith("Box plot of negotiated rates for CPT 20702 by payer")
+    assert figures[0]["alt"].startswith("Box plot of professional rates by payer")  # the cell's #| fig-alt
     assert figures[0]["src"].startswith("data:image/svg+xml")
     assert all(img.get("alt") for img in page.images)
 
 
 def test_demo_data_is_labelled_in_html_and_pdf(outputs):
-    """The banner on the page, every PDF page (title block and footers), and the figure's alt text."""
+    """The banner on the page, every PDF page (title block and footers), and the figure's title."""
     from cptpub.assemble.base import DEMO_NOTICE
 
     html = outputs["html"].read_text()
@@ -162,7 +163,8 @@ def test_demo_data_is_labelled_in_html_and_pdf(outputs):
     assert all(DEMO_NOTICE in page for page in pages), "a PDF page without the demo notice"
     assert "synthetic demo data" in " ".join(pages)
     figure = next(img for img in Page(html).images if (img.get("alt") or "").startswith("Box plot"))
-    assert figure["alt"].endswith("Demo data, not real prices.")
+    svg = base64.b64decode(figure["src"].split(",", 1)[1]).decode()
+    assert "<dc:title>CPT 20702: professional rates by payer (DEMO DATA, not real prices)</dc:title>" in svg
 
 
 def test_missing_fields_are_stated_in_the_publication(outputs):

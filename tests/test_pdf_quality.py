@@ -216,7 +216,9 @@ def test_tables_never_split_a_row_and_keep_caption_and_header(code: str, built_d
             assert header in squashed[page], f"header {table['header']} on page {page + 1}"
         if table["caption"]:
             caption_number += 1
-            label = squash(f"Table {caption_number}: {table['caption']}")
+            # The HTML caption carries its number ("Table 2: ..."), which must equal the PDF's numbering.
+            assert table["caption"].startswith(f"Table {caption_number}: ")
+            label = squash(table["caption"])
             page = next(i for i, text in enumerate(squashed) if label in text)
             assert page == row_pages[0], f"caption of table {caption_number} is on the page where the table starts"
             assert squashed[page].index(label) < squashed[page].index(header)
@@ -262,7 +264,7 @@ def test_nothing_reaches_into_the_side_margins(code: str, built_demo, tmp_path: 
     strip = int(1.6 / 2.54 * DPI)
     images = gray_pages(pdf_path(built_demo, code), tmp_path)
     texts = [page.extract_text() for page in PdfReader(pdf_path(built_demo, code)).pages]
-    assert any("Figure 1: Distribution of negotiated rates" in " ".join(t.split()) for t in texts), "the figure"
+    assert any("Figure 1: Distribution of professional rates" in " ".join(t.split()) for t in texts), "the figure"
     for number, page in enumerate(images, start=1):
         for row in page:
             assert min(row[:strip]) > 200 and min(row[-strip:]) > 200, f"ink in the side margin on page {number}"
@@ -334,3 +336,14 @@ def _date(text: str):
     import datetime
 
     return datetime.date.fromisoformat(text)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_payer_names_stay_on_one_line_and_the_last_page_is_not_a_stub(code: str, pages) -> None:
+    """The benchmark table gives the payer column room ("All commercial payers" on one line, not three), and the
+    closing "Produced by cptpub" sentence shares its page with the notices before it."""
+    lines = [line.strip() for page in pages[code] for line in page.splitlines()]
+    assert any(line.startswith("All commercial payers ") for line in lines)
+    assert any(line.startswith("Blue Cross Blue Shield ") for line in lines)
+    last = " ".join(pages[code][-1].split())
+    assert "Produced by cptpub" in last and "registered trademark of the American Medical Association" in last

@@ -78,6 +78,7 @@ def rates_figure(ctx) -> SvgFigure | None:
         ax.set_axisbelow(True)
         fig.tight_layout()
         svg = io.BytesIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+        # The title goes into the SVG's metadata too: the drawn text is paths, the demo label stays findable.
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None, "Title": title})
         plt.close(fig)
     return SvgFigure(svg.getvalue())
