@@ -456,3 +456,62 @@ def test_typst_error_names_the_kept_source_and_line(tmp_path: Path) -> None:
     assert caught.value.where == str(job.workdir / "cpt-20702.typ")
     assert re.search(r"cpt-20702\.typ:\d+:\d+", str(caught.value))
     assert not (tmp_path / "dist" / "cpt-20702.pdf").exists()
+
+
+# --- Cell options, inline code, outputs ------------------------------------------------------------------
+
+
+def test_cell_options_inline_code_images_and_references(tmp_path: Path) -> None:
+    """What Quarto publishes from an executed notebook, the builtin engine publishes too."""
+    import base64
+
+    from cptpub.assemble.config import ExecuteSettings
+
+    png = base64.b64encode((REPORT_DIR.parent / "docs" / "img" / "catalogue.png").read_bytes()).decode()
+    notebook = new_notebook(
+        cells=[
+            new_markdown_cell(
+                "Value `{python} x` and `{python}  y ` twice `{python} x`; ``{python} x`` stays code. See @fig-a.",
+                metadata={
+                    "user_expressions": [
+                        {"expression": "x", "result": {"status": "ok", "data": {"text/markdown": "\\*7\\*"}}},
+                        {"expression": "y", "result": {"status": "ok", "data": {"text/markdown": "**bold**"}}},
+                    ]
+                },
+            ),
+            new_code_cell("#| echo: true\nshown = 1", outputs=[]),
+            new_code_cell("#| include: false\nhidden()", outputs=[markdown_output("HIDDEN")]),
+            new_code_cell("#| output: false\nquiet()", outputs=[markdown_output("QUIET")]),
+            new_code_cell(
+                "#| label: fig-a\n#| fig-cap: A caption\n#| fig-alt: Alt words\nplot()",
+                outputs=[
+                    new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+                    new_output("stream", name="stderr", text="UserWarning: noise"),
+                ],
+            ),
+            new_code_cell(
+                "#| label: tbl-b\n#| tbl-cap: Table caption\nframe",
+                outputs=[markdown_output("| a | b |\n|:--|--:|\n| x | 1 |")],
+            ),
+        ]
+    )
+    path = tmp_path / "01-x.ipynb"
+    nbformat.write(notebook, path)
+    markdown = notebooks_to_markdown([path], tmp_path, ExecuteSettings(echo=False))
+    assert "Value \\*7\\* and **bold** twice \\*7\\*; ``{python} x`` stays code. See @fig-a." in markdown
+    assert "```python\nshown = 1\n```" in markdown
+    assert "HIDDEN" not in markdown and "QUIET" not in markdown and "noise" not in markdown
+    assert '![A caption](figures/01-x-cell5-1.png){#fig-a fig-alt="Alt words"}' in markdown
+    assert (tmp_path / "figures" / "01-x-cell5-1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| x | 1 |\n\n: Table caption {#tbl-b}" in markdown
+    echo_default = notebooks_to_markdown([path], tmp_path, ExecuteSettings(echo=True))
+    assert "```python\nplot()\n```" in echo_default  # _quarto.yml's execute.echo; option lines not shown
+
+
+def test_a_megabyte_title_travels_in_files_not_on_the_command_line(tmp_path: Path) -> None:
+    title = "CPT 20702: " + "Long title with <b>markup</b> & $ * # " * 28000  # over 1 MB
+    job = make_job(tmp_path / "work", meta=make_meta(title=title))
+    outputs = BuiltinEngine().render(job, ["html", "pdf"], tmp_path)
+    html = outputs["html"].read_text(encoding="utf-8")
+    assert html.count("Long title with &lt;b&gt;markup&lt;/b&gt; &amp; $ * #") >= 28000
+    assert PdfReader(outputs["pdf"]).metadata.title.startswith("CPT 20702: Long title with <b>markup</b> & $ * #")
