@@ -20,7 +20,7 @@ class EditionResult:
     outputs: dict[str, Path]
     engine: str
     meta: EditionMeta
-    key_payers: tuple[str, ...]  # payers with data for the code, in the catalogue's order (for the manifest)
+    key_payers: tuple[str, ...] = ()  # payers with data for the code, in the catalogue's order (for the manifest)
 
 
 def edition_meta(ctx: EditionContext) -> EditionMeta:
