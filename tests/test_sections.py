@@ -60,6 +60,7 @@ def test_helpers_escape_data_and_keep_trusted_markdown():
     assert cp.inline_markdown("*x*") == "\\*x\\*"
     assert cp.inline_markdown(cp.money(3)) == "\\$3\\.00"  # trusted: not escaped twice
     assert cp.inline_markdown(1234) == "1234" and cp.inline_markdown(None) == ""
+    assert cp.inline_markdown(" alongside the #1 ") == " alongside the \\#1 "  # spaces around inline code kept
     table = cp.frame_markdown(pd.DataFrame({"Payer": ["A|B", "<b>"], "Rates": [3, 12]}))
     lines = table.splitlines()
     assert lines[0] == "| Payer | Rates |"

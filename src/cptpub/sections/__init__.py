@@ -120,6 +120,12 @@ def opening(e: EditionContext) -> Trusted:
     return Trusted(f"CPT code {md(e.code)}{title} is {kind}{service}.")
 
 
+def sites_clause(e: EditionContext) -> Trusted:
+    """ " (A and B)" naming the typical sites of service, or nothing when the record has none."""
+    sites = e.record.sites_of_service
+    return Trusted(f" ({names(sites)})") if sites else Trusted("")
+
+
 def key_payers_sentence(e: EditionContext) -> Trusted:
     if e.key_payers:
         return Trusted(f"Key payers in this analysis include {names(e.key_payers)}.")

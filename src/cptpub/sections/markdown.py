@@ -29,7 +29,8 @@ def md(value: object) -> Trusted:
 
 def inline_markdown(value: object) -> str:
     """What `` `{python} expr` `` shows for ``value``: its own Markdown if it has one (``Trusted``, IPython's
-    ``Markdown``), else its text escaped. ``None`` shows nothing."""
+    ``Markdown``), else its text escaped, keeping one leading and trailing space (``" and more"`` joins the text
+    before it with a space). ``None`` shows nothing."""
     if value is None:
         return ""
     as_markdown = getattr(value, "_repr_markdown_", None)
@@ -39,7 +40,11 @@ def inline_markdown(value: object) -> str:
             shown = shown[0]
         if isinstance(shown, str):
             return shown
-    return escape.md(value)
+    text = str(value)
+    escaped = escape.md(text)
+    if not escaped:
+        return ""
+    return (" " if text[:1].isspace() else "") + escaped + (" " if text[-1:].isspace() else "")
 
 
 def money(value: float | None) -> Trusted:
