@@ -110,7 +110,7 @@ def _code_cell_blocks(
             caption = options.get("tbl-cap")
             if caption and markdown.lstrip().startswith("|"):
                 attribute = f" {{#{label}}}" if label.startswith("tbl-") else ""
-                markdown = f"{markdown.rstrip()}\n\n: {_text(caption)}{attribute}"
+                markdown = f"{markdown.rstrip()}\n\n: {_one_line(caption)}{attribute}"
             yield markdown
             continue
         mime = next((m for m in IMAGE_MIMES if m in data), None)
@@ -121,11 +121,13 @@ def _code_cell_blocks(
         raw = data[mime]
         content = _text(raw).encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(_text(raw))
         write_atomic(workdir / FIGURES_DIR / name, content)
-        yield _figure(f"{FIGURES_DIR}/{name}", options, label if images == 1 else "")
+        yield _figure(f"{FIGURES_DIR}/{name}", options, first=images == 1, label=label)
 
 
-def _figure(src: str, options: dict[str, Any], label: str) -> str:
-    caption = _text(options.get("fig-cap") or "") if label or options.get("fig-cap") else ""
+def _figure(src: str, options: dict[str, Any], *, first: bool, label: str) -> str:
+    """An image paragraph; the cell's first image carries its caption and label (a captioned image is a figure)."""
+    caption = _one_line(options.get("fig-cap")) if first else ""
+    label = label if first else ""
     attributes = []
     if label.startswith("fig-") and caption:
         attributes.append(f"#{label}")
@@ -133,6 +135,11 @@ def _figure(src: str, options: dict[str, Any], label: str) -> str:
         attributes.append(f"fig-alt={escape.md_attribute(options['fig-alt'])}")
     suffix = "{" + " ".join(attributes) + "}" if attributes else ""
     return f"![{caption}]({src}){suffix}"
+
+
+def _one_line(value: object) -> str:
+    """A caption option (the editor's Markdown) on one line: a line break would end the caption."""
+    return " ".join(_text(value or "").split())
 
 
 def _text(value: object) -> str:
