@@ -57,7 +57,9 @@ class Structure(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.elements[tag] += 1
-        self.attributes.update(f"{tag}@{name}" for name, _ in attrs)
+        # Pandoc writes a table's style="width:100%" when its column widths (which follow the contents) add up to
+        # exactly 100 %: layout from the text's length, never markup from it.
+        self.attributes.update(f"{tag}@{name}" for name, _ in attrs if (tag, name) != ("table", "style"))
 
     def handle_data(self, data):
         self.text.append(data)
