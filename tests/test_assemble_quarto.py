@@ -161,7 +161,8 @@ def test_edition_notebook_holds_the_executed_notebooks_in_order(job: AssemblyJob
     assert front.cell_type == "raw" and front.source.startswith("---\n") and front.source.endswith("\n---")
     fields = yaml.safe_load(front.source.strip("-\n"))
     assert fields["title"] == r"CPT 20702\: Drug Delivery \<Device\> \*Insertion\*"  # Quarto reads it as Markdown
-    assert fields["date"] == "2026-03-01" and fields["keywords"] == ["CPT 20702"]
+    assert fields["date"] == {"value": "2026-03-01", "format": "MMMM D, YYYY"}  # schema/definitions.yml `date`
+    assert fields["keywords"] == ["CPT 20702"] and "date-format" not in fields
     assert fields["author"] == ["cptpub editorial team"]
     assert [cell.cell_type for cell in cells] == ["markdown", "code", "markdown", "code"]
     assert cells[0].source.startswith("## Summary") and cells[2].source.startswith("### Method")

@@ -331,8 +331,9 @@ def front_matter(meta: EditionMeta, config: ReportConfig) -> str:
     breaks up any ``{{<``, so no shortcode can form)."""
     fields: dict[str, Any] = {
         "title": escape.md(meta.title),
-        "date": meta.edition_date.isoformat(),
-        "date-format": "MMMM D, YYYY",
+        # The `date` object of Quarto's schema (schema/definitions.yml, document-attributes.yml v1.7.32), formatted by
+        # src/core/date.ts resolveAndFormatDate; `date-format` is no document option there.
+        "date": {"value": meta.edition_date.isoformat(), "format": "MMMM D, YYYY"},
     }
     if config.authors:
         fields["author"] = [escape.md(name) for name in config.authors]
