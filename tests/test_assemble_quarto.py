@@ -31,6 +31,7 @@ from cptpub.assemble.pandoc import pandoc_path
 from cptpub.assemble.quarto import (
     TABLE_RULES,
     escape_shortcodes,
+    html_data_dates,
     lua_string,
     quarto_command,
     write_project,
@@ -184,6 +185,7 @@ def test_project_settings_come_from_the_report_settings(job: AssemblyJob) -> Non
     assert settings["filters"] == [
         {"path": "_cptpub/table-captions.lua", "at": "pre-ast"},
         "_cptpub/safety-options.lua",
+        {"path": "_cptpub/data-dates.lua", "at": "post-render"},
     ]
     html, typst_format = settings["format"]["html"], settings["format"]["typst"]
     assert html["css"] == ["_cptpub/styles.css"]
@@ -251,6 +253,23 @@ def test_safety_options_reach_safety_lua_as_quarto_loads_filters(job: AssemblyJo
     assert "data-fig-alt" not in html_through(plain_global)
 
 
+def test_html_data_dates_come_first_in_the_body_under_quartos_title(job: AssemblyJob, tmp_path: Path) -> None:
+    """Finding: include-before-body is above Quarto's title block (formats/html/pandoc/template.html v1.7.32: it
+    comes before `title-block.html()`, `$body$` after), so the dates are put first in the body instead."""
+    write_project(job, load_config(job.report_dir))
+    harness = tmp_path / "quarto-loader.lua"
+    harness.write_text(QUARTO_LOADER % lua_string(str(job.workdir / "_cptpub" / "data-dates.lua")), encoding="utf-8")
+
+    def render(to: str) -> str:
+        argv = [pandoc_path(), f"--to={to}", "--lua-filter", str(harness)]
+        return subprocess.run(argv, input="## Rates\n\nText.\n", capture_output=True, text=True, check=True).stdout
+
+    html = render("html")
+    assert html.startswith('<dl class="edition"><dt>Data as of</dt>')
+    assert html.index("Aetna &lt;TiC&gt; file: February 1, 2026") < html.index("<h2")
+    assert "Data as of" not in render("typst")  # the PDF has them from before-body.typ
+
+
 def test_safety_filter_still_refuses_images_outside_the_build_folder(job: AssemblyJob, tmp_path: Path) -> None:
     write_project(job, load_config(job.report_dir))
     harness = tmp_path / "quarto-loader.lua"
@@ -268,12 +287,13 @@ def test_captioned_tables_get_the_label_quarto_needs_to_keep_their_caption(job: 
         "| a |\n|---|\n| 1 |\n\n: Rates by payer\n\n"  # a Markdown caption without a label
         "| b |\n|---|\n| 2 |\n\n: Labelled {#tbl-mine}\n\n"  # labelled by the editor: left alone
         "| c |\n|---|\n| 3 |\n\n"  # no caption: stays a plain table
-        '::: {.cell tbl-cap="From a cell"}\ntext\n:::\n'  # a notebook cell with #| tbl-cap and no #| label
+        '::: {#nb1-b .cell tbl-cap="From a cell"}\ntext\n:::\n\n'  # #| tbl-cap, no #| label; HTML: the cell id
+        '::: {#tbl-x .cell tbl-cap="Labelled cell"}\ntext\n:::\n'  # #| label: tbl-x
     )
     argv = [pandoc_path(), "--to=json", "--lua-filter", str(job.workdir / "_cptpub" / "table-captions.lua")]
     doc = json.loads(subprocess.run(argv, input=markdown, capture_output=True, text=True, check=True).stdout)
     ids = [block["c"][0][0] for block in doc["blocks"] if block["t"] in ("Table", "Div")]
-    assert ids == ["tbl-cptpub-1", "tbl-mine", "", "tbl-cptpub-2"]
+    assert ids == ["tbl-cptpub-1", "tbl-mine", "", "tbl-cptpub-2", "tbl-x"]
 
 
 def quarto_typst_source(job: AssemblyJob, tmp_path: Path, markdown: str) -> Path:
@@ -396,7 +416,7 @@ def test_include_files_escape_data_and_carry_the_demo_notice(job: AssemblyJob) -
     support = job.workdir / "_cptpub"
     before = (support / "before-body.html").read_text(encoding="utf-8")
     assert 'href="index.html"' in before and 'href="cpt-20702.pdf"' in before
-    assert DEMO_NOTICE in before and "Aetna &lt;TiC&gt; file: February 1, 2026" in before
+    assert DEMO_NOTICE in before and "Data as of" not in before  # the dates go under the title
     header = (support / "in-header.typ").read_text(encoding="utf-8")
     assert "#set page(footer:" in header and "counter(page).final()" in header
     assert '"DEMO DATA' in header and "datetime(year: 2026, month: 3, day: 1)" in header
@@ -418,8 +438,7 @@ def test_data_is_escaped_by_the_shared_escaping_layer(job: AssemblyJob) -> None:
     fields = yaml.safe_load(front.strip("-\n"))
     assert fields["title"] == r"CPT 20702\: Drug \<Delivery\> Device \{\{\< env HOME \>\}\}"
     assert fields["keywords"] == [r"rates\[31m"]
-    before = (job.workdir / "_cptpub" / "before-body.html").read_text(encoding="utf-8")
-    assert "<li>Aetna &lt;TiC&gt; file: February 1, 2026</li>" in before
+    assert "<li>Aetna &lt;TiC&gt; file: February 1, 2026</li>" in html_data_dates(meta)
 
 
 # --- running quarto -----------------------------------------------------------------------------------------------
