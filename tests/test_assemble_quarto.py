@@ -55,6 +55,8 @@ Payer text `{{< env HOME >}}` and {{< env HOME >}} stay literal.
 ![Rates by payer](figures/rates.svg){fig-alt="Bar chart of rates"}
 """
 
+PAYER = "Aetna {{< env HOME >}}"
+
 
 @pytest.fixture
 def job(tmp_path: Path) -> AssemblyJob:
@@ -80,6 +82,11 @@ def job(tmp_path: Path) -> AssemblyJob:
         cells=[
             new_code_cell("code = '20702'", metadata={"tags": ["parameters"]}, id="p"),
             new_markdown_cell("### Method\n\nMedians.", id="a"),
+            new_markdown_cell(
+                "Paid by `{python} payer`.",
+                id="u",  # an inline expression's result, stored as Quarto's Jupyter engine stores it
+                metadata={"user_expressions": [{"expression": "payer", "result": {"data": {"text/markdown": PAYER}}}]},
+            ),
             new_code_cell("#| label: tbl-rates\n#| tbl-cap: Rates\nframe", id="b", execution_count=3),
         ]
     )
@@ -165,10 +172,11 @@ def test_edition_notebook_holds_the_executed_notebooks_in_order(job: AssemblyJob
     assert fields["date"] == {"value": "2026-03-01", "format": "MMMM D, YYYY"}  # schema/definitions.yml `date`
     assert fields["keywords"] == ["CPT 20702"] and "date-format" not in fields
     assert fields["author"] == ["cptpub editorial team"]
-    assert [cell.cell_type for cell in cells] == ["markdown", "code", "markdown", "code"]
+    assert [cell.cell_type for cell in cells] == ["markdown", "code", "markdown", "markdown", "code"]
     assert cells[0].source.startswith("## Summary") and cells[2].source.startswith("### Method")
-    assert cells[1].outputs[1].text == "STREAM TEXT"  # Quarto decides what to publish (it drops streams: echo false)
-    assert cells[3].source == "#| label: tbl-rates\n#| tbl-cap: Rates\nframe" and cells[3].execution_count == 3
+    assert [output.output_type for output in cells[1].outputs] == ["display_data"]  # the stream is left out
+    assert [cell.id for cell in cells] == ["nb1-cell1", "nb1-cell2", "nb2-cell1", "nb2-cell2", "nb2-cell3"]
+    assert cells[4].source == "#| label: tbl-rates\n#| tbl-cap: Rates\nframe" and cells[4].execution_count == 3
     assert notebook.metadata.kernelspec.name == "python3"
     assert not any("code = '20702'" in cell.source for cell in cells)
 
@@ -177,7 +185,7 @@ def test_project_settings_come_from_the_report_settings(job: AssemblyJob) -> Non
     write_project(job, load_config(job.report_dir))
     settings = yaml.safe_load((job.workdir / "_quarto.yml").read_text(encoding="utf-8"))
     report = yaml.safe_load((REPORT_DIR / "_quarto.yml").read_text(encoding="utf-8"))
-    assert settings["execute"] == {"enabled": False}
+    assert settings["execute"] == {"echo": False, "enabled": False}
     assert settings["project"]["type"] == "default"
     assert "cptpub" not in settings
     # Entry points of Quarto's filter chain (src/resources/filters/main.lua v1.7.32): a path without `at` runs at
@@ -197,6 +205,19 @@ def test_project_settings_come_from_the_report_settings(job: AssemblyJob) -> Non
         assert typst_format[key] == report["format"]["typst"][key]
     assert typst_format["toc"] is False  # before-body.typ prints the contents under the banner instead
     assert html["embed-resources"] is True and html["toc"] is True
+
+
+def test_report_execution_options_reach_quarto_with_execution_off(job: AssemblyJob, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    shutil.copytree(REPORT_DIR, report)
+    settings_file = report / "_quarto.yml"
+    settings_file.write_text(
+        settings_file.read_text() + "execute:\n  echo: true\n  warning: false\n  enabled: true\n", encoding="utf-8"
+    )
+    job = AssemblyJob(job.meta, job.notebooks, job.workdir, report)
+    write_project(job, load_config(report))
+    settings = yaml.safe_load((job.workdir / "_quarto.yml").read_text(encoding="utf-8"))
+    assert settings["execute"] == {"echo": True, "warning": False, "enabled": False}
 
 
 @pytest.mark.parametrize("side", ["inside", "outside"])
@@ -401,6 +422,9 @@ def test_shortcodes_in_data_are_printed_literally_by_quarto(job: AssemblyJob, tm
     cells = nbformat.read(job.workdir / "cpt-20702.ipynb", as_version=4).cells
     assert cells[1].source == "## Summary\n\nThe code `{{{< env HOME >}}}` pays well."
     assert "`{{{< env HOME >}}}` and {{{< env HOME >}}} stay literal" in cells[2].outputs[0].data["text/markdown"]
+    result = cells[4].metadata.user_expressions[0].result  # what Quarto puts in place of `{python} payer`
+    assert result.data["text/markdown"] == "Aetna {{{< env HOME >}}}"
+    assert escape_shortcodes("a {{< include secret.qmd >}} b") == "a {{{< include secret.qmd >}}} b"
     raw, escaped = "`{{< env HOME >}}`", escape_shortcodes("`{{< env HOME >}}`")
     lines = run_lua(
         QUARTO_CODE_SHORTCODES % (lua_string(str(QUARTO_SOURCE)), lua_string(raw), lua_string(escaped)), tmp_path

@@ -219,7 +219,10 @@ def edition_notebook(job: AssemblyJob, config: ReportConfig) -> str:
     """The executed notebooks as one notebook: front matter, then every cell but the parameter cells.
 
     Cells keep their outputs, metadata and ``#|`` options; ids are made unique across notebooks
-    (nbformat 4.5 requires it); Quarto shortcodes in text are escaped (:func:`escape_shortcodes`).
+    (nbformat 4.5 requires it; Quarto uses them as HTML anchors); Quarto shortcodes in text are escaped
+    (:func:`escape_shortcodes`). Stream outputs (stdout, stderr) are left out: cptpub publishes none, in
+    either engine, while Quarto would print every one as a ``cell-output-stdout`` block whatever the
+    ``echo`` and ``warning`` options say.
     """
     import nbformat  # slow to import; a no-op batch build never renders
     from nbformat.v4 import new_notebook, new_raw_cell
@@ -241,7 +244,9 @@ def edition_notebook(job: AssemblyJob, config: ReportConfig) -> str:
             if SKIPPED_TAGS.intersection(cell.get("metadata", {}).get("tags", ())):
                 continue
             cell = copy.deepcopy(cell)
-            cell["id"] = f"nb{number}-{cell.get('id') or index}"
+            cell["id"] = f"nb{number}-cell{index}"
+            if "outputs" in cell:
+                cell["outputs"] = [output for output in cell["outputs"] if output.get("output_type") != "stream"]
             escape_cell_shortcodes(cell)
             cells.append(cell)
     combined = new_notebook(cells=cells, metadata=metadata)
@@ -263,10 +268,13 @@ def escape_shortcodes(text: str) -> str:
 
 
 def escape_cell_shortcodes(cell: Any) -> None:
-    """Escape shortcodes in a Markdown cell and in the text outputs of a code cell (in place)."""
+    """Escape shortcodes in a Markdown cell, in the results of its inline expressions, and in the text outputs of a
+    code cell (in place). Quarto puts a Markdown cell's ``metadata.user_expressions`` results in place of its
+    `` `{python} expr` `` code (src/core/jupyter/jupyter-inline.ts, v1.7.32), so those are text it reads too."""
     if cell.get("cell_type") == "markdown":
         cell["source"] = escape_shortcodes(_joined(cell.get("source", "")))
-    for output in cell.get("outputs", ()):
+    results = [expression.get("result", {}) for expression in cell.get("metadata", {}).get("user_expressions", ())]
+    for output in [*cell.get("outputs", ()), *results]:
         data = output.get("data", {})
         for mime in _TEXT_MIMES:
             if mime in data:
@@ -308,7 +316,9 @@ def project_settings(config: ReportConfig) -> dict[str, Any]:
     """
     settings = {key: value for key, value in config.raw.items() if key != "cptpub"}
     settings["project"] = {**(settings.get("project") or {}), "type": "default"}
-    settings["execute"] = {"enabled": False}
+    # The report's execution options (echo, output, warning, ...) apply as Quarto defaults; cptpub publishes no code
+    # unless the report asks for it (Quarto's own default is echo: true).
+    settings["execute"] = {"echo": False, **dict(settings.get("execute") or {}), "enabled": False}
     settings["filters"] = [
         {"path": f"{SUPPORT_DIR}/table-captions.lua", "at": "pre-ast"},
         *_as_list(settings.get("filters")),
