@@ -321,10 +321,11 @@ def quarto_typst_source(job: AssemblyJob, tmp_path: Path, markdown: str) -> Path
     """Typst source as Quarto 1.7.32 writes it for this project: Quarto's own template and partials, its metadata,
     cptpub's include files, and its table handling (tbl- floats through layout/typst.lua make_typst_figure, every
     table marked typst:no-figure by quarto-post/typst.lua)."""
-    write_project(job, load_config(job.report_dir))
+    edition = write_project(job, load_config(job.report_dir))
     settings = yaml.safe_load((job.workdir / "_quarto.yml").read_text(encoding="utf-8"))["format"]["typst"]
+    front = yaml.safe_load(nbformat.read(edition, as_version=4).cells[0].source.strip("-\n"))
     meta = {
-        "title": job.meta.title,
+        "title": front["title"],  # Markdown, as Quarto reads it
         "by-author": [{"name": {"literal": "cptpub editorial team"}}],
         "date": "March 1, 2026",
         "labels": {"abstract": "Abstract"},
@@ -384,7 +385,15 @@ def test_pdf_under_quartos_template_has_metadata_front_matter_and_table_captions
     assert reader.metadata.author == "cptpub editorial team"
     assert reader.metadata.get("/Keywords") == "CPT 20702"
     text = re.sub(r"\s+", " ", "\n".join(page.extract_text() for page in reader.pages))
-    order = [text.index(part) for part in ("Insertion", DEMO_NOTICE, "Aetna <TiC> file: February 1, 2026", "Contents")]
+    order = [
+        text.index(part)
+        for part in (
+            "Drug Delivery <Device> *Insertion*",
+            DEMO_NOTICE,
+            "Aetna <TiC> file: February 1, 2026",
+            "Contents",
+        )
+    ]
     assert order == sorted(order), text  # banner and dates under the title, then the contents
     assert "Table 1: Rates by payer" in text and "$1,234.00" in text
 
@@ -535,7 +544,7 @@ def test_cli_build_hands_quarto_the_executed_notebooks(ingested_project: Path, t
     ]
     assert [cell.source for cell in edition.cells[1:]] == [escape_shortcodes(text) for text in expected]
     assert any(cell.get("outputs") for cell in edition.cells[1:]), "the executed outputs are handed over"
-    assert yaml.safe_load((given / "_quarto.yml").read_text())["execute"] == {"enabled": False}
+    assert yaml.safe_load((given / "_quarto.yml").read_text())["execute"] == {"echo": False, "enabled": False}
     assert not (project / "dist" / "cpt-20702.pdf").exists()
 
 
