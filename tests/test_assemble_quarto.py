@@ -40,7 +40,8 @@ from cptpub.errors import AssemblyError
 from tests.conftest import copy_project, run_cptpub
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "report"
-QUARTO_SOURCE = Path(__file__).resolve().parent / "fixtures" / "quarto-v1.7.32"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+QUARTO_SOURCE = FIXTURES / "quarto-v1.7.32"
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20"/></svg>'
 CONTENT = """## Rates
 
@@ -317,8 +318,8 @@ def test_captioned_tables_get_the_label_quarto_needs_to_keep_their_caption(job: 
     assert ids == ["tbl-cptpub-1", "tbl-mine", "", "tbl-cptpub-2", "tbl-x"]
 
 
-def quarto_typst_source(job: AssemblyJob, tmp_path: Path, markdown: str) -> Path:
-    """Typst source as Quarto 1.7.32 writes it for this project: Quarto's own template and partials, its metadata,
+def quarto_typst_source(job: AssemblyJob, tmp_path: Path, markdown: str, tag: str = "v1.7.32") -> Path:
+    """Typst source as Quarto ``tag`` writes it for this project: Quarto's own template and partials, its metadata,
     cptpub's include files, and its table handling (tbl- floats through layout/typst.lua make_typst_figure, every
     table marked typst:no-figure by quarto-post/typst.lua)."""
     edition = write_project(job, load_config(job.report_dir))
@@ -326,6 +327,7 @@ def quarto_typst_source(job: AssemblyJob, tmp_path: Path, markdown: str) -> Path
     front = yaml.safe_load(nbformat.read(edition, as_version=4).cells[0].source.strip("-\n"))
     meta = {
         "title": front["title"],  # Markdown, as Quarto reads it
+        "keywords": front["keywords"],
         "by-author": [{"name": {"literal": "cptpub editorial team"}}],
         "date": "March 1, 2026",
         "labels": {"abstract": "Abstract"},
@@ -356,7 +358,7 @@ end
         pandoc_path(),
         "--to=typst",
         "--standalone",
-        f"--template={QUARTO_SOURCE / 'template.typ'}",
+        f"--template={FIXTURES / f'quarto-{tag}' / 'template.typ'}",
         f"--metadata-file={tmp_path / 'meta.yaml'}",
         f"--lua-filter={support / 'table-captions.lua'}",
         f"--lua-filter={tables}",
@@ -368,13 +370,14 @@ end
     return source
 
 
+@pytest.mark.parametrize("tag", ["v1.7.32", "v1.9.38"])
 def test_pdf_under_quartos_template_has_metadata_front_matter_and_table_captions(
-    job: AssemblyJob, tmp_path: Path
+    job: AssemblyJob, tmp_path: Path, tag: str
 ) -> None:
     """Findings: Quarto 1.7-1.9.16 set no PDF title or author (typst-template.typ has no `set document` before
     v1.9.17); include-before-body came after Quarto's contents; captions and table rules were lost."""
     markdown = "## Rates\n\nText.\n\n| Payer | Rate |\n|:--|--:|\n| Aetna | $1,234.00 |\n\n: Rates by payer\n"
-    source = quarto_typst_source(job, tmp_path, markdown)
+    source = quarto_typst_source(job, tmp_path, markdown, tag)
     typst_text = source.read_text(encoding="utf-8")
     # Quarto's typst-template.typ ends with `#set table(inset: 6pt, stroke: none)`; cptpub's rules come later and win.
     assert typst_text.index("set table(\n  inset: 6pt,\n  stroke: none") < typst_text.index(TABLE_RULES.splitlines()[1])
