@@ -609,11 +609,15 @@ def test_real_quarto_render_matches_the_builtin_edition(
     job: AssemblyJob, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("QUARTO_PATH", raising=False)
+    home = tmp_path / "home-marker-7f3a"  # what `{{< env HOME >}}` would print
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     quarto = get_engine("quarto").render(job, ["html", "pdf"], tmp_path / "quarto")
     builtin = get_engine("builtin").render(job, ["html", "pdf"], tmp_path / "builtin")
     html = quarto["html"].read_text(encoding="utf-8")
     assert 'alt="Bar chart of rates"' in html and "cpt-20702.pdf" in html and DEMO_NOTICE in html
-    assert "{{&lt; env HOME &gt;}}" in html and os.environ["HOME"] not in html.replace("{{&lt; env HOME", "")
+    assert "{{&lt; env HOME &gt;}}" in html and "home-marker-7f3a" not in html
+    assert html.index('class="title"') < html.index("Data as of") < html.index("Summary")
     builtin_html = builtin["html"].read_text(encoding="utf-8")
     for text in ("Summary", "Method", "Medians.", "$1,234.00", "Rates by payer", "Aetna"):
         assert text in html and text in builtin_html, text
@@ -621,4 +625,8 @@ def test_real_quarto_render_matches_the_builtin_edition(
     quarto_pdf, builtin_pdf = _pdf_text(quarto["pdf"]), _pdf_text(builtin["pdf"])
     for text in ("Summary", "Medians.", "$1,234.00", "Rates by payer", DEMO_NOTICE, "Page 1 of"):
         assert text in quarto_pdf and text in builtin_pdf, text
+    assert "home-marker-7f3a" not in quarto_pdf
+    title = "Drug Delivery <Device> *Insertion*"
+    order = [quarto_pdf.index(part) for part in (title, DEMO_NOTICE, "Data as of", "Contents", "Summary")]
+    assert order == sorted(order)
     assert PdfReader(quarto["pdf"]).metadata.title == PdfReader(builtin["pdf"]).metadata.title
