@@ -34,7 +34,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self.alias_marks: list[tuple[str, yaml.Mark, yaml.Node]] = []
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             node = super().compose_node(parent, index)
