@@ -1,0 +1,244 @@
+"""Faults in builds and the store: dead kernels, default cell timeout, SIGTERM/SIGHUP, commands that overlap."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT, cell_timeout
+from cptpub.errors import AssemblyError, CptpubError, SectionFailed
+from cptpub.execute import WARM_ENGINE, run_sections
+from cptpub.execute.kernel_death import describe_exit
+from cptpub.project import Project
+from cptpub.store import RatesStore
+
+from .conftest import CPTPUB, run_cptpub
+from .test_batch import assert_dist_matches_manifest, batch_project, editions
+from .test_execute import add_notebook
+
+# --- dead kernels ---------------------------------------------------------------------------------------------
+
+
+def test_a_kernel_killed_by_a_signal_is_reported_with_the_signal_and_the_cell(project: Path):
+    for existing in (project / "notebooks").glob("*.ipynb"):
+        existing.unlink()
+    add_notebook(project, "01-dies.ipynb", ["x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
+    with pytest.raises(SectionFailed) as err:
+        run_sections(Project(project), "20702", project / "build" / "20702", engine_name=WARM_ENGINE)
+    assert err.value.notebook == "01-dies.ipynb"
+    assert err.value.cell == 3
+    assert "the kernel was killed by SIGKILL while using" in err.value.error, err.value.error
+
+
+def test_a_kernel_killed_near_the_memory_limit_is_reported_as_out_of_memory():
+    limit = 2048 * 2**20
+    assert describe_exit(-9, 1900 * 2**20, limit) == (
+        "the kernel was killed by SIGKILL while using 1,900 MB of a 2,048 MB memory limit: "
+        "it most likely ran out of memory"
+    )
+    assert "by another process, or by the out-of-memory killer" in describe_exit(-9, 100 * 2**20, limit)
+    assert describe_exit(-11, 0, limit) == "the kernel was killed by SIGSEGV"
+    assert describe_exit(3, 0, None) == "the kernel exited with status 3"
+
+
+# --- the per-cell timeout: default, _quarto.yml, command line -------------------------------------------------
+
+
+def test_cell_timeout_defaults_and_is_set_in_the_template_or_on_the_command_line(project: Path):
+    report = project / "report"
+    assert cell_timeout(report) == DEFAULT_CELL_TIMEOUT
+    assert cell_timeout(report, 7) == 7 and cell_timeout(report, 0) is None
+    config = report / "_quarto.yml"
+    text = config.read_text(encoding="utf-8")
+    assert "\ncptpub:\n" in text
+    config.write_text(text.replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: 42\n"), encoding="utf-8")
+    assert cell_timeout(report) == 42 and cell_timeout(report, 5) == 5
+    config.write_text(text.replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: soon\n"), encoding="utf-8")
+    with pytest.raises(AssemblyError) as err:
+        cell_timeout(report)
+    line = text[: text.index("\ncptpub:\n")].count("\n") + 3
+    assert str(err.value).startswith(f"{config}:{line}: cptpub.cell-timeout: expected a number of seconds")
+    help_text = run_cptpub(project, "build", "--help").stdout
+    assert f"else {DEFAULT_CELL_TIMEOUT:g}" in " ".join(help_text.split())
+
+
+def test_a_hung_cell_fails_the_build_at_the_templates_timeout(tmp_path: Path, ingested_project: Path):
+    root = batch_project(tmp_path / "p", ingested_project, ("20702",))
+    config = root / "report" / "_quarto.yml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: 3\n"), "utf-8"
+    )
+    add_notebook(root, "99-hangs.ipynb", ["import time\ntime.sleep(600)"])
+    result = run_cptpub(root, "build", "20702", "-j", "1", "--to", "html", check=False, timeout=300)
+    assert result.returncode == 1
+    assert "99-hangs.ipynb, cell 2" in result.stderr and "per-cell timeout of 3 s" in result.stderr, result.stderr
+
+
+# --- SIGTERM and SIGHUP stop a build like Ctrl-C --------------------------------------------------------------
+
+
+def _wait_for_a_published_edition(root: Path, process: subprocess.Popen, seen: set[psutil.Process]) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            seen |= set(psutil.Process(process.pid).children(recursive=True))
+        if editions(root) if (root / "dist" / "manifest.json").exists() else False:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    pytest.fail("no edition was published in time")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_a_build_like_ctrl_c_and_leave_no_process(tmp_path, ingested_project, signum):
+    codes = ("20700", "20701", "20702", "20703", "20704", "20705")
+    root = batch_project(tmp_path / "p", ingested_project, codes)
+    # A cell that hangs in every code after the first: the workers are busy (and their kernels too) when stopped.
+    add_notebook(
+        root,
+        "99-slow.ipynb",
+        ["import time\nif cpt_code != '20700':\n    time.sleep(600)"],
+        parameters='cpt_code = "20702"\ndata_dir = ""\nstore_path = ""\nfigures_dir = "figures"',
+    )
+    env = {**os.environ, "CPTPUB_PROJECT": str(root)}
+    env.pop("CPTPUB_STORE", None)
+    process = subprocess.Popen(
+        [*CPTPUB, "build", "--all", "-j", "2", "--to", "html"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: set[psutil.Process] = set()
+    try:
+        _wait_for_a_published_edition(root, process, seen)
+        time.sleep(1)  # the other worker is inside its hung cell now
+        with contextlib.suppress(psutil.NoSuchProcess):
+            seen |= set(psutil.Process(process.pid).children(recursive=True))
+        assert any("ipykernel" in " ".join(p.cmdline()) for p in seen if p.is_running()), "no kernel was running"
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum, stdout + stderr
+    assert f"interrupted ({signal.Signals(signum).name})" in stderr
+    assert sorted(editions(root)) == ["20700"]
+    assert_dist_matches_manifest(root)
+    time.sleep(1)
+    alive = [p for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"worker or kernel processes left running: {alive}"
+
+
+# --- commands that overlap on one store ----------------------------------------------------------------------
+
+
+def test_build_list_and_ingest_run_at_the_same_time(tmp_path: Path, ingested_project: Path):
+    """An ingest writes for several seconds while a build reads the store and `list` runs: none fails, the build
+    reads one version of the store throughout, and the ingest's rows are all there afterwards."""
+    from .test_faults import write_large_tic_file
+
+    codes = ("20702", "20705")
+    root = batch_project(tmp_path / "p", ingested_project, codes)
+    store = RatesStore(root / "build" / "rates.duckdb")
+    with store.connect() as con:
+        before = con.execute("SELECT count(*) FROM negotiated_rates").fetchone()[0]
+    big = tmp_path / "big-in-network.json"
+    write_large_tic_file(big, 300_000)
+    env = {**os.environ, "CPTPUB_PROJECT": str(root)}
+    env.pop("CPTPUB_STORE", None)
+    ingest = subprocess.Popen(
+        [*CPTPUB, "ingest", "tic", str(big), "--codes", "20702"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        assert ingest.poll() is None, "the ingest finished too early to overlap; make the file larger"
+        holder = store.lock_path.read_text()
+        assert f'"pid": {ingest.pid}' in holder and "ingest tic" in holder
+        listing = run_cptpub(root, "list", timeout=120)
+        assert "20702" in listing.stdout
+        build = run_cptpub(root, "build", "--all", "-j", "1", "--engine", "builtin", timeout=600)
+        assert "built 20702" in build.stdout and "built 20705" in build.stdout
+        second = run_cptpub(root, "ingest", "tic", str(big), "--codes", "20702", check=False,
+                            env={"CPTPUB_STORE_WAIT": "0.5"})  # fmt: skip
+        if ingest.poll() is None:  # a second writer waits, then names the first
+            assert second.returncode == 1
+            assert f"being written by `cptpub ingest tic {big} --codes 20702` (pid {ingest.pid}" in second.stderr
+        out, err = ingest.communicate(timeout=600)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+    assert ingest.returncode == 0, out + err
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM negotiated_rates").fetchone()[0] == before + 300_000
+    assert_dist_matches_manifest(root)
+    assert not list((root / "build").glob(".rates.duckdb.*.staging*")), "the writer's staging file is gone"
+    assert not list((root / "build" / ".pinned").glob("*")), "the build's pinned store is gone"
+
+
+def test_a_full_disk_during_an_ingest_names_the_write_error_and_leaves_the_store_as_it_was(ingested_project, tmp_path):
+    import resource
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(ingested_project, root)
+    store = root / "build" / "rates.duckdb"
+    before = store.read_bytes()
+    big = tmp_path / "big-in-network.json"
+    from .test_faults import write_large_tic_file
+
+    write_large_tic_file(big, 200_000)
+    limit = len(before) + 256 * 1024  # the copy fits; the rows written after it do not
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "CPTPUB_PROJECT": str(root)}
+    env.pop("CPTPUB_STORE", None)
+    result = subprocess.run(
+        [*CPTPUB, "ingest", "tic", str(big), "--codes", "20702"],
+        cwd=root, env=env, capture_output=True, text=True, preexec_fn=limit_file_size, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the rates store could not be written" in result.stderr, result.stderr
+    assert "File too large" in result.stderr or "No space left" in result.stderr, result.stderr
+    assert "cannot rollback" not in result.stderr and "internal error" not in result.stderr
+    assert store.read_bytes() == before
+    assert not list(store.parent.glob(".rates.duckdb.*.staging*"))
+
+
+def test_a_second_writer_waits_for_the_first_then_writes(tmp_path: Path):
+    store = RatesStore(tmp_path / "rates.duckdb")
+    with store.transaction() as con:
+        con.execute("DELETE FROM sources")
+    holder = subprocess.Popen(
+        [
+            *CPTPUB[:1],
+            "-c",
+            "import sys, time; from pathlib import Path; from cptpub.store import RatesStore\n"
+            f"with RatesStore(Path({str(store.path)!r})).transaction():\n    print('in', flush=True); time.sleep(2)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "in"
+    started = time.monotonic()
+    with store.transaction():
+        waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert waited > 0.5, "the second writer did not wait for the first"
+    os.environ["CPTPUB_STORE_WAIT"] = "0.3"
+    try:
+        holder = subprocess.Popen(holder.args, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "in"
+        with pytest.raises(CptpubError, match=rf"being written by .*\(pid {holder.pid}, since"), store.transaction():
+            pass
+    finally:
+        del os.environ["CPTPUB_STORE_WAIT"]
+        holder.wait(timeout=30)
