@@ -156,10 +156,11 @@ def test_build_list_and_ingest_run_at_the_same_time(tmp_path: Path, ingested_pro
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.5)
-        assert ingest.poll() is None, "the ingest finished too early to overlap; make the file larger"
-        holder = store.lock_path.read_text()
-        assert f'"pid": {ingest.pid}' in holder and "ingest tic" in holder
+        deadline = time.monotonic() + 60
+        while f'"pid": {ingest.pid}' not in (store.lock_path.read_text() if store.lock_path.exists() else ""):
+            assert ingest.poll() is None and time.monotonic() < deadline, "the ingest never took the writer lock"
+            time.sleep(0.05)
+        assert "ingest tic" in store.lock_path.read_text()
         listing = run_cptpub(root, "list", timeout=120)
         assert "20702" in listing.stdout
         build = run_cptpub(root, "build", "--all", "-j", "1", "--engine", "builtin", timeout=600)
@@ -242,3 +243,78 @@ def test_a_second_writer_waits_for_the_first_then_writes(tmp_path: Path):
     finally:
         del os.environ["CPTPUB_STORE_WAIT"]
         holder.wait(timeout=30)
+
+
+# --- a write error while publishing: an edition's files and the manifest change together or not at all ---------
+
+_PUBLISH_SCRIPT = """
+import resource, signal, sys
+from pathlib import Path
+from cptpub.batch import manifest as mf
+from cptpub.batch.runner import _publish
+from cptpub.batch.tasks import EditionOutcome
+from cptpub.errors import CptpubError
+
+dist, generation, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+html, pdf = generation.encode() * 2_000, generation.encode() * 60_000
+files = {"html": ("cpt-20702.html", html), "pdf": ("cpt-20702.pdf", pdf)}
+outcome = EditionOutcome(code="20702", key=generation, seconds=1.0, files=files, meta={"title": generation})
+editions = mf.load_editions(dist)
+try:
+    _publish(dist, editions, outcome, "builtin", mf.ChecksumCache(None), mf.ManifestSerializer())
+except CptpubError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def _publish_in_a_child(dist: Path, generation: str, limit: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CPTPUB[:1], "-c", _PUBLISH_SCRIPT, str(dist), generation, str(limit)], capture_output=True, text=True
+    )
+
+
+def test_a_full_disk_while_publishing_keeps_the_previous_edition_whole(tmp_path: Path):
+    """RLIMIT_FSIZE lets the new HTML (10 KB) be written but not the new PDF (300 KB): neither replaces the old."""
+    import json
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    first = _publish_in_a_child(dist, "OLD01", 10 * 2**20)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = {p.name: p.read_bytes() for p in dist.iterdir()}
+    second = _publish_in_a_child(dist, "NEW02", 100 * 1024)
+    assert second.returncode == 1
+    assert f"{dist / 'cpt-20702.pdf'}: cannot write: File too large" in second.stdout, second.stdout + second.stderr
+    assert {p.name: p.read_bytes() for p in dist.iterdir()} == before, "dist/ changed, or kept a temporary file"
+    entry = json.loads((dist / "manifest.json").read_text())["editions"][0]
+    assert entry["key"] == "OLD01"
+
+
+def test_a_manifest_that_cannot_be_written_puts_the_previous_files_back(tmp_path: Path, monkeypatch):
+    from cptpub.batch import manifest as mf
+    from cptpub.batch import runner
+    from cptpub.batch.tasks import EditionOutcome
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+
+    def outcome(generation: bytes) -> EditionOutcome:
+        files = {"html": ("cpt-20702.html", generation * 10), "pdf": ("cpt-20702.pdf", generation * 20)}
+        return EditionOutcome(code="20702", key=generation.decode(), seconds=1.0, files=files, meta={})
+
+    editions: mf.Editions = {}
+    checksums = mf.ChecksumCache(None)
+    runner._publish(dist, editions, outcome(b"old"), "builtin", checksums, mf.ManifestSerializer())
+    before = {p.name: p.read_bytes() for p in dist.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise CptpubError("cannot write: No space left on device", where=dist / "manifest.json")
+
+    monkeypatch.setattr(mf, "write_manifest", full_disk)
+    with pytest.raises(CptpubError, match="No space left on device"):
+        runner._publish(dist, editions, outcome(b"new"), "builtin", checksums, mf.ManifestSerializer())
+    assert {p.name: p.read_bytes() for p in dist.iterdir()} == before
+    assert editions["20702"]["key"] == "old"

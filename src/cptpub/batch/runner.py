@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.assemble.base import FORMATS, write_atomic
+from cptpub.assemble.base import FORMATS
+from cptpub.atomic import replace_together
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
@@ -266,8 +267,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
-                _publish(dist, editions, outcome, engine_label, checksums)
-                result.manifest = mf.write_manifest(dist, editions, serializer)
+                result.manifest = _publish(dist, editions, outcome, engine_label, checksums, serializer)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
                 result.failed.append(outcome)
@@ -313,22 +313,26 @@ def _make_folder(path: Path) -> None:
 
 
 def _publish(
-    dist: Path, editions: mf.Editions, outcome: EditionOutcome, engine_label: str, checksums: mf.ChecksumCache
-) -> None:
-    """Move one edition's files into ``dist/`` (each by atomic rename) and record it in ``editions``."""
+    dist: Path,
+    editions: mf.Editions,
+    outcome: EditionOutcome,
+    engine_label: str,
+    checksums: mf.ChecksumCache,
+    serializer: mf.ManifestSerializer,
+) -> dict:
+    """Put one edition's files into ``dist/`` and rewrite the manifest, as one change: its files replace the
+    previous ones together (all written first, then renamed), and if the manifest cannot be written they are put
+    back, so the manifest always matches ``dist/`` and a page never links another edition's PDF. Returns the
+    manifest; a write error (a full disk) raises naming the file, with ``dist/`` as it was."""
     outputs = {}
+    files = {}
     for fmt in FORMATS:
         if fmt not in outcome.files:
             continue
         name, data = outcome.files[fmt]
-        digest = hashlib.sha256(data).hexdigest()
-        checksums.remember(write_atomic(dist / name, data), digest)
-        outputs[fmt] = {"file": name, "sha256": digest}
+        files[dist / name] = data
+        outputs[fmt] = {"file": name, "sha256": hashlib.sha256(data).hexdigest()}
     previous = editions.get(outcome.code)
-    if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes
-        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:
-            (dist / stale).unlink(missing_ok=True)
-            checksums.forget(stale)
     meta = outcome.meta
     editions[outcome.code] = {
         "code": outcome.code,
@@ -342,6 +346,22 @@ def _publish(
         "outputs": outputs,
         "build_seconds": round(outcome.seconds, 1),
     }
+    try:
+        with replace_together(files):
+            manifest = mf.write_manifest(dist, editions, serializer)
+    except BaseException:
+        if previous is None:
+            del editions[outcome.code]
+        else:
+            editions[outcome.code] = previous
+        raise
+    for output in outputs.values():
+        checksums.remember(dist / output["file"], output["sha256"])
+    if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes (the manifest no longer
+        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:  # lists it)
+            (dist / stale).unlink(missing_ok=True)
+            checksums.forget(stale)
+    return manifest
 
 
 def write_catalogue(dist: Path, manifest: dict) -> Path | None:

@@ -165,7 +165,7 @@ class RatesStore:
                             shutil.copyfile(self.wal_path, staging_wal)
                     con = duckdb.connect(str(staging))
                 except (OSError, duckdb.Error) as exc:
-                    raise _write_error(exc, staging) from exc
+                    raise _write_error(exc, self.path) from exc
                 try:
                     con.execute(SCHEMA_SQL)
                     con.execute("BEGIN TRANSACTION")
@@ -176,7 +176,7 @@ class RatesStore:
                     with contextlib.suppress(duckdb.Error):  # a failed write can leave nothing to roll back
                         con.execute("ROLLBACK")
                     if isinstance(exc, duckdb.Error | OSError):
-                        raise _write_error(exc, staging) from exc
+                        raise _write_error(exc, self.path) from exc
                     raise
                 finally:
                     with contextlib.suppress(duckdb.Error):
