@@ -318,3 +318,24 @@ def test_a_manifest_that_cannot_be_written_puts_the_previous_files_back(tmp_path
         runner._publish(dist, editions, outcome(b"new"), "builtin", checksums, mf.ManifestSerializer())
     assert {p.name: p.read_bytes() for p in dist.iterdir()} == before
     assert editions["20702"]["key"] == "old"
+
+
+def test_a_warm_kernel_whose_last_folder_was_removed_is_reused(tmp_path: Path):
+    """Why a worker removes a finished code's folder at once: the kernel's reset changes directory first."""
+    import shutil
+
+    from cptpub.execute.warm import shutdown_warm_kernels
+
+    from .test_warm_engine import REPORT_KERNEL, kernel_pid, run, write_notebook
+
+    try:
+        first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+        first_dir.mkdir()
+        second_dir.mkdir()
+        first = run(write_notebook(first_dir / "n.ipynb", REPORT_KERNEL), cwd=str(first_dir))
+        shutil.rmtree(first_dir)
+        second = run(write_notebook(second_dir / "n.ipynb", REPORT_KERNEL, "print(os.getcwd())"), cwd=str(second_dir))
+        assert kernel_pid(second) == kernel_pid(first), "the kernel was replaced instead of reused"
+        assert str(second_dir) in "".join(o.text for o in second.cells[1].outputs)
+    finally:
+        shutdown_warm_kernels()
