@@ -28,14 +28,15 @@ def _print(event) -> None:  # a cptpub.publish.preview.PreviewEvent
 
 
 def _stop_on_signals() -> None:
-    """Ctrl-C (SIGINT) and SIGTERM stop the preview cleanly, even when started where SIGINT is ignored
-    (e.g. as a background job of a script)."""
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop the preview cleanly, even when started where
+    SIGINT is ignored (e.g. as a background job of a script)."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 @app.command()
