@@ -106,7 +106,8 @@ def _check_structure(path: Path, loader: _Loader, root: yaml.Node, error: type[C
     if loader.alias_marks:
         sizes = _expanded_sizes(root)
         if sizes[id(root)] > MAX_EXPANDED_VALUES:
-            anchor, mark, _ = max(loader.alias_marks, key=lambda item: sizes.get(id(item[2]), 1))
+            big = [item for item in loader.alias_marks if sizes[id(item[2])] > MAX_EXPANDED_VALUES]
+            anchor, mark, _ = big[0] if big else max(loader.alias_marks, key=lambda item: sizes[id(item[2])])
             raise error(
                 f"the aliases expand to more than {MAX_EXPANDED_VALUES:,} values (alias *{anchor} here and the "
                 "ones it repeats): write the values out instead of aliasing them",
