@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -278,7 +279,6 @@ def _publish_in_a_child(dist: Path, generation: str, limit: int) -> subprocess.C
 
 def test_a_full_disk_while_publishing_keeps_the_previous_edition_whole(tmp_path: Path):
     """RLIMIT_FSIZE lets the new HTML (10 KB) be written but not the new PDF (300 KB): neither replaces the old."""
-    import json
 
     dist = tmp_path / "dist"
     dist.mkdir()
@@ -339,3 +339,64 @@ def test_a_warm_kernel_whose_last_folder_was_removed_is_reused(tmp_path: Path):
         assert str(second_dir) in "".join(o.text for o in second.cells[1].outputs)
     finally:
         shutdown_warm_kernels()
+
+
+def test_preview_keeps_serving_and_rebuilds_from_the_new_store_while_an_ingest_runs(tmp_path, ingested_project):
+    """preview, ingest and list at once: the ingest succeeds, the preview rebuilds from the store it wrote (its
+    build reads a pinned version), and nothing fails on DuckDB's file lock."""
+    import queue
+    import re
+    import sys
+    import threading
+
+    from .test_faults import write_large_tic_file
+    from .test_preview import CLI_WITH_PREVIEW, VERSION_PATH, _reader, fetch, wait_for
+
+    root = batch_project(tmp_path / "p", ingested_project, ("20702",))
+    env = {**os.environ, "CPTPUB_PROJECT": str(root), "PYTHONUNBUFFERED": "1"}
+    env.pop("CPTPUB_STORE", None)
+    preview = subprocess.Popen(
+        [sys.executable, "-c", CLI_WITH_PREVIEW, "preview", "20702", "--engine", "builtin"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out: queue.Queue[str] = queue.Queue()
+    err: queue.Queue[str] = queue.Queue()
+    for stream, lines in ((preview.stdout, out), (preview.stderr, err)):
+        threading.Thread(target=_reader, args=(stream, lines), daemon=True).start()
+    seen: list[str] = []
+
+    def printed(pattern: str):
+        while not out.empty():
+            seen.append(out.get())
+        return next((m for line in seen if (m := re.search(pattern, line))), None)
+
+    big = tmp_path / "more-rates.json"
+    write_large_tic_file(big, 20_000)
+    try:
+        url = wait_for(lambda: printed(r"http://127\.0\.0\.1:(\d+)/cpt-20702\.html"), timeout=60, what="the URL")
+        state = lambda: json.loads(fetch(f"http://127.0.0.1:{url.group(1)}{VERSION_PATH}")[1])  # noqa: E731
+        wait_for(lambda: state()["status"] in ("ok", "failed"), timeout=300, what="the first build")
+        assert state()["status"] == "ok", state()
+        first = state()["ok_version"]
+        ingest = subprocess.Popen(
+            [*CPTPUB, "ingest", "tic", str(big), "--codes", "20702"],
+            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        listing = run_cptpub(root, "list", timeout=120)
+        assert "20702" in listing.stdout
+        stdout, stderr = ingest.communicate(timeout=600)
+        assert ingest.returncode == 0, stdout + stderr
+        wait_for(lambda: state()["ok_version"] > first and state()["status"] == "ok", timeout=300, what="a rebuild")
+        assert printed(r"changed: build/rates\.duckdb")
+    finally:
+        if preview.poll() is None:
+            preview.send_signal(signal.SIGINT)
+        try:
+            preview.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            preview.kill()
+    errors = []
+    while not err.empty():
+        errors.append(err.get())
+    assert not any("lock" in line.lower() or "failed" in line for line in errors), "".join(errors)
+    assert not (root / "dist").exists(), "preview never writes dist/"
