@@ -400,3 +400,42 @@ def test_preview_keeps_serving_and_rebuilds_from_the_new_store_while_an_ingest_r
         errors.append(err.get())
     assert not any("lock" in line.lower() or "failed" in line for line in errors), "".join(errors)
     assert not (root / "dist").exists(), "preview never writes dist/"
+
+
+def test_a_pinned_store_keeps_its_version_while_an_ingest_replaces_the_store(tmp_path: Path, ingested_project: Path):
+    import shutil
+
+    path = tmp_path / "rates.duckdb"
+    shutil.copy2(ingested_project / "build" / "rates.duckdb", path)
+    store = RatesStore(path)
+    count = "SELECT count(*) FROM negotiated_rates"
+    with store.connect() as con:
+        before = con.execute(count).fetchone()[0]
+    assert before > 0
+    with store.pinned() as pin:
+        assert pin != path and pin.stat().st_ino == path.stat().st_ino, "a hard link, not a copy"
+        with store.transaction() as con:
+            con.execute("DELETE FROM negotiated_rates")
+        with RatesStore(pin).connect() as con:
+            assert con.execute(count).fetchone()[0] == before
+        with store.connect() as con:
+            assert con.execute(count).fetchone()[0] == 0
+    assert not pin.exists()
+
+
+def test_a_slice_holds_exactly_the_rows_a_code_reads(tmp_path: Path, ingested_project: Path):
+    whole = RatesStore(ingested_project / "build" / "rates.duckdb")
+    piece = RatesStore(whole.extract(["20702"], tmp_path / "slice.duckdb"))
+    queries = {
+        "rates": "SELECT * FROM negotiated_rates WHERE billing_code = '20702' ORDER BY ALL",
+        "pfs": "SELECT * FROM medicare_pfs WHERE hcpcs = '20702' ORDER BY ALL",
+        "others": "SELECT count(*) FROM negotiated_rates WHERE billing_code <> '20702'",
+    }
+    with whole.connect() as a, piece.connect() as b:
+        for name in ("rates", "pfs"):
+            rows = a.execute(queries[name]).fetchall()
+            assert rows and rows == b.execute(queries[name]).fetchall(), name
+        assert b.execute(queries["others"]).fetchone()[0] == 0
+        used = "SELECT DISTINCT source_id FROM negotiated_rates UNION SELECT DISTINCT source_id FROM medicare_pfs"
+        assert sorted(b.execute("SELECT source_id FROM sources").fetchall()) == sorted(b.execute(used).fetchall())
+    assert (tmp_path / "slice.duckdb").stat().st_size < (ingested_project / "build" / "rates.duckdb").stat().st_size

@@ -199,28 +199,32 @@ class RatesStore:
     def pinned(self) -> Iterator[Path]:
         """The current version of the store as a path of its own, for as long as the context lasts.
 
-        A hard link (no copy) when the file system allows one, a copy otherwise; a store without one yields its
-        own path (there is nothing to pin)."""
+        A hard link (no copy) when the file system allows one, a copy otherwise; a missing store, or one in a
+        folder this process cannot write to, yields its own path."""
         if not self.path.exists():
             yield self.path
             return
         folder = self.path.parent / ".pinned"
-        folder.mkdir(exist_ok=True)
-        for stale in folder.glob("*.duckdb*"):
-            pid = stale.name.split(".")[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
-                stale.unlink(missing_ok=True)
         pin = folder / f"{os.getpid()}.{next(_pins)}.duckdb"
         try:
+            folder.mkdir(exist_ok=True)
+            for stale in folder.glob("*.duckdb*"):
+                pid = stale.name.split(".")[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    stale.unlink(missing_ok=True)
             try:
                 os.link(self.path, pin)
             except OSError:
                 shutil.copyfile(self.path, pin)
             if self.wal_path.exists():
                 shutil.copyfile(self.wal_path, pin.with_name(pin.name + ".wal"))
-        except OSError as exc:
-            pin.unlink(missing_ok=True)
-            raise CptpubError(f"cannot pin the rates store for this build: {exc.strerror or exc}", where=pin) from exc
+        except OSError:
+            # A folder we cannot write to (a shared store mounted read-only): nobody can replace the store
+            # there either, so reading it directly is just as consistent.
+            with contextlib.suppress(OSError):
+                pin.unlink(missing_ok=True)
+            yield self.path
+            return
         try:
             yield pin
         finally:
