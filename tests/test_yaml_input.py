@@ -198,3 +198,13 @@ def test_bytes_that_are_not_utf8_or_not_allowed_in_yaml_are_named_with_their_lin
         with pytest.raises(RecordError) as err:
             load_record(project / "data" / "codes", "20799")
         assert str(err.value).startswith(f"{path}{expected}"), str(err.value)
+
+
+def test_a_value_yaml_cannot_build_is_one_line_naming_its_line(project: Path):
+    """Found by hypothesis: a ConstructorError's text quotes the file over several lines."""
+    path = project / "data" / "codes" / "20799.yaml"
+    for text in ("title: ok\nsummary: !!binary T84.620A\n", "title: ok\nsummary: !!python/object:os.system x\n"):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(RecordError) as err:
+            load_record(project / "data" / "codes", "20799")
+        assert str(err.value).startswith(f"{path}:2:") and "\n" not in str(err.value), str(err.value)

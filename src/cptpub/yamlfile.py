@@ -150,12 +150,17 @@ def read_yaml(path: Path, error: type[CptpubError] = CptpubError) -> tuple[Any, 
         try:
             return loader.construct_document(root), root
         except (ValueError, TypeError, yaml.constructor.ConstructorError) as exc:
+            # One line: a ConstructorError's text quotes the file around the problem over several lines.
+            reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
+            reason = " ".join(reason.split())
             for node in _scalars(root):  # find the value that could not be built
                 try:
                     loader.construct_object(node, deep=True)
                 except (ValueError, TypeError, yaml.constructor.ConstructorError):
-                    raise error(f"invalid value {node.value!r}: {exc}", where=_location(path, node.start_mark)) from exc
-            raise error(f"invalid YAML: {exc}", where=path) from exc
+                    value = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+                    raise error(f"invalid value {value!r}: {reason}", where=_location(path, node.start_mark)) from exc
+            mark = exc.problem_mark if isinstance(exc, yaml.MarkedYAMLError) else None
+            raise error(f"invalid YAML: {reason}", where=_location(path, mark)) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise error(f"YAML syntax error: {exc.problem or exc.context}", where=_location(path, mark)) from exc
