@@ -52,30 +52,35 @@ def test_a_kernel_killed_near_the_memory_limit_is_reported_as_out_of_memory():
 # --- the per-cell timeout: default, _quarto.yml, command line -------------------------------------------------
 
 
+def _set_cell_timeout(config: Path, value: str) -> int:
+    """Write ``cell-timeout: value`` into the template's ``cptpub:`` section; returns its line number."""
+    lines = config.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("cell-timeout:"))
+    lines[at] = f"  cell-timeout: {value}"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return at + 1
+
+
 def test_cell_timeout_defaults_and_is_set_in_the_template_or_on_the_command_line(project: Path):
     report = project / "report"
-    assert cell_timeout(report) == DEFAULT_CELL_TIMEOUT
-    assert cell_timeout(report, 7) == 7 and cell_timeout(report, 0) is None
     config = report / "_quarto.yml"
-    text = config.read_text(encoding="utf-8")
-    assert "\ncptpub:\n" in text
-    config.write_text(text.replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: 42\n"), encoding="utf-8")
+    assert cell_timeout(report) == DEFAULT_CELL_TIMEOUT  # as the shipped template says
+    assert cell_timeout(report, 7) == 7 and cell_timeout(report, 0) is None
+    _set_cell_timeout(config, "42")
     assert cell_timeout(report) == 42 and cell_timeout(report, 5) == 5
-    config.write_text(text.replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: soon\n"), encoding="utf-8")
+    line = _set_cell_timeout(config, "soon")
     with pytest.raises(AssemblyError) as err:
         cell_timeout(report)
-    line = text[: text.index("\ncptpub:\n")].count("\n") + 3
     assert str(err.value).startswith(f"{config}:{line}: cptpub.cell-timeout: expected a number of seconds")
+    config.write_text(config.read_text(encoding="utf-8").replace("  cell-timeout: soon\n", ""), encoding="utf-8")
+    assert cell_timeout(report) == DEFAULT_CELL_TIMEOUT  # not in the template at all
     help_text = run_cptpub(project, "build", "--help").stdout
     assert f"else {DEFAULT_CELL_TIMEOUT:g}" in " ".join(help_text.split())
 
 
 def test_a_hung_cell_fails_the_build_at_the_templates_timeout(tmp_path: Path, ingested_project: Path):
     root = batch_project(tmp_path / "p", ingested_project, ("20702",))
-    config = root / "report" / "_quarto.yml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace("\ncptpub:\n", "\ncptpub:\n  cell-timeout: 3\n"), "utf-8"
-    )
+    _set_cell_timeout(root / "report" / "_quarto.yml", "3")
     add_notebook(root, "99-hangs.ipynb", ["import time\ntime.sleep(600)"])
     result = run_cptpub(root, "build", "20702", "-j", "1", "--to", "html", check=False, timeout=300)
     assert result.returncode == 1
