@@ -14,6 +14,7 @@ from pathlib import Path
 from cptpub.errors import UsageError
 
 # A code is 5 letters or digits: CPT (20702), Category II/III (0042T) and HCPCS (J1234) alike.
+STORE_ENV = "CPTPUB_STORE"
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9]{5}$")
 
 
@@ -27,6 +28,7 @@ def check_code(code: str) -> str:
 @dataclass(frozen=True)
 class Project:
     root: Path
+    store: Path | None = None  # a pinned version of the rates store (see RatesStore.pinned), else the usual one
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -74,7 +76,9 @@ class Project:
     @property
     def store_path(self) -> Path:
         """The rates store (``$CPTPUB_STORE`` or ``build/rates.duckdb``), absolute: notebooks run in other folders."""
-        return Path(os.environ.get("CPTPUB_STORE", self.build_dir / "rates.duckdb")).resolve()
+        if self.store is not None:
+            return self.store
+        return Path(os.environ.get(STORE_ENV, self.build_dir / "rates.duckdb")).resolve()
 
     def record_path(self, code: str) -> Path:
         return self.codes_dir / f"{check_code(code)}.yaml"

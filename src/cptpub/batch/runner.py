@@ -3,10 +3,12 @@
 1. Every requested code is checked (valid, has a record) before any work starts.
 2. ``dist/`` and its manifest are reconciled; each code gets its key (:mod:`cptpub.batch.keys`). A code whose key
    matches its manifest entry, with intact files, is skipped (unless ``force``).
+   The rates store is pinned first (:meth:`cptpub.store.RatesStore.pinned`): keys and every notebook read the
+   same version, whatever an ingest running meanwhile writes.
 3. The rest run on an executor (:mod:`cptpub.batch.executors`). As each edition comes back, its files are renamed
    into ``dist/`` and the manifest is rewritten (both atomically), so ``dist/`` only ever holds complete editions.
-4. One code's failure never stops the others. Ctrl-C stops the run: work in flight is abandoned, published
-   editions stay, and the next run resumes where this one stopped.
+4. One code's failure never stops the others. Ctrl-C, SIGTERM or SIGHUP stops the run: work in flight is abandoned,
+   workers and their kernels are stopped, published editions stay, and the next run resumes where this one stopped.
 5. After every batch, even a partial one, the catalogue page is regenerated from the manifest.
 """
 
@@ -24,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.assemble.base import FORMATS, write_atomic
+from cptpub.assemble.base import FORMATS
+from cptpub.atomic import replace_together
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
 from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
+from cptpub.cell_timeout import cell_timeout
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
+from cptpub.store import RatesStore
 
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
@@ -46,7 +51,7 @@ class BatchOptions:
     force: bool = False
     executor: str = "local"
     scheduler: str | None = None
-    cell_timeout: float | None = None
+    cell_timeout: float | None = None  # seconds, 0 for none; None: report/_quarto.yml's or the default
 
 
 @dataclass
@@ -58,6 +63,7 @@ class BatchResult:
     skipped: list[str] = field(default_factory=list)
     not_built: list[str] = field(default_factory=list)  # left undone by an interruption
     interrupted: bool = False
+    stop_signal: int = 0  # the signal that stopped the batch (SIGINT, SIGTERM or SIGHUP)
     seconds: float = 0.0
     manifest: dict | None = None
     catalogue: Path | None = None
@@ -132,33 +138,42 @@ def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> li
 # --- the batch ------------------------------------------------------------------------------------------------
 
 
+# Each stops a batch the same way: finished editions stay, work in flight is abandoned, workers and their kernels
+# are stopped before the process exits (with 128 + the signal's number).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _StopFlag:
-    """Set by SIGINT while the batch runs (the handler only sets it: nothing is interrupted half-way)."""
+    """Set by a stop signal while the batch runs (the handler only sets it: nothing is interrupted half-way)."""
 
     def __init__(self, on_set=None) -> None:
         self._event = threading.Event()
         self._on_set = on_set
+        self.signum = 0
 
     def __call__(self) -> bool:
         return self._event.is_set()
 
-    def set(self) -> None:
+    def set(self, signum: int = signal.SIGINT) -> None:
         first = not self._event.is_set()
+        if first:
+            self.signum = signum
         self._event.set()
         if first and self._on_set:
             self._on_set()
 
 
 @contextlib.contextmanager
-def _sigint_sets(flag: _StopFlag) -> Iterator[None]:
+def _stop_signals_set(flag: _StopFlag) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    previous = {signum: signal.signal(signum, lambda signum, frame: flag.set(signum)) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -203,7 +218,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     result = BatchResult(requested=codes, engine_label=engine_label)
     dist = project.dist_dir
 
-    with _batch_lock(project):
+    with _batch_lock(project), RatesStore(project.store_path).pinned() as store:
+        project = dataclasses.replace(project, store=store)  # one version of the store for the whole batch
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
         serializer = mf.ManifestSerializer()
         editions, dropped = mf.reconcile(dist, mf.load_editions(dist), set(known_codes(project.codes_dir)), checksums)
@@ -234,6 +250,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         else:
             result.manifest = mf.manifest_document(editions)
 
+        timeout = cell_timeout(project.report_dir, options.cell_timeout)
         tasks = [
             EditionTask(
                 code=code,
@@ -241,7 +258,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
                 formats=formats,
                 engine=engine.name,
                 fresh_kernels=options.fresh_kernels,
-                cell_timeout=options.cell_timeout,
+                cell_timeout=timeout,
             )
             for code in buildable
         ]
@@ -250,8 +267,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
-                _publish(dist, editions, outcome, engine_label, checksums)
-                result.manifest = mf.write_manifest(dist, editions, serializer)
+                result.manifest = _publish(dist, editions, outcome, engine_label, checksums, serializer)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
                 result.failed.append(outcome)
@@ -259,13 +275,14 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
         stop = _StopFlag(on_set=reporter.interrupting)
         try:
-            with _sigint_sets(stop):
+            with _stop_signals_set(stop):
                 for code, message in invalid.items():
                     on_outcome(EditionOutcome(code=code, key=keys[code], seconds=0.0, failure=Failure(message)))
                 if tasks:
                     executor.run(tasks, on_outcome, stop)
         finally:
             result.interrupted = stop()
+            result.stop_signal = stop.signum
             result.not_built = [c for c in todo if c not in done]
             reporter.close()
             checksums.save()
@@ -296,22 +313,26 @@ def _make_folder(path: Path) -> None:
 
 
 def _publish(
-    dist: Path, editions: mf.Editions, outcome: EditionOutcome, engine_label: str, checksums: mf.ChecksumCache
-) -> None:
-    """Move one edition's files into ``dist/`` (each by atomic rename) and record it in ``editions``."""
+    dist: Path,
+    editions: mf.Editions,
+    outcome: EditionOutcome,
+    engine_label: str,
+    checksums: mf.ChecksumCache,
+    serializer: mf.ManifestSerializer,
+) -> dict:
+    """Put one edition's files into ``dist/`` and rewrite the manifest, as one change: its files replace the
+    previous ones together (all written first, then renamed), and if the manifest cannot be written they are put
+    back, so the manifest always matches ``dist/`` and a page never links another edition's PDF. Returns the
+    manifest; a write error (a full disk) raises naming the file, with ``dist/`` as it was."""
     outputs = {}
+    files = {}
     for fmt in FORMATS:
         if fmt not in outcome.files:
             continue
         name, data = outcome.files[fmt]
-        digest = hashlib.sha256(data).hexdigest()
-        checksums.remember(write_atomic(dist / name, data), digest)
-        outputs[fmt] = {"file": name, "sha256": digest}
+        files[dist / name] = data
+        outputs[fmt] = {"file": name, "sha256": hashlib.sha256(data).hexdigest()}
     previous = editions.get(outcome.code)
-    if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes
-        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:
-            (dist / stale).unlink(missing_ok=True)
-            checksums.forget(stale)
     meta = outcome.meta
     editions[outcome.code] = {
         "code": outcome.code,
@@ -325,6 +346,22 @@ def _publish(
         "outputs": outputs,
         "build_seconds": round(outcome.seconds, 1),
     }
+    try:
+        with replace_together(files):
+            manifest = mf.write_manifest(dist, editions, serializer)
+    except BaseException:
+        if previous is None:
+            del editions[outcome.code]
+        else:
+            editions[outcome.code] = previous
+        raise
+    for output in outputs.values():
+        checksums.remember(dist / output["file"], output["sha256"])
+    if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes (the manifest no longer
+        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:  # lists it)
+            (dist / stale).unlink(missing_ok=True)
+            checksums.forget(stale)
+    return manifest
 
 
 def write_catalogue(dist: Path, manifest: dict) -> Path | None:

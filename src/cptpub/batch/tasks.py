@@ -98,13 +98,13 @@ def run_task(
     *,
     worker: str = "",
     ship_executed: bool = False,
-    janitor: WorkdirJanitor | None = None,
 ) -> EditionOutcome:
     """Build ``task.code`` in ``workdir`` (its notebooks and figures) and return the rendered files.
 
     Never raises for a failed edition: the failure comes back in the outcome. The working folder is kept on
-    failure (the executed notebook is the evidence) and handed to ``janitor`` on success (removed at once
-    without one). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to stop) propagate.
+    failure (the executed notebook is the evidence) and removed on success (a warm kernel still sitting in it
+    changes directory first thing in its next reset). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to
+    stop) propagate.
     """
     from cptpub.edition import build_edition
     from cptpub.errors import CptpubError, SectionFailed
@@ -150,10 +150,7 @@ def run_task(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if failure is None:
-        if janitor is not None:
-            janitor.done(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     return EditionOutcome(
         code=task.code,
         key=task.key,
@@ -163,29 +160,6 @@ def run_task(
         meta=meta,
         failure=failure,
     )
-
-
-class WorkdirJanitor:
-    """Removes a worker's finished working folders one task late.
-
-    The warm kernel still sits in the last notebook's folder until its next notebook resets it: removing that
-    folder at once would leave the kernel in a deleted directory, fail the reset and cost a kernel restart per
-    code. So a finished folder goes when the next task has finished (the kernel has moved on by then), and the
-    last one when the worker stops.
-    """
-
-    def __init__(self) -> None:
-        self._previous: Path | None = None
-
-    def done(self, workdir: Path) -> None:
-        if self._previous is not None and self._previous != workdir:
-            shutil.rmtree(self._previous, ignore_errors=True)
-        self._previous = workdir
-
-    def close(self) -> None:
-        if self._previous is not None:
-            shutil.rmtree(self._previous, ignore_errors=True)
-            self._previous = None
 
 
 def _read(path: Path) -> bytes | None:
