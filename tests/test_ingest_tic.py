@@ -472,13 +472,13 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    original = tic._Staging.publish
+    original = tic.publish
 
-    def publish_then_fail(self, *args):
-        original(self, *args)  # the rows are in negotiated_rates, inside the transaction
+    def publish_then_fail(*args):
+        original(*args)  # the rows are in negotiated_rates, inside the transaction
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tic._Staging, "publish", publish_then_fail)
+    monkeypatch.setattr(tic, "publish", publish_then_fail)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
@@ -486,20 +486,20 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
 
 
 def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
-    from cptpub.ingest import tic
+    from cptpub.ingest import staging
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    monkeypatch.setattr(tic, "_STAGE_BATCH", 1)  # every rate reaches the staging table before the interrupt
-    original, calls = tic._Staging.add_rates, []
+    monkeypatch.setattr(staging, "BATCH_ROWS", 1)  # every rate reaches the staging files before the interrupt
+    original, calls = staging.Staging.add_rate, []
 
-    def interrupt_on_the_third(self, *args):
+    def interrupt_on_the_second(self, *args):
         calls.append(args)
-        if len(calls) == 3:
+        if len(calls) == 2:
             raise KeyboardInterrupt
         original(self, *args)
 
-    monkeypatch.setattr(tic._Staging, "add_rates", interrupt_on_the_third)
+    monkeypatch.setattr(staging.Staging, "add_rate", interrupt_on_the_second)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
