@@ -130,16 +130,27 @@ def _stored_rates(store: RatesStore, source_id: str) -> list[float]:
 
 @pytest.mark.parametrize(
     ("replace", "by", "suspect"),
-    [("12.45", "0", 0.0), ("1230.45", "-1230.45", -1230.45), ("12.45", "0.01", 0.01), ("12.45", "999999.99", 999999.99)],
+    [
+        ("12.45", "0", 0.0),
+        ("1230.45", "-1230.45", -1230.45),
+        ("12.45", "0.01", 0.01),
+        ("12.45", "999999.99", 999999.99),
+    ],
 )
 def test_a_zero_negative_or_placeholder_price_is_stored_and_counted(store, tmp_path, replace, by, suspect):
     """Real files carry $0.00, negative and placeholder prices: the file is ingested, the price stored with the
     others (analysis recognises it with staging.SUSPECT_PRICE_SQL) and counted in the source's warnings."""
-    path = _write(tmp_path, "odd-price.json", V2_FFS.read_text().replace(f'"negotiated_rate": {replace}', f'"negotiated_rate": {by}'))
+    path = _write(
+        tmp_path,
+        "odd-price.json",
+        V2_FFS.read_text().replace(f'"negotiated_rate": {replace}', f'"negotiated_rate": {by}'),
+    )
     result = ingest_tic_file(store, path, codes={"27447", "27448"}, catalogue=_catalogue())
     assert result.status == "ingested"
     assert suspect in _stored_rates(store, result.source_id)
-    unchanged = ingest_tic_file(RatesStore(tmp_path / "plain.duckdb"), V2_FFS, codes={"27447", "27448"}, catalogue=_catalogue())
+    unchanged = ingest_tic_file(
+        RatesStore(tmp_path / "plain.duckdb"), V2_FFS, codes={"27447", "27448"}, catalogue=_catalogue()
+    )
     assert result.rows_kept == unchanged.rows_kept  # nothing dropped
     assert any("1 price(s) of zero, a negative amount or a placeholder" in w for w in result.warnings)
     con = store.connect(read_only=True)
@@ -157,7 +168,9 @@ def test_a_zero_negative_or_placeholder_price_is_stored_and_counted(store, tmp_p
 
 
 def test_a_price_that_is_not_a_number_fails_the_file(store, tmp_path):
-    path = _write(tmp_path, "text-rate.json", V2_FFS.read_text().replace('"negotiated_rate": 12.45', '"negotiated_rate": "12.45"'))
+    path = _write(
+        tmp_path, "text-rate.json", V2_FFS.read_text().replace('"negotiated_rate": 12.45', '"negotiated_rate": "12.45"')
+    )
     message = _fails(store, path)
     assert "in_network item 1, billing code 27448" in message
     assert "negotiated_rates[1].negotiated_prices[0].negotiated_rate: must be a number, got '12.45'" in message

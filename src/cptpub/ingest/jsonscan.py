@@ -199,7 +199,9 @@ def index_chunk(
             raise JsonFormatError("a closing bracket without its opening one", offset + int(brackets[lowest]))
         deepest = int(np.argmax(depths))
         if depths[deepest] > MAX_DEPTH:
-            raise JsonFormatError(f"nesting deeper than the limit of {MAX_DEPTH} levels", offset + int(brackets[deepest]))
+            raise JsonFormatError(
+                f"nesting deeper than the limit of {MAX_DEPTH} levels", offset + int(brackets[deepest])
+            )
         state.depth = int(depths[-1])
     _check_string_lengths(scan, offset, len(chunk), state)
     if len(scan.quote_parity):

@@ -68,7 +68,9 @@ class RemoteFile:
                 reason = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
             failures += 1
             if failures > RETRIES:
-                raise IngestError(f"download failed after {RETRIES} retries at byte {offset:,}: {reason}", where=self.url)
+                raise IngestError(
+                    f"download failed after {RETRIES} retries at byte {offset:,}: {reason}", where=self.url
+                )
             if offset:
                 self.resumed += 1
             time.sleep(BACKOFF_SECONDS * 2 ** (failures - 1))

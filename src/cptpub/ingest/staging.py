@@ -15,7 +15,9 @@ A staging folder is scratch: a parse that is killed leaves only a folder that th
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,27 @@ class Staging:
             writer.close()
         self._writers.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def staging_root(store_folder: Path) -> Path:
+    """This run's staging folder under the store's folder; folders of runs that are gone are removed."""
+    root = store_folder / "ingest-staging"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def staged_files(folder: Path) -> dict[str, bytes]:

@@ -19,13 +19,24 @@ from typing import Any, Generic, TypeVar
 
 from cptpub.ingest.remote import RemoteFile, is_url
 
-try:  # Intel's ISA-L inflates 2-3x faster than zlib; zlib-ng next; zlib always works
-    from isal import isal_zlib as _inflate_lib  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the wheels installed
+
+def _fastest_inflater() -> Any:
+    """Intel's ISA-L inflates 2-3x faster than zlib, zlib-ng next; zlib always works."""
     try:
-        from zlib_ng import zlib_ng as _inflate_lib  # type: ignore[import-not-found,no-redef]
+        from isal import isal_zlib
+
+        return isal_zlib
     except ImportError:
-        _inflate_lib = zlib  # type: ignore[no-redef]
+        pass
+    try:
+        from zlib_ng import zlib_ng
+
+        return zlib_ng
+    except ImportError:
+        return zlib
+
+
+_inflate_lib: Any = _fastest_inflater()
 
 INFLATER = _inflate_lib.__name__
 
@@ -75,11 +86,16 @@ class RateFile:
         self.gzip = False
         self.bytes_read = 0
         self.sha256: str | None = None
+        self._size: int | None = None
 
     @property
     def size(self) -> int | None:
         """The stored size: the file's, or the server's Content-Length once known."""
-        return self.remote.size if self.remote else Path(self.source).stat().st_size
+        if self.remote:
+            return self.remote.size
+        if self._size is None:
+            self._size = Path(self.source).stat().st_size
+        return self._size
 
     def chunks(self) -> Iterator[bytes]:
         blocks = self._blocks()

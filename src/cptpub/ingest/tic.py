@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,7 +62,7 @@ from cptpub.ingest.jsonscan import (
     unique_keys,
 )
 from cptpub.ingest.remote import cached, is_url
-from cptpub.ingest.staging import Staging, publish
+from cptpub.ingest.staging import Staging, publish, staging_root
 from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
@@ -87,7 +86,7 @@ _OTHER_KINDS = {
     ),
 }
 
-Progress = Callable[[int, int], None]  # (bytes of the file read, prices kept so far)
+Progress = Callable[[int, int, int | None], None]  # (bytes of the file read, prices kept, its size if known)
 Source = Path | str  # a local path or an http(s) URL
 
 
@@ -267,9 +266,7 @@ def ingest_tic_file(
                 raise unreadable(Path(source), exc) from None
             if digest and source_exists(con, digest):
                 known.add(digest)
-    staging_root = store.path.parent / "ingest-staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="file-", dir=staging_root))
+    folder = staging_root(store.path.parent)
     try:
         parsed = parse_tic_file(
             source,
@@ -430,7 +427,7 @@ def _source_row(parsed: ParsedFile, rows: int, warnings: list[str]) -> SourceRow
     return SourceRow(
         source_id=parsed.sha256,
         kind=KIND,
-        path=parsed.source,  # type: ignore[arg-type]  # a URL is stored as written
+        path=parsed.source,  # a URL is stored as written
         payer=parsed.payer,
         publisher=entity,
         entity_type=parsed.header.get("reporting_entity_type"),
@@ -541,7 +538,9 @@ class _InNetworkFile:
             Prefetch(rate_file.chunks(), name="read") as chunks,
             Prefetch(index_chunks(chunks), name="index") as indexed,
         ):
-            on_chunk = (lambda: progress(rate_file.bytes_read, self.staging.prices)) if progress else None
+            on_chunk = (
+                (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
+            )
             reader = JsonReader(indexed, on_chunk=on_chunk)
             if reader.at_end():
                 raise IngestError("the file is empty", where=self.path)
@@ -748,7 +747,7 @@ class _InNetworkFile:
         if not isinstance(prices, list) or not prices:
             raise _BadRecord(f"{field}.negotiated_prices", "must be a non-empty array")
         targets = self._targets(rate, field)
-        checked = [_price(price, f"{field}.negotiated_prices[{i}]") for i, price in enumerate(prices)]
+        checked: list[tuple] = [_price(price, f"{field}.negotiated_prices[{i}]") for i, price in enumerate(prices)]
         self._add_rate(item_seq, targets, checked)
 
     def _targets(self, rate: dict[str, Any], field: str) -> list[tuple]:
