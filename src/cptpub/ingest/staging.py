@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 65_536
+PUBLISH_MEMORY = "192MB"
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
 SCHEMAS = {
@@ -176,6 +177,9 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
 
     Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
     files = {table: str(Path(folder) / f"{table}.parquet") for table in SCHEMAS}
+    # bounded memory whatever the file's size: DuckDB spills the join to disk beyond this
+    con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
     inserted = con.execute(
         f"""INSERT INTO negotiated_rates
             SELECT $source, $payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,

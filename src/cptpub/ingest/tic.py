@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -167,6 +168,7 @@ _ITEM_DECODER = msgspec.json.Decoder(_ItemStruct)
 _RATE_DECODER = msgspec.json.Decoder(_RateStruct)
 _TYPED_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 _astuple = msgspec.structs.astuple
+_NUMBER = re.compile(rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class _BadRecord(Exception):
@@ -669,10 +671,14 @@ class _InNetworkFile:
                 targets.append((f"{tin.type.strip().lower()}:{tin.value.strip()}", tin.business_name, npis, None))
         if rate.provider_references is not None:
             for value in rate.provider_references:
-                text = bytes(value)
-                if not text.isdigit() or len(text) > MAX_NUMBER_CHARS:
-                    return None  # a string or non-integer id: the checking parser keeps it as written
-                targets.append((None, None, None, text.decode()))
+                text = bytes(value)  # a number exactly as written: ids such as 690.65627 are kept as text
+                if text[:1] == b'"':
+                    reference = msgspec.json.decode(text, type=str)
+                elif text[:1].isdigit() and len(text) <= MAX_NUMBER_CHARS and _NUMBER.fullmatch(text):
+                    reference = text.decode()
+                else:
+                    return None  # the checking parser says what is wrong
+                targets.append((None, None, None, reference))
         if not targets:
             return None
         return targets, [_astuple(price) for price in rate.negotiated_prices]
