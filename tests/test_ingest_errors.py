@@ -300,14 +300,24 @@ def _remote_refs(tmp_path: Path) -> tuple[Path, Path]:
     return path, refs
 
 
-def test_a_gzip_provider_reference_file_is_sniffed_not_slurped(store, tmp_path, monkeypatch):
+def test_a_gzip_provider_reference_file_is_streamed_not_slurped(store, tmp_path):
+    """A provider-reference file of 60 MB (decompressed) is read with a bounded window: peak Python memory during
+    the ingest stays far below its size (a whole-file read would hold all of it at once)."""
+    import tracemalloc
+
     path, refs = _remote_refs(tmp_path)
-    (refs / "some_provider_group.json.gz").write_bytes(gzip.compress((TIC / "v1/provider-reference.json").read_bytes()))
-    read_whole = []
-    read_bytes = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: read_whole.append(self) or read_bytes(self))
-    result = ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
-    assert result.warnings == [] and read_whole == []
+    document = json.loads((TIC / "v1/provider-reference.json").read_text())
+    padding = json.dumps({"padding": [0] * 30_000_000})[1:-1]  # 60 MB of an array nobody reads
+    text = json.dumps(document)[:-1] + ", " + padding + "}"
+    (refs / "some_provider_group.json.gz").write_bytes(gzip.compress(text.encode(), compresslevel=1))
+    tracemalloc.start()
+    try:
+        result = ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.warnings == []
+    assert peak < 25e6, f"peak {peak / 1e6:.0f} MB while reading a 60 MB file"
 
 
 def test_a_cut_short_provider_reference_file(store, tmp_path):

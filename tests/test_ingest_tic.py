@@ -467,6 +467,22 @@ def test_replace_reloads_a_files_rows(store, catalogue):
     assert source_row(store, result.source_id)["payer"] == "Cigna Health"
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_duckdb_batches_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
+    """Items are flattened by DuckDB in batches; a batch it refuses goes through the checking parser. Both paths
+    must store the same rows (forced here by refusing every batch)."""
+    from cptpub.ingest import flatten
+
+    options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
+    fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
+    monkeypatch.setattr(flatten.Flattener, "stage", lambda self, items: None)
+    checked = ingest_tic_file(RatesStore(tmp_path / "checked.duckdb"), TIC / name, **options)
+    assert fast.rows_kept == checked.rows_kept > 0
+    assert stored_rows(RatesStore(tmp_path / "fast.duckdb"), fast.source_id) == stored_rows(
+        RatesStore(tmp_path / "checked.duckdb"), checked.source_id
+    )
+
+
 def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
     from cptpub.ingest import tic
 
@@ -486,24 +502,24 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
 
 
 def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
-    from cptpub.ingest import staging
+    from cptpub.ingest import flatten
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    monkeypatch.setattr(staging, "BATCH_ROWS", 1)  # every rate reaches the staging files before the interrupt
-    original, calls = staging.Staging.add_rate, []
+    original, staged = flatten.Flattener.stage, []
 
-    def interrupt_on_the_second(self, *args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        original(self, *args)
+    def interrupt_once_staged(self, items):
+        staged.append(original(self, items))  # the batch's rows are in the staging files
+        assert list(self.staging.folder.glob("prices-*.parquet"))
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(staging.Staging, "add_rate", interrupt_on_the_second)
+    monkeypatch.setattr(flatten.Flattener, "stage", interrupt_once_staged)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
+    assert staged and staged[0] is not None
     assert counts(store) == before
+    assert not any((store.path.parent / "ingest-staging").iterdir())  # the scratch folder went with it
 
 
 def test_demo_files_are_flagged_and_mapped_to_their_payers(store, catalogue, tmp_path):

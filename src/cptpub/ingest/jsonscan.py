@@ -262,6 +262,12 @@ def index_chunks(chunks: Iterable[bytes], *, workers: int = 2) -> Iterator[Index
             yield placed(*ahead.popleft())
 
 
+def reader_of(data: bytes, start: int) -> JsonReader:
+    """A reader over one value held in memory, found at offset ``start`` of its document (for error offsets)."""
+    brackets, depths = index_chunk(data, start, _ScanState())
+    return JsonReader([IndexedChunk(data, brackets, depths)], start=start)
+
+
 class JsonReader:
     """A cursor over one JSON document given as an iterable of byte chunks.
 
@@ -271,12 +277,12 @@ class JsonReader:
     ``peek_member`` (a member's scalar value of the object at the cursor, without moving).
     """
 
-    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None):
+    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None, start: int = 0):
         self._chunks = iter(chunks)
         self._on_chunk = on_chunk
         self.buf = b""
-        self.base = 0  # absolute offset of buf[0]
-        self.pos = 0  # absolute offset of the cursor
+        self.base = start  # absolute offset of buf[0]
+        self.pos = start  # absolute offset of the cursor
         self.eof = False
         self._brackets = np.empty(0, dtype=np.int64)
         self._depths = np.empty(0, dtype=np.int64)

@@ -169,14 +169,18 @@ def _alive(pid: int) -> bool:
 
 def staged_files(folder: Path) -> dict[str, bytes]:
     """The staged Parquet files' bytes, by name (to send a parse from a remote worker to the writer)."""
-    return {f"{table}.parquet": (folder / f"{table}.parquet").read_bytes() for table in SCHEMAS}
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
 
 
 def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any) -> tuple[int, int]:
     """Append the staged file to negotiated_rates (inside the caller's transaction).
 
     Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
-    files = {table: str(Path(folder) / f"{table}.parquet") for table in SCHEMAS}
+    # each table: Staging's file and the parts flatten.py wrote (``items.parquet``, ``items-0.parquet``, ...)
+    files = {
+        table: f"read_parquet('{_quoted(str(Path(folder) / f'{table}*.parquet'))}', union_by_name = true)"
+        for table in SCHEMAS
+    }
     # bounded memory whatever the file's size: DuckDB spills the join to disk beyond this
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
@@ -193,15 +197,13 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
                         WHEN g.provider_reference IS NULL THEN 'unresolved'
                         ELSE 'resolved' END,
                    $as_of
-            FROM read_parquet('{_quoted(files["prices"])}') p
-            JOIN read_parquet('{_quoted(files["targets"])}') t ON t.rate_seq = p.rate_seq
-            JOIN read_parquet('{_quoted(files["items"])}') i ON i.item_seq = t.item_seq
-            LEFT JOIN read_parquet('{_quoted(files["refs"])}') g ON g.provider_reference = t.provider_reference""",
+            FROM {files["prices"]} p
+            JOIN {files["targets"]} t ON t.rate_seq = p.rate_seq
+            JOIN {files["items"]} i ON i.item_seq = t.item_seq
+            LEFT JOIN {files["refs"]} g ON g.provider_reference = t.provider_reference""",
         {"source": source_id, "payer": payer, "as_of": as_of},
     ).fetchone()
-    suspect = con.execute(
-        f"SELECT count(*) FROM read_parquet('{_quoted(files['prices'])}') WHERE {SUSPECT_PRICE_SQL}"
-    ).fetchone()
+    suspect = con.execute(f"SELECT count(*) FROM {files['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
     return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0)
 
 

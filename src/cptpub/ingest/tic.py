@@ -1,11 +1,12 @@
 """Ingest Transparency in Coverage in-network rate files (schema 1.x and 2.x) into the rates store.
 
 One pass streams the file (plain or gzip, local or an http(s) URL) through ``jsonscan``: in_network items whose
-billing code is not wanted are stepped over unparsed (by default every code is wanted). A wanted item that ends
-within ``WHOLE_ITEM_BYTES`` is decoded at once by msgspec into typed structs, whose fields go straight into column
-batches (``staging``); a larger item is read one negotiated_rates element at a time, so memory stays flat. Anything
-the typed decode refuses (an unusual type, spacing or case, a schema error) is decoded again by the checking
-parser, which accepts what the schema allows and otherwise names the field, the item and the byte offset.
+billing code is not wanted are stepped over unparsed (by default every code is wanted). Wanted items that end
+within ``WHOLE_ITEM_BYTES`` are collected as raw bytes and flattened a batch at a time by DuckDB's JSON reader
+(``flatten``) straight into Parquet columns (``staging``); a larger item is read one negotiated_rates element at a
+time (msgspec typed decode), so memory stays flat. Anything the fast paths refuse (an unusual type, a schema error,
+a repeated key) is read again by the checking parser, which accepts what the schema allows and otherwise names the
+field, the item and the byte offset.
 
 Zero, negative and placeholder prices ($0.00, $0.01, 999999.99) are stored with the rest and counted in the
 source's warnings (``staging.SUSPECT_PRICE_SQL`` recognises them); only a file whose structure is broken fails.
@@ -51,6 +52,7 @@ from cptpub.ingest.common import (
     source_exists,
     unreadable,
 )
+from cptpub.ingest.flatten import BATCH_BYTES, Flattener
 from cptpub.ingest.jsonscan import (
     MAX_NUMBER_CHARS,
     MISSING,
@@ -60,6 +62,7 @@ from cptpub.ingest.jsonscan import (
     check_surrogates,
     index_chunks,
     number_too_long,
+    reader_of,
     unique_keys,
 )
 from cptpub.ingest.remote import cached, is_url
@@ -87,6 +90,12 @@ _OTHER_KINDS = {
     ),
 }
 
+_CHOICES = {
+    "type": NEGOTIATED_TYPES,
+    "class": BILLING_CLASSES,
+    "setting": SETTINGS,
+    "arrangement": ARRANGEMENTS,
+}
 Progress = Callable[[int, int, int | None], None]  # (bytes of the file read, prices kept, its size if known)
 Source = Path | str  # a local path or an http(s) URL
 
@@ -116,7 +125,6 @@ def _checked_int(text: str) -> int:
     return int(text)
 
 
-_DECODER = msgspec.json.Decoder  # (typed decoders below)
 _CHECKING = __import__("json").JSONDecoder(
     parse_float=_WrittenNumber, parse_int=_checked_int, parse_constant=_refuse_constant, object_pairs_hook=unique_keys
 )
@@ -156,15 +164,6 @@ class _RateStruct(msgspec.Struct):
     provider_references: list[msgspec.Raw] | None = None
 
 
-class _ItemStruct(msgspec.Struct):
-    billing_code: str
-    billing_code_type: str
-    negotiation_arrangement: Literal["ffs", "bundle", "capitation"]
-    negotiated_rates: list[_RateStruct]
-    name: str | None = None
-
-
-_ITEM_DECODER = msgspec.json.Decoder(_ItemStruct)
 _RATE_DECODER = msgspec.json.Decoder(_RateStruct)
 _TYPED_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 _astuple = msgspec.structs.astuple
@@ -505,6 +504,10 @@ class _InNetworkFile:
         self.remote_resolved = 0
         self.empty_references: list[str] = []
         self._gzip = False
+        self._batch: list[tuple[bytes, int, int, str]] = []  # (item bytes, index, offset, code) for DuckDB
+        self._batch_bytes = 0
+        self._flattener: Flattener | None = None
+        self._checking = False  # reading a batch again with the checking parser
         # where we are, for error messages
         self._offset = 0
         self._item_index: int | None = None
@@ -514,6 +517,13 @@ class _InNetworkFile:
 
     def run(self) -> Payer:
         """Read the file into the staging tables; returns the payer its rates are filed under."""
+        try:
+            return self._run()
+        finally:
+            if self._flattener is not None:
+                self._flattener.close()
+
+    def _run(self) -> Payer:
         try:
             self._read_all()
             if self.references_first and self.needed_references:
@@ -617,14 +627,12 @@ class _InNetworkFile:
                 if not isinstance(code, str) or not code.strip():
                     raise _BadRecord("billing_code", f"must be a non-empty string, got {code!r}")
                 self._item_code = code.strip().upper()
-                whole = reader.bounded_value(WHOLE_ITEM_BYTES)
-                if whole is not None and self._stage_whole_item(whole[0], self._item_code):
-                    reader.pos = whole[1]
-                else:
+                if not self._batch_item(reader, index, self._item_code):
                     self._read_item(reader, self._item_code)
                 self.items_kept += 1
+            self._flush_batch()
         except JsonFormatError:
-            if reader.element_index != self._item_index:  # in an item stepped over
+            if reader.element_index != self._item_index and not self._checking:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
         self.items_skipped += reader.element_index - kept_until
@@ -633,31 +641,43 @@ class _InNetworkFile:
         self._item_index = self._item_code = None
         self.in_network_read = True
 
-    def _stage_whole_item(self, raw: memoryview, code: str) -> bool:
-        """Stage an item through the typed decode; False (nothing staged) when it needs the checking parser."""
-        try:
-            item = _ITEM_DECODER.decode(raw)
-        except _TYPED_ERRORS:
+    def _batch_item(self, reader: JsonReader, index: int, code: str) -> bool:
+        """Add the item at the cursor to the batch for DuckDB when it is whole within WHOLE_ITEM_BYTES."""
+        whole = reader.bounded_value(WHOLE_ITEM_BYTES)
+        if whole is None:
             return False
-        code_type = item.billing_code_type
-        if item.billing_code.strip().upper() != code or not code_type or code_type != code_type.strip():
-            return False
-        rates = []
-        prices = 0
-        for rate in item.negotiated_rates:
-            typed = self._typed_rate(rate)
-            if typed is None:
-                return False
-            rates.append(typed)
-            prices += len(typed[1])
-        data = bytes(raw)
-        if data.count(b'"billing_code"') != 1 or data.count(b'"negotiated_rate"') != prices:
-            return False  # a repeated key: the checking parser names it
-        check_surrogates(data, self._offset)
-        item_seq = self.staging.add_item(code, code_type, item.negotiation_arrangement, item.name)
-        for targets, typed_prices in rates:
-            self._add_rate(item_seq, targets, typed_prices)
+        raw = bytes(whole[0])
+        self._batch.append((raw, index, reader.pos, code))
+        self._batch_bytes += len(raw)
+        reader.pos = whole[1]
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
         return True
+
+    def _flush_batch(self) -> None:
+        """Stage the batched items through DuckDB; a batch it refuses goes through the checking parser, item by
+        item, which stages the valid ones and names the first invalid one."""
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        raws = [raw for raw, _, _, _ in batch]
+        references = None
+        try:
+            for raw in raws:
+                check_surrogates(raw, 0)
+            if self._flattener is None:
+                self._flattener = Flattener(self.staging, _CHOICES)
+            references = self._flattener.stage(raws)
+        except JsonFormatError:
+            references = None
+        if references is not None:
+            self.needed_references |= references
+            return
+        self._checking = True
+        for raw, index, offset, code in batch:
+            self._offset, self._item_index, self._item_code = offset, index, code
+            self._read_item(reader_of(raw, offset), code)
+        self._checking = False
 
     def _typed_rate(self, rate: _RateStruct) -> tuple[list[tuple], list[tuple]] | None:
         """(targets, prices) of a typed negotiated_rates element; None when it needs the checking parser."""
