@@ -1,7 +1,7 @@
 """Flatten batches of whole in_network items into the staging columns with DuckDB's JSON reader (C++, all cores).
 
-The parse hands over kept items as raw bytes, a batch at a time (``BATCH_BYTES``): they are written as one JSON
-array to a scratch file, read by ``read_json`` with every field typed ``JSON``, and checked in SQL against
+The parse hands over kept items as raw bytes, a batch at a time (``BATCH_BYTES``): they are written one per line
+(their line breaks, whitespace between tokens, made spaces) to a scratch file, read by ``read_json`` with every field typed ``JSON``, and checked in SQL against
 exactly the rules of the checking parser in ``tic`` (types, allowed values after trimming and lower-casing,
 non-empty prices, a provider group or reference per rate). A batch that passes is written straight to Parquet
 parts beside ``Staging``'s files; a batch that does not (or that DuckDB refuses: a repeated key, a wrong shape)
@@ -15,8 +15,8 @@ import duckdb
 
 from cptpub.ingest.staging import Staging
 
-BATCH_BYTES = 32 << 20
-_MEMORY = "160MB"
+BATCH_BYTES = 16 << 20
+_MEMORY = "128MB"
 
 _ITEM = """{billing_code: 'JSON', billing_code_type: 'JSON', negotiation_arrangement: 'JSON', name: 'JSON',
   negotiated_rates: 'STRUCT(negotiated_prices STRUCT(negotiated_type JSON, negotiated_rate JSON,
@@ -55,8 +55,9 @@ def _string_list(column: str) -> str:
 class Flattener:
     """One file's DuckDB connection and scratch file; ``stage`` flattens one batch into ``staging``."""
 
-    def __init__(self, staging: Staging, choices: dict[str, tuple[str, ...]]):
+    def __init__(self, staging: Staging, choices: dict[str, tuple[str, ...]], largest_item: int):
         self.staging = staging
+        self.largest_item = largest_item
         self.choices = choices
         self.scratch = staging.folder / "batch.json"
         self.con = duckdb.connect()
@@ -71,18 +72,16 @@ class Flattener:
     def stage(self, items: list[bytes]) -> set[str] | None:
         """Stage a batch of whole items; returns the provider references its rates use, or None (nothing staged)
         when a check fails and the items need the checking parser."""
-        with open(self.scratch, "wb") as out:
-            out.write(b"[")
-            out.write(b",".join(items))
-            out.write(b"]")
+        with open(self.scratch, "wb") as out:  # one item per line: DuckDB reads lines in parallel
+            out.write(b"\n".join(item.replace(b"\n", b" ").replace(b"\r", b" ") for item in items))
         con = self.con
         first_item, first_rate = self.staging.items, self.staging.rates
         try:
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE b_items AS
                     SELECT {first_item} + row_number() OVER () - 1 AS item_seq, *
-                    FROM read_json('{_quoted(str(self.scratch))}', format = 'array', columns = {_ITEM},
-                                   maximum_object_size = {BATCH_BYTES + 1024})"""
+                    FROM read_json('{_quoted(str(self.scratch))}', format = 'newline_delimited',
+                                   columns = {_ITEM}, maximum_object_size = {self.largest_item + 1024})"""
             )
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE b_rates AS

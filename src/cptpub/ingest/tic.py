@@ -666,7 +666,7 @@ class _InNetworkFile:
             for raw in raws:
                 check_surrogates(raw, 0)
             if self._flattener is None:
-                self._flattener = Flattener(self.staging, _CHOICES)
+                self._flattener = Flattener(self.staging, _CHOICES, WHOLE_ITEM_BYTES)
             references = self._flattener.stage(raws)
         except JsonFormatError:
             references = None
