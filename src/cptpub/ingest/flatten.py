@@ -1,13 +1,12 @@
 """Flatten batches of whole in_network items into the staging columns with DuckDB's JSON reader (C++, all cores).
 
 The parse hands over kept items as raw bytes, a batch at a time (``BATCH_BYTES``): they are written one per line
-(their line breaks, whitespace between tokens, made spaces) to a scratch file, read by ``read_json`` with every field typed ``JSON``, and checked in SQL against
-exactly the rules of the checking parser in ``tic`` (types, allowed values after trimming and lower-casing,
-non-empty prices, a provider group or reference per rate). A batch that passes is written straight to Parquet
-parts beside ``Staging``'s files; a batch that does not (or that DuckDB refuses: a repeated key, a wrong shape)
-returns False, and the caller sends its items through the checking parser, which stages what is valid and names
-what is not. Memory stays bounded by the batch size.
-"""
+(their line breaks, whitespace between tokens, made spaces) to a scratch file, read by ``read_json`` with every
+field typed ``JSON``, and checked in SQL against the rules of the checking parser in ``tic`` (types, allowed
+values after trimming and lower-casing, non-empty prices, a provider group or reference per rate). A batch that
+passes is written straight to Parquet parts beside ``Staging``'s files; a batch that does not (or that DuckDB
+refuses: a repeated key, a wrong shape, memory) returns None, and the caller sends its items through the checking
+parser, which stages what is valid and names what is not. Memory stays bounded by the batch size."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 65_536
-PUBLISH_MEMORY = "160MB"
+PUBLISH_MEMORY = "256MB"
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
 SCHEMAS = {
