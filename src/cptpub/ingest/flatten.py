@@ -14,7 +14,7 @@ import duckdb
 
 from cptpub.ingest.staging import Staging
 
-BATCH_BYTES = 16 << 20
+BATCH_BYTES = 8 << 20
 _MEMORY = "128MB"
 
 _ITEM = """{billing_code: 'JSON', billing_code_type: 'JSON', negotiation_arrangement: 'JSON', name: 'JSON',
