@@ -510,7 +510,7 @@ def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue,
 
     def interrupt_once_staged(self, items):
         staged.append(original(self, items))  # the batch's rows are in the staging files
-        assert list(self.staging.folder.glob("prices-*.parquet"))
+        assert list(self.staging.folder.glob("rows-*.parquet"))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(flatten.Flattener, "stage", interrupt_once_staged)

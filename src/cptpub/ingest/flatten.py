@@ -4,7 +4,8 @@ The parse hands over kept items as raw bytes, a batch at a time (``BATCH_BYTES``
 (their line breaks, whitespace between tokens, made spaces) to a scratch file, read by ``read_json`` with every
 field typed ``JSON``, and checked in SQL against the rules of the checking parser in ``tic`` (types, allowed
 values after trimming and lower-casing, non-empty prices, a provider group or reference per rate). A batch that
-passes is written straight to Parquet parts beside ``Staging``'s files; a batch that does not (or that DuckDB
+passes is written straight to Parquet as the rows of negotiated_rates (``rows-N.parquet``, provider references still
+to expand) beside ``Staging``'s files; a batch that does not (or that DuckDB
 refuses: a repeated key, a wrong shape, memory) returns None, and the caller sends its items through the checking
 parser, which stages what is valid and names what is not. Memory stays bounded by the batch size."""
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import duckdb
 
-from cptpub.ingest.staging import Staging
+from cptpub.ingest.staging import ROW_COLUMNS, SUSPECT_PRICE_SQL, Staging
 
 BATCH_BYTES = 8 << 20
 _MEMORY = "128MB"
@@ -63,6 +64,7 @@ class Flattener:
         self.con.execute(f"SET memory_limit = '{_MEMORY}'")
         self.con.execute(f"SET temp_directory = '{_quoted(str(staging.folder / 'spill'))}'")
         self.parts = 0
+        self.suspect_prices = 0  # prices of the batches staged, see staging.SUSPECT_PRICE_SQL
 
     def close(self) -> None:
         self.con.close()
@@ -92,15 +94,15 @@ class Flattener:
             if not self._valid():
                 return None
             part = self.parts
-            self._copy(
+            self._table(
                 f"""SELECT item_seq, upper(trim({_text("billing_code")}, ' \t\r\n')) AS billing_code,
                            trim({_text("billing_code_type")}, ' \t\r\n') AS billing_code_type,
                            lower(trim({_text("negotiation_arrangement")}, ' \t\r\n')) AS negotiation_arrangement,
                            {_text("name")} AS item_name
                     FROM b_items""",
-                f"items-{part}",
+                "b_i",
             )
-            self._copy(
+            self._table(
                 f"""SELECT rate_seq, lower(trim({_text("p.negotiated_type")}, ' \t\r\n')) AS negotiated_type,
                            CAST(p.negotiated_rate AS DOUBLE) AS negotiated_rate,
                            lower(trim({_text("p.billing_class")}, ' \t\r\n')) AS billing_class,
@@ -109,9 +111,9 @@ class Flattener:
                            {_text("p.expiration_date")} AS expiration_date,
                            {_string_list("p.billing_code_modifier")} AS billing_code_modifiers
                     FROM (SELECT rate_seq, unnest(r.negotiated_prices) AS p FROM b_rates)""",
-                f"prices-{part}",
+                "b_p",
             )
-            self._copy(
+            self._table(
                 f"""SELECT rate_seq, item_seq,
                            lower(trim({_text("g.tin.type")}, ' \t\r\n')) || ':'
                                || trim({_text("g.tin.value")}, ' \t\r\n') AS provider_group_key,
@@ -128,35 +130,39 @@ class Flattener:
                            CASE WHEN json_type(ref) = 'VARCHAR' THEN ref ->> '$' ELSE CAST(ref AS VARCHAR) END
                                AS provider_reference
                     FROM (SELECT rate_seq, item_seq, unnest(r.provider_references) AS ref FROM b_rates)""",
-                f"targets-{part}",
+                "b_t",
+            )
+            # one row per price and provider group or reference, as negotiated_rates holds them
+            con.execute(
+                f"""COPY (SELECT {ROW_COLUMNS} FROM b_p p JOIN b_t t USING (rate_seq) JOIN b_i i USING (item_seq))
+                    TO '{self._part(f"rows-{part}")}' (FORMAT parquet, COMPRESSION lz4)"""
             )
             references = {
                 ref
                 for (ref,) in con.execute(
-                    f"SELECT DISTINCT provider_reference FROM read_parquet('{self._part(f'targets-{part}')}') "
-                    "WHERE provider_reference IS NOT NULL"
+                    "SELECT DISTINCT provider_reference FROM b_t WHERE provider_reference IS NOT NULL"
                 ).fetchall()
             }
             counts = con.execute(
-                "SELECT (SELECT count(*) FROM b_items), (SELECT count(*) FROM b_rates), "
-                "(SELECT coalesce(sum(len(r.negotiated_prices)), 0) FROM b_rates)"
+                f"""SELECT (SELECT count(*) FROM b_items), (SELECT count(*) FROM b_rates), (SELECT count(*) FROM b_p),
+                           (SELECT count(*) FROM b_p WHERE {SUSPECT_PRICE_SQL})"""
             ).fetchone()
         except duckdb.Error:
-            for table in ("items", "prices", "targets"):
-                (self.staging.folder / f"{table}-{self.parts}.parquet").unlink(missing_ok=True)
+            (self.staging.folder / f"rows-{self.parts}.parquet").unlink(missing_ok=True)
             return None
         assert counts is not None
         self.parts += 1
         self.staging.items += int(counts[0])
         self.staging.rates += int(counts[1])
         self.staging.prices += int(counts[2])
+        self.suspect_prices += int(counts[3])
         return references
 
     def _part(self, name: str) -> str:
         return _quoted(str(self.staging.folder / f"{name}.parquet"))
 
-    def _copy(self, query: str, name: str) -> None:
-        self.con.execute(f"COPY ({query}) TO '{self._part(name)}' (FORMAT parquet, COMPRESSION lz4)")
+    def _table(self, query: str, name: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
 
     def _valid(self) -> bool:
         """Whether every item, rate, price and group of the batch follows the rules of the checking parser."""

@@ -6,7 +6,8 @@ worker on another machine) while one writer appends them to the store, each file
 - ``Staging`` collects one file's rows in column batches (no Python row objects reach the store) and writes them
   as four Parquet files: ``items`` (one row per kept in_network item), ``targets`` (the provider groups or
   references of each negotiated_rates element), ``prices`` (each negotiated price) and ``refs`` (the groups of
-  each provider reference the kept rates use);
+  each provider reference the kept rates use); batches flattened by DuckDB (``flatten``) add ``rows-N`` files,
+  already one row per price and target;
 - ``publish`` joins them into ``negotiated_rates`` inside the caller's transaction: one row per price and provider
   group, as the schema describes.
 
@@ -172,39 +173,46 @@ def staged_files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
 
 
-def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any) -> tuple[int, int]:
+# the columns of a staged row before provider references are expanded (flatten.py writes them directly)
+ROW_COLUMNS = """i.billing_code, i.billing_code_type, p.billing_code_modifiers, i.negotiation_arrangement, i.item_name,
+    p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting, p.service_codes, p.expiration_date,
+    t.provider_group_key, t.provider_group_name, t.npi_count, t.provider_reference"""
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any, suspect_in_rows: int = 0
+) -> tuple[int, int]:
     """Append the staged file to negotiated_rates (inside the caller's transaction).
 
-    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
-    # each table: Staging's file and the parts flatten.py wrote (``items.parquet``, ``items-0.parquet``, ...)
-    files = {
-        table: f"read_parquet('{_quoted(str(Path(folder) / f'{table}*.parquet'))}', union_by_name = true)"
-        for table in SCHEMAS
-    }
-    # bounded memory whatever the file's size: DuckDB spills the join to disk beyond this
+    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL; ``suspect_in_rows`` counts those of
+    the ``rows-N.parquet`` parts)."""
+    folder = Path(folder)
+    table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
+    rows = f"""SELECT {ROW_COLUMNS} FROM {table["prices"]} p JOIN {table["targets"]} t USING (rate_seq)
+               JOIN {table["items"]} i USING (item_seq)"""
+    if any(folder.glob("rows-*.parquet")):
+        rows += f" UNION ALL BY NAME SELECT * FROM read_parquet('{_quoted(str(folder / 'rows-*.parquet'))}')"
+    # bounded memory whatever the file's size: only the provider references' groups are joined in memory
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
     inserted = con.execute(
         f"""INSERT INTO negotiated_rates
-            SELECT $source, $payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,
-                   i.negotiation_arrangement, i.item_name, p.negotiated_type, p.negotiated_rate, p.billing_class,
-                   p.setting, p.service_codes, p.expiration_date, g.network_names,
-                   coalesce(t.provider_group_key, g.provider_group_key),
-                   coalesce(t.provider_group_name, g.provider_group_name),
-                   coalesce(t.npi_count, g.npi_count),
-                   t.provider_reference,
-                   CASE WHEN t.provider_reference IS NULL THEN 'inline'
+            SELECT $source, $payer, x.billing_code, x.billing_code_type, x.billing_code_modifiers,
+                   x.negotiation_arrangement, x.item_name, x.negotiated_type, x.negotiated_rate, x.billing_class,
+                   x.setting, x.service_codes, x.expiration_date, g.network_names,
+                   coalesce(x.provider_group_key, g.provider_group_key),
+                   coalesce(x.provider_group_name, g.provider_group_name),
+                   coalesce(x.npi_count, g.npi_count),
+                   x.provider_reference,
+                   CASE WHEN x.provider_reference IS NULL THEN 'inline'
                         WHEN g.provider_reference IS NULL THEN 'unresolved'
                         ELSE 'resolved' END,
                    $as_of
-            FROM {files["prices"]} p
-            JOIN {files["targets"]} t ON t.rate_seq = p.rate_seq
-            JOIN {files["items"]} i ON i.item_seq = t.item_seq
-            LEFT JOIN {files["refs"]} g ON g.provider_reference = t.provider_reference""",
+            FROM ({rows}) x LEFT JOIN {table["refs"]} g ON g.provider_reference = x.provider_reference""",
         {"source": source_id, "payer": payer, "as_of": as_of},
     ).fetchone()
-    suspect = con.execute(f"SELECT count(*) FROM {files['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
-    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0)
+    suspect = con.execute(f"SELECT count(*) FROM {table['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
+    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0) + suspect_in_rows
 
 
 def _quoted(path: str) -> str:

@@ -231,6 +231,7 @@ class ParsedFile:
     bytes_parsed: int
     seconds: float
     unchanged: bool = False  # the bytes were ingested before: nothing staged
+    suspect_in_rows: int = 0  # zero/negative/placeholder prices in the rows DuckDB flattened
     files: dict[str, bytes] = field(default_factory=dict)  # the staged files, when sent from a remote worker
 
     @property
@@ -339,6 +340,7 @@ def parse_tic_file(
         bytes_stored=parse.bytes_stored or size,
         bytes_parsed=parse.bytes_parsed,
         seconds=time.perf_counter() - started,
+        suspect_in_rows=parse.suspect_in_rows,
     )
 
 
@@ -357,7 +359,7 @@ def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = Fal
             parsed.staging.mkdir(parents=True, exist_ok=True)
             for name, data in parsed.files.items():
                 (parsed.staging / name).write_bytes(data)
-        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of)
+        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of, parsed.suspect_in_rows)
         warnings = list(parsed.warnings)
         if suspect:
             warnings.append(
@@ -508,6 +510,7 @@ class _InNetworkFile:
         self._batch_bytes = 0
         self._flattener: Flattener | None = None
         self._checking = False  # reading a batch again with the checking parser
+        self.suspect_in_rows = 0
         # where we are, for error messages
         self._offset = 0
         self._item_index: int | None = None
@@ -521,6 +524,7 @@ class _InNetworkFile:
             return self._run()
         finally:
             if self._flattener is not None:
+                self.suspect_in_rows = self._flattener.suspect_prices
                 self._flattener.close()
 
     def _run(self) -> Payer:
