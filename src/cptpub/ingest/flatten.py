@@ -91,8 +91,6 @@ class Flattener:
                                  generate_subscripts(negotiated_rates, 1) AS rate_index
                           FROM b_items)"""
             )
-            if not self._valid():
-                return None
             part = self.parts
             self._table(
                 f"""SELECT item_seq, upper(trim({_text("billing_code")}, ' \t\r\n')) AS billing_code,
@@ -109,7 +107,8 @@ class Flattener:
                            lower(trim({_text("p.setting")}, ' \t\r\n')) AS setting,
                            {_string_list("p.service_code")} AS service_codes,
                            {_text("p.expiration_date")} AS expiration_date,
-                           {_string_list("p.billing_code_modifier")} AS billing_code_modifiers
+                           {_string_list("p.billing_code_modifier")} AS billing_code_modifiers,
+                           coalesce({self._price_check()}, false) AS ok
                     FROM (SELECT rate_seq, unnest(r.negotiated_prices) AS p FROM b_rates)""",
                 "b_p",
             )
@@ -132,6 +131,8 @@ class Flattener:
                     FROM (SELECT rate_seq, item_seq, unnest(r.provider_references) AS ref FROM b_rates)""",
                 "b_t",
             )
+            if not self._valid():
+                return None
             # one row per price and provider group or reference, as negotiated_rates holds them
             con.execute(
                 f"""COPY (SELECT {ROW_COLUMNS} FROM b_p p JOIN b_t t USING (rate_seq) JOIN b_i i USING (item_seq))
@@ -164,10 +165,23 @@ class Flattener:
     def _table(self, query: str, name: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
 
+    def _price_check(self) -> str:
+        """Whether a price ``p`` follows the rules of the checking parser (a SQL expression)."""
+        c = self.choices
+        numbers = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+        return f"""(p IS NOT NULL
+                    AND {_choice("p.negotiated_type", c["type"])}
+                    AND coalesce(json_type(p.negotiated_rate) IN {numbers}, false)
+                    AND isfinite(CAST(p.negotiated_rate AS DOUBLE))
+                    AND {_choice("p.billing_class", c["class"])}
+                    AND {_optional("p.setting", _choice("p.setting", c["setting"]))}
+                    AND {_optional("p.service_code", _strings("p.service_code"))}
+                    AND {_optional("p.expiration_date", _is_text("p.expiration_date"))}
+                    AND {_optional("p.billing_code_modifier", _strings("p.billing_code_modifier"))})"""
+
     def _valid(self) -> bool:
         """Whether every item, rate, price and group of the batch follows the rules of the checking parser."""
         c = self.choices
-        numbers = "('BIGINT', 'UBIGINT', 'DOUBLE')"
         checks = [
             f"""SELECT count(*) FROM b_items WHERE NOT (
                     {_is_text("billing_code")} AND trim({_text("billing_code")}, ' \t\r\n') <> ''
@@ -181,16 +195,7 @@ class Flattener:
                     AND len(list_filter(coalesce(r.provider_references, []),
                             lambda ref: json_type(ref) NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
                                    OR length(CAST(ref AS VARCHAR)) > 100)) = 0)""",
-            f"""SELECT count(*) FROM (SELECT unnest(r.negotiated_prices) AS p FROM b_rates) WHERE NOT (
-                    p IS NOT NULL
-                    AND {_choice("p.negotiated_type", c["type"])}
-                    AND coalesce(json_type(p.negotiated_rate) IN {numbers}, false)
-                    AND isfinite(CAST(p.negotiated_rate AS DOUBLE))
-                    AND {_choice("p.billing_class", c["class"])}
-                    AND {_optional("p.setting", _choice("p.setting", c["setting"]))}
-                    AND {_optional("p.service_code", _strings("p.service_code"))}
-                    AND {_optional("p.expiration_date", _is_text("p.expiration_date"))}
-                    AND {_optional("p.billing_code_modifier", _strings("p.billing_code_modifier"))})""",
+            "SELECT count(*) FROM b_p WHERE NOT ok",
             f"""SELECT count(*) FROM (SELECT unnest(r.provider_groups) AS g FROM b_rates) WHERE NOT (
                     g IS NOT NULL AND g.tin IS NOT NULL
                     AND {_is_text("g.tin.type")} AND {_is_text("g.tin.value")}
