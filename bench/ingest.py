@@ -138,7 +138,7 @@ def measure_duckdb(path: Path, work: Path, keep: str) -> dict:
                       SELECT unnest(in_network) AS i FROM read_json('{path}', maximum_object_size = 2000000000))))"""
         ).fetchone()[0]
     except duckdb.Error as exc:
-        return {"seconds": time.perf_counter() - started, "rows": None, "items": None, "error": str(exc)[:120]}
+        return {"seconds": time.perf_counter() - started, "rows": None, "items": None, "error": str(exc).splitlines()[0][:100]}
     return {"seconds": time.perf_counter() - started, "rows": rows, "items": None}
 
 
@@ -214,7 +214,7 @@ def _report(results: dict, size: int, name: str) -> None:
     base = results["ijson", "all"]
     print(f"\n{name}: {size / 1e6:,.0f} MB of uncompressed JSON; keep-few codes: {', '.join(WANTED)}")
     print(f"| {'run':<34} | {'seconds':>8} | {'MB/s':>7} | {'x ijson':>7} | {'peak MB':>7} | {'rows':>10} |")
-    print(f"|{'-' * 36}|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 11}:|")
+    print(f"|{'-' * 36}|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 11}:|")
     labels = {
         ("ijson", "all"): "ijson.items (yajl2_c, use_float)",
         ("cptpub", "few"): "cptpub ingest tic, 2 codes",
