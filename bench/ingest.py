@@ -138,7 +138,8 @@ def measure_duckdb(path: Path, work: Path, keep: str) -> dict:
                       SELECT unnest(in_network) AS i FROM read_json('{path}', maximum_object_size = 2000000000))))"""
         ).fetchone()[0]
     except duckdb.Error as exc:
-        return {"seconds": time.perf_counter() - started, "rows": None, "items": None, "error": str(exc).splitlines()[0][:100]}
+        error = str(exc).splitlines()[0][:100]
+        return {"seconds": time.perf_counter() - started, "rows": None, "items": None, "error": error}
     return {"seconds": time.perf_counter() - started, "rows": rows, "items": None}
 
 
