@@ -6,7 +6,8 @@ import datetime as dt
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import duckdb
 
@@ -41,7 +42,7 @@ class IngestResult:
 class SourceRow:
     source_id: str
     kind: str
-    path: Path
+    path: Path | str  # a local path or the URL the file was read from
     payer: str
     publisher: str | None
     entity_type: str | None
@@ -110,7 +111,7 @@ def insert_source(con: duckdb.DuckDBPyConnection, row: SourceRow) -> None:
             row.source_id,
             row.kind,
             str(row.path),
-            row.path.name,
+            PurePosixPath(urlparse(row.path).path).name if isinstance(row.path, str) else row.path.name,
             row.payer,
             row.publisher,
             row.entity_type,
