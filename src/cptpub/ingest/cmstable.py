@@ -54,7 +54,7 @@ class _Limited(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         try:
             data = self._inner.read(len(buffer))
         except (*_ZIP_ERRORS, OSError) as exc:
