@@ -110,22 +110,32 @@ def read_codes_file(path: Path) -> list[str]:
 
 
 def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> list[str]:
-    """The codes to consider, checked and de-duplicated, sorted. Raises ``UsageError`` before anything runs."""
+    """The codes to consider, checked and de-duplicated, sorted. Raises ``UsageError`` before anything runs.
+
+    A code can be built when it has a record or rates in the store (``cptpub.publishable``); ``--all`` builds
+    every such code."""
+    from cptpub.publishable import codes_with_rates
     from cptpub.records import known_codes, load_record
 
     if all_codes and codes:
         raise UsageError("give codes or --all, not both")
     if all_codes:
-        found = known_codes(project.codes_dir)
+        found = sorted(set(known_codes(project.codes_dir)) | set(codes_with_rates(project.store_path)))
         if not found:
-            raise UsageError(f"--all: no records in {project.codes_dir}", hint="add one with `cptpub new CODE`")
+            raise UsageError(
+                f"--all: no records in {project.codes_dir} and no rates in the store",
+                hint="add a record with `cptpub new CODE`, or ingest rates with `cptpub ingest tic`",
+            )
         return found
     if not codes:
         raise UsageError("name at least one code (e.g. `cptpub build 20702`), --codes-file FILE, or --all")
     checked = sorted({check_code(code) for code in codes})  # all syntax errors first, before any file is read
-    for code in checked:
-        if not project.record_path(code).exists():
-            load_record(project.codes_dir, code)  # raises CodeNotFound (a UsageError) naming similar codes
+    without_record = [code for code in checked if not project.record_path(code).exists()]
+    if without_record:
+        with_rates = codes_with_rates(project.store_path)
+        for code in without_record:
+            if code not in with_rates:
+                load_record(project.codes_dir, code)  # raises CodeNotFound (a UsageError) naming similar codes
     return checked
 
 
@@ -184,6 +194,7 @@ def _batch_lock(project: Project) -> Iterator[None]:
 def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None = None) -> BatchResult:
     """Build the requested editions into ``dist/``; see the module docstring for the rules."""
     from cptpub.assemble import get_engine
+    from cptpub.publishable import codes_with_rates
     from cptpub.records import known_codes
 
     reporter = reporter or SilentReporter()
@@ -206,7 +217,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     with _batch_lock(project):
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
         serializer = mf.ManifestSerializer()
-        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), set(known_codes(project.codes_dir)), checksums)
+        publishable = set(known_codes(project.codes_dir)) | set(codes_with_rates(project.store_path))
+        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), publishable, checksums)
         keys = edition_keys(project, codes, engine_label, formats)
         todo = [c for c in codes if options.force or editions.get(c, {}).get("key") != keys[c]]
         result.skipped = [c for c in codes if c not in set(todo)]
@@ -276,11 +288,14 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
 
 def _invalid_records(project: Project, codes: Sequence[str]) -> dict[str, str]:
-    """The codes whose record does not load (YAML or schema error), with the error naming file, line and field."""
+    """The codes whose record does not load (YAML or schema error), with the error naming file, line and field.
+    A code without a record is not invalid: it is built from its data."""
     from cptpub.records import load_record
 
     invalid = {}
     for code in codes:
+        if not project.record_path(code).exists():
+            continue
         try:
             load_record(project.codes_dir, code)
         except CptpubError as exc:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from cptpub.errors import IngestError
 from cptpub.ingest.cmstable import (
     SHEET_EXTENSIONS,
@@ -309,7 +311,7 @@ def _find_header(rows: Iterator[Row], where: str) -> _Header:
     )
 
 
-def _append(con, header: _Header, rows: Iterator[Row], source_id: str) -> int:  # type: ignore[no-untyped-def]
+def _append(con: duckdb.DuckDBPyConnection, header: _Header, rows: Iterator[Row], source_id: str) -> int:
     parse = {_PTP.name: _ptp_row, _MUE.name: _mue_row, _AOC.name: _aoc_row}[header.kind.name]
     appender = con.appender(header.kind.table, columns=list(header.kind.columns))
     pending: list[tuple] = []
