@@ -41,7 +41,7 @@ class Row:
 
 
 def mebibytes(n: int) -> str:
-    return f"{n / (1 << 20):,.0f} MiB"
+    return f"{n / (1 << 20):,.0f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
 
 
 class _Limited(io.RawIOBase):
