@@ -305,3 +305,17 @@ def test_mutated_aoc_workbook_loads_or_fails_naming_its_sheet_row(tmp_path_facto
     book.save(buffer)
     path.write_bytes(buffer.getvalue())
     _loads_or_fails_cleanly(fuzz_store, path, str(path))
+
+
+def test_demo_ncci_files_are_marked_demo(store, tmp_path):
+    from cptpub.demo.ncci import write_demo_ncci
+
+    paths = write_demo_ncci(tmp_path, ["20702", "20703", "20704"])
+    results = [ingest_ncci_file(store, path) for path in paths]
+    assert [(r.kind, r.rows_kept, r.is_demo, r.schema_version) for r in results] == [
+        ("ncci-ptp", 2, True, "2026Q4"),
+        ("ncci-mue", 3, True, "2026Q4"),
+        ("ncci-aoc", 3, True, "2026Q4"),
+    ]
+    assert query(store, "SELECT DISTINCT adjudication_text IS NOT NULL FROM ncci_mue") == [(True,)]
+    assert not ingest_ncci_file(store, MUE_CSV).is_demo

@@ -519,20 +519,26 @@ def code_facts(store_path: Path | str, code: str) -> CodeFacts:
     """Everything the public files say about ``code`` (see the module docstring); read-only. A store without
     some of the files (or made before they were kept) gives the facts it can, the rest empty."""
     code = check_code(code)
-    kind = service_type(code)
     store = RatesStore(Path(store_path))
     if not store.exists():
-        return _empty(code, kind)
+        return _empty(code, service_type(code))
     con = store.connect(read_only=True)
     try:
-        tables = _tables(con)
-        line = _pfs_line(con, code, tables["medicare_pfs"]) if "medicare_pfs" in tables else None
-        ptp = _ptp(con, code) if "ncci_ptp" in tables else []
-        mue = _mue(con, code) if "ncci_mue" in tables else None
-        primaries = _aoc(con, code) if "ncci_aoc" in tables else []
-        payer_title = _payer_title(con, code) if "negotiated_rates" in tables else None
+        return facts_from_connection(con, code)
     finally:
         con.close()
+
+
+def facts_from_connection(con: duckdb.DuckDBPyConnection, code: str) -> CodeFacts:
+    """:func:`code_facts` on an open connection (a batch of codes then opens the store once)."""
+    code = check_code(code)
+    kind = service_type(code)
+    tables = _tables(con)
+    line = _pfs_line(con, code, tables["medicare_pfs"]) if "medicare_pfs" in tables else None
+    ptp = _ptp(con, code) if "ncci_ptp" in tables else []
+    mue = _mue(con, code) if "ncci_mue" in tables else None
+    primaries = _aoc(con, code) if "ncci_aoc" in tables else []
+    payer_title = _payer_title(con, code) if "negotiated_rates" in tables else None
     title = payer_title
     if line is not None and line.description:
         title = Title(line.description, "cms", "CMS's short descriptor", line.source)

@@ -12,8 +12,8 @@ Three kinds, each recognised from the file's own column header (never from its n
 A file may be the zip CMS ships (its tab-delimited .txt members are read, else .csv, else .xlsx: CMS puts the
 same table in several formats) or any of those files alone, with CMS's copyright and title lines above the header.
 Rows are streamed into the store in one transaction per file, with a ``sources`` row (kind, file, quarter,
-SHA-256); an error names the file (and zip member or sheet) and the line or row. Each file or member is refused
-past ``MAX_TABLE_BYTES``.
+SHA-256; a demo file carries ``[DEMO DATA]`` in a line above its header); an error names the file (and zip
+member or sheet) and the line or row. Each file or member is refused past ``MAX_TABLE_BYTES``.
 
 The quarter (``sources.last_updated_on``, its first day) comes from ``as_of`` or the file name: ``2026Q2``,
 ``2024-07-01``, ``07-01-2024``, or the NCCI version of CMS's PTP zips (``v322r0``: version 32.2, i.e. 2026 Q3;
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import duckdb
 
+from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError
 from cptpub.ingest.cmstable import (
     SHEET_EXTENSIONS,
@@ -101,6 +102,7 @@ class _Header:
     kind: _Kind
     columns: dict[str, int]
     claim_type: str | None  # 'practitioner', 'outpatient hospital', 'DME supplier' (MUE: from its header)
+    preamble: str  # the lines above the header, joined (copyright, title; the demo marker of demo files)
 
 
 def ingest_ncci_file(
@@ -139,6 +141,7 @@ def ingest_ncci_file(
             status = "replaced"
         kind: _Kind | None = None
         claim_type: str | None = None
+        is_demo = False
         kept = parsed = 0
         warnings: list[str] = []
         no_header: list[IngestError] = []
@@ -158,6 +161,7 @@ def ingest_ncci_file(
                         where=where,
                     )
                 kind, claim_type = header.kind, header.claim_type or claim_type
+                is_demo = is_demo or DEMO_MARKER in header.preamble
                 kept += _append(con, header, rows, source_id)
                 parsed += bytes_read(stream)
         if kind is None:
@@ -181,7 +185,7 @@ def ingest_ncci_file(
             rows_kept=kept,
             items_skipped=0,
             warnings=warnings,
-            is_demo=False,
+            is_demo=is_demo,
         )
         insert_source(con, source)
     return IngestResult(
@@ -193,6 +197,7 @@ def ingest_ncci_file(
         rows_kept=kept,
         items_kept=kept,
         warnings=warnings,
+        is_demo=is_demo,
         schema_version=source.schema_version,
         bytes_stored=size,
         bytes_parsed=parsed,
@@ -284,6 +289,7 @@ _REQUIRED = {
 def _find_header(rows: Iterator[Row], where: str) -> _Header:
     """Read up to and including the column header (which may continue on the next row, as in CMS's PTP text)."""
     seen = 0
+    above: list[str] = []
     for row in rows:
         seen += 1
         texts = [_normal(c) for c in row.cells]
@@ -301,7 +307,8 @@ def _find_header(rows: Iterator[Row], where: str) -> _Header:
             claim_type = None
             if kind is _MUE:
                 claim_type = _claim_type_from_names([row.cells[columns["mue_value"]]])
-            return _Header(kind, columns, claim_type)
+            return _Header(kind, columns, claim_type, " ".join(above))
+        above.append(" ".join(c.strip() for c in row.cells if c.strip()))
         if seen >= _MAX_LINES_ABOVE_HEADER:
             break
     raise _NoHeader(
