@@ -108,3 +108,20 @@ def test_a_code_with_rates_and_no_record_builds(tmp_path: Path, ingested_project
     assert (root / "dist" / "cpt-20703.html").is_file()
     again = run_cptpub(root, "build", "--all", "--to", "html", "--engine", "builtin")
     assert "2 codes: all up to date" in again.stdout  # a code without a record has a stable key too
+
+
+def test_a_codes_file_that_never_ends_is_refused(tmp_path):
+    from cptpub.batch.runner import read_codes_file
+    from cptpub.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a regular file") as caught:
+        read_codes_file(Path("/dev/zero"))
+    assert caught.value.where == "/dev/zero"
+    big = tmp_path / "codes.txt"
+    with big.open("wb") as handle:
+        handle.truncate((16 << 20) + 1)
+    with pytest.raises(UsageError, match="over the limit of 16,777,216"):
+        read_codes_file(big)
+    (tmp_path / "latin1.txt").write_bytes(b"20702\n\xe9\n")
+    with pytest.raises(UsageError, match=r"not UTF-8 text \(byte 6\)"):
+        read_codes_file(tmp_path / "latin1.txt")
