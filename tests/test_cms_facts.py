@@ -141,6 +141,7 @@ def test_ptp_edits_in_both_directions_equal_the_active_rows_of_the_file(store_pa
 def test_a_deleted_edit_is_not_listed_and_modifier_0_says_no_bypass(store_path):
     facts = code_facts(store_path, "27447")
     assert "27332" not in {e.other_code for e in facts.ptp_edits}  # deleted 2010-03-31
+    assert facts.ptp_counts == {("column 1", "1"): 2}
     guidance = code_facts(store_path, "64483")
     edit = next(e for e in guidance.ptp_edits if e.other_code == "77003")
     assert edit.modifier_indicator == "0" and edit.modifier_rule.startswith("No modifier bypasses this edit")

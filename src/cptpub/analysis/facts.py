@@ -243,6 +243,15 @@ class CodeFacts:
         return tuple(e for e in self.ptp_edits if e.this_code_is == "column 2")
 
     @property
+    def ptp_counts(self) -> dict[tuple[str, str], int]:
+        """(this_code_is, modifier_indicator) -> number of edits: a summary for codes with hundreds of pairs."""
+        counts: dict[tuple[str, str], int] = {}
+        for edit in self.ptp_edits:
+            key = (edit.this_code_is, edit.modifier_indicator)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    @property
     def is_empty(self) -> bool:
         """Nothing but the service type (read from the code number) is known."""
         return self.title is None and self.pfs is None and not self.ptp_edits and self.mue is None

@@ -50,6 +50,9 @@ def list_codes(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        console.print("no codes yet: add a record with `cptpub new CODE`, or ingest rates with `cptpub ingest tic`")
+        return
     table = Table("Code", "Title", "Payers with rates", "Record")
     for row in rows:
         note = {

@@ -139,8 +139,8 @@ def ncci(
     """Ingest CMS's National Correct Coding Initiative edits: procedure-to-procedure pairs, medically unlikely edits
     (units per day) and add-on code edits (the primary codes of each add-on). Every row is kept.
 
-    Each file is one transaction: a file that fails leaves the store as it was, and the others still load. A file
-    or zip member over 512 MiB is refused."""
+    Each file is one transaction: a file that fails leaves the store as it was, and the others still load. A file or
+    zip member over 512 MiB is refused."""
     import datetime as dt
 
     from cptpub.ingest.common import unreadable
