@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import nbformat
 import psutil
 import pytest
@@ -30,13 +31,22 @@ PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare",
 
 
 def batch_project(dest: Path, ingested: Path, codes: tuple[str, ...]) -> Path:
-    """A project holding only ``codes`` (so ``--all`` stays quick) and the demo rates store."""
+    """A project holding only ``codes`` (so ``--all`` stays quick): their records, and the demo rates store without
+    the other codes' rates (a code with rates is published even without a record)."""
     root = copy_project(dest)
     for record in (root / "data" / "codes").glob("*.yaml"):
         if record.stem not in codes:
             record.unlink()
     (root / "build").mkdir()
-    shutil.copy2(ingested / "build" / "rates.duckdb", root / "build" / "rates.duckdb")
+    store = root / "build" / "rates.duckdb"
+    shutil.copy2(ingested / "build" / "rates.duckdb", store)
+    con = duckdb.connect(str(store))
+    try:
+        con.execute(
+            "DELETE FROM negotiated_rates WHERE billing_code NOT IN (SELECT unnest(?::VARCHAR[]))", [list(codes)]
+        )
+    finally:
+        con.close()
     return root
 
 

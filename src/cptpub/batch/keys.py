@@ -1,8 +1,8 @@
 """Edition keys: one SHA-256 per code over everything its publication is made from.
 
 A key covers the section notebooks, the code's record, the payer catalogue, the slice of the rates store the
-code reads (its ``negotiated_rates`` and ``medicare_pfs`` rows and the ``sources`` rows they point at), the
-``report/`` template files (except the catalogue page's own template), the assembly engine and its version,
+code reads (its ``negotiated_rates`` and ``medicare_pfs`` rows, its NCCI edits and the ``sources`` rows they point
+at), the ``report/`` template files (except the catalogue page's own template), the assembly engine and its version,
 cptpub's version and the output formats. When none of these changed and the published files are intact, the
 edition is not rebuilt.
 
@@ -26,8 +26,9 @@ from pathlib import Path
 from cptpub import __version__
 from cptpub.project import Project
 
-KEY_SCHEME = "cptpub-edition-key/1"  # bump when what goes into a key changes
+KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes
 NO_STORE = "no-store"
+NO_RECORD = b"\0no-record"
 STORE_DIGEST_CACHE = ".store-digests.json"  # in build/
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".quarto"}
 # Read only by the catalogue page (dist/index.html), which is rewritten after every batch anyway: editing it
@@ -87,7 +88,11 @@ pfs AS (
     SELECT p.hcpcs AS code, p.source_id, to_json(p)::VARCHAR AS row_json
     FROM medicare_pfs p JOIN wanted w ON p.hcpcs = w.code
 ),
-used AS (SELECT DISTINCT code, source_id FROM rates UNION SELECT DISTINCT code, source_id FROM pfs),
+ncci AS ({ncci}),
+used AS (
+    SELECT DISTINCT code, source_id FROM rates UNION SELECT DISTINCT code, source_id FROM pfs
+    UNION SELECT DISTINCT code, source_id FROM ncci
+),
 src AS (
     SELECT u.code, to_json(s)::VARCHAR AS row_json
     FROM used u JOIN (SELECT * EXCLUDE (ingested_at) FROM sources) s ON s.source_id = u.source_id
@@ -97,9 +102,23 @@ SELECT 'negotiated_rates' AS tbl, code, count(*) AS n,
 UNION ALL
 SELECT 'medicare_pfs', code, count(*), sha256(string_agg(row_json, chr(10) ORDER BY row_json)) FROM pfs GROUP BY code
 UNION ALL
+SELECT 'ncci', code, count(*), sha256(string_agg(row_json, chr(10) ORDER BY row_json)) FROM ncci GROUP BY code
+UNION ALL
 SELECT 'sources', code, count(*), sha256(string_agg(row_json, chr(10) ORDER BY row_json)) FROM src GROUP BY code
 """
-_TABLES = ("negotiated_rates", "medicare_pfs", "sources")
+# The NCCI rows a code reads (its edits in both directions, its MUE, its add-on edits); a store made before the
+# NCCI tables existed has none.
+_NCCI_SQL = """
+SELECT w.code, t.source_id, to_json(t)::VARCHAR AS row_json FROM ncci_ptp t JOIN wanted w ON t.column1 = w.code
+UNION ALL
+SELECT w.code, t.source_id, to_json(t)::VARCHAR FROM ncci_ptp t JOIN wanted w ON t.column2 = w.code
+UNION ALL
+SELECT w.code, t.source_id, to_json(t)::VARCHAR FROM ncci_mue t JOIN wanted w ON t.hcpcs = w.code
+UNION ALL
+SELECT w.code, t.source_id, to_json(t)::VARCHAR FROM ncci_aoc t JOIN wanted w ON t.addon_code = w.code
+"""
+_NO_NCCI_SQL = "SELECT NULL::VARCHAR AS code, NULL::VARCHAR AS source_id, NULL::VARCHAR AS row_json WHERE false"
+_TABLES = ("negotiated_rates", "medicare_pfs", "ncci", "sources")
 
 
 def store_digests(store_path: Path, codes: Iterable[str]) -> dict[str, str]:
@@ -115,7 +134,15 @@ def store_digests(store_path: Path, codes: Iterable[str]) -> dict[str, str]:
     parts: dict[str, dict[str, str]] = {code: {} for code in codes}
     con = RatesStore(store_path).connect(read_only=True)
     try:
-        for table, code, count, digest in con.execute(_STORE_SQL, {"codes": codes}).fetchall():
+        present = {
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_name IN ('ncci_ptp', 'ncci_mue', 'ncci_aoc')"
+            ).fetchall()
+        }
+        ncci = _NCCI_SQL if len(present) == 3 else _NO_NCCI_SQL
+        for table, code, count, digest in con.execute(_STORE_SQL.format(ncci=ncci), {"codes": codes}).fetchall():
             parts[code][table] = f"{count}:{digest}"
     finally:
         con.close()
@@ -182,7 +209,13 @@ def edition_key(shared: str, code: str, record: bytes, store: str) -> str:
 
 
 def edition_keys(project: Project, codes: Sequence[str], engine_label: str, formats: Sequence[str]) -> dict[str, str]:
-    """Every code's key (codes already checked, their records known to exist)."""
+    """Every code's key (codes already checked). A code without a record keys on a marker no record file can
+    equal (a YAML file holds no NUL byte)."""
     shared = shared_digest(project, engine_label, formats)
     store = cached_store_digests(project.store_path, codes, project.build_dir / STORE_DIGEST_CACHE)
-    return {code: edition_key(shared, code, project.record_path(code).read_bytes(), store[code]) for code in codes}
+    keys = {}
+    for code in codes:
+        path = project.record_path(code)
+        record = path.read_bytes() if path.exists() else NO_RECORD
+        keys[code] = edition_key(shared, code, record, store[code])
+    return keys

@@ -103,12 +103,32 @@ class SilentReporter:
 # --- choosing codes -------------------------------------------------------------------------------------------
 
 
+MAX_CODES_FILE_BYTES = 16 << 20  # about 2.8 million codes: far more than any code set
+
+
 def read_codes_file(path: Path) -> list[str]:
-    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment."""
+    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment. A regular file of at most
+    ``MAX_CODES_FILE_BYTES`` (``/dev/zero`` or a pipe would otherwise be read until memory runs out)."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError("the codes file is not a regular file (a device, pipe or folder)", where=path)
+        if info.st_size > MAX_CODES_FILE_BYTES:
+            raise UsageError(
+                f"the codes file is {info.st_size:,} bytes, over the limit of {MAX_CODES_FILE_BYTES:,}", where=path
+            )
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CODES_FILE_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"cannot read the codes file: {exc.strerror or exc}", where=path) from exc
+    if len(data) > MAX_CODES_FILE_BYTES:  # it grew while we read it
+        raise UsageError(f"the codes file is over the limit of {MAX_CODES_FILE_BYTES:,} bytes", where=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the codes file is not UTF-8 text (byte {exc.start:,})", where=path) from None
     codes = []
     for line in text.splitlines():
         codes += line.split("#", 1)[0].replace(",", " ").split()
@@ -116,22 +136,32 @@ def read_codes_file(path: Path) -> list[str]:
 
 
 def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> list[str]:
-    """The codes to consider, checked and de-duplicated, sorted. Raises ``UsageError`` before anything runs."""
+    """The codes to consider, checked and de-duplicated, sorted. Raises ``UsageError`` before anything runs.
+
+    A code can be built when it has a record or rates in the store (``cptpub.publishable``); ``--all`` builds
+    every such code."""
+    from cptpub.publishable import codes_with_rates
     from cptpub.records import known_codes, load_record
 
     if all_codes and codes:
         raise UsageError("give codes or --all, not both")
     if all_codes:
-        found = known_codes(project.codes_dir)
+        found = sorted(set(known_codes(project.codes_dir)) | set(codes_with_rates(project.store_path)))
         if not found:
-            raise UsageError(f"--all: no records in {project.codes_dir}", hint="add one with `cptpub new CODE`")
+            raise UsageError(
+                f"--all: no records in {project.codes_dir} and no rates in the store",
+                hint="add a record with `cptpub new CODE`, or ingest rates with `cptpub ingest tic`",
+            )
         return found
     if not codes:
         raise UsageError("name at least one code (e.g. `cptpub build 20702`), --codes-file FILE, or --all")
     checked = sorted({check_code(code) for code in codes})  # all syntax errors first, before any file is read
-    for code in checked:
-        if not project.record_path(code).exists():
-            load_record(project.codes_dir, code)  # raises CodeNotFound (a UsageError) naming similar codes
+    without_record = [code for code in checked if not project.record_path(code).exists()]
+    if without_record:
+        with_rates = codes_with_rates(project.store_path)
+        for code in without_record:
+            if code not in with_rates:
+                load_record(project.codes_dir, code)  # raises CodeNotFound (a UsageError) naming similar codes
     return checked
 
 
@@ -199,6 +229,7 @@ def _batch_lock(project: Project) -> Iterator[None]:
 def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None = None) -> BatchResult:
     """Build the requested editions into ``dist/``; see the module docstring for the rules."""
     from cptpub.assemble import get_engine
+    from cptpub.publishable import codes_with_rates
     from cptpub.records import known_codes
 
     reporter = reporter or SilentReporter()
@@ -222,7 +253,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         project = dataclasses.replace(project, store=store)  # one version of the store for the whole batch
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
         serializer = mf.ManifestSerializer()
-        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), set(known_codes(project.codes_dir)), checksums)
+        publishable = set(known_codes(project.codes_dir)) | set(codes_with_rates(project.store_path))
+        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), publishable, checksums)
         keys = edition_keys(project, codes, engine_label, formats)
         todo = [c for c in codes if options.force or editions.get(c, {}).get("key") != keys[c]]
         result.skipped = [c for c in codes if c not in set(todo)]
@@ -293,11 +325,14 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
 
 def _invalid_records(project: Project, codes: Sequence[str]) -> dict[str, str]:
-    """The codes whose record does not load (YAML or schema error), with the error naming file, line and field."""
+    """The codes whose record does not load (YAML or schema error), with the error naming file, line and field.
+    A code without a record is not invalid: it is built from its data."""
     from cptpub.records import load_record
 
     invalid = {}
     for code in codes:
+        if not project.record_path(code).exists():
+            continue
         try:
             load_record(project.codes_dir, code)
         except CptpubError as exc:

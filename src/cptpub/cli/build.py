@@ -35,7 +35,11 @@ def parse_formats(value: str) -> tuple[str, ...]:
 @app.command()
 def build(
     codes: list[str] = typer.Argument(None, help="Codes to build, e.g. 20702 20704."),
-    all_codes: bool = typer.Option(False, "--all", help="Build every code that has a record in data/codes/."),
+    all_codes: bool = typer.Option(
+        False,
+        "--all",
+        help="Build every code that has a record in data/codes/ or payers' rates in the store (see cptpub list).",
+    ),
     codes_file: Path = typer.Option(
         None,
         "--codes-file",

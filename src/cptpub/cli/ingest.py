@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from cptpub.ingest.common import IngestResult
 
 ingest_app = typer.Typer(
-    help="Fill the rates store: payers' in-network rate files (tic), CMS's fee schedule (pfs); list a "
-    "table of contents (toc).",
+    help="Fill the rates store: payers' in-network rate files (tic), CMS's fee schedule (pfs) and NCCI edits (ncci); "
+    "list a table of contents (toc).",
     no_args_is_help=True,
 )
 app.add_typer(ingest_app, name="ingest")
@@ -180,26 +180,77 @@ def pfs(
     path: Path = typer.Argument(
         ..., help="A PPRRVU CSV (e.g. PPRRVU24_JAN.csv) or the RVU zip holding it.", exists=True, dir_okay=False
     ),
-    codes: str = typer.Option(None, "--codes", help=_CODES_HELP),
+    codes: str = typer.Option(
+        None, "--codes", help="Codes to keep, comma-separated (default: every code of the file, about 19,000 lines)."
+    ),
     codes_file: Path = typer.Option(None, "--codes-file", help=_CODES_FILE_HELP, dir_okay=False),
     year: int = typer.Option(
         None, "--year", help="Fee schedule year (default: from the title line or the file name).", min=2000, max=2100
     ),
     replace: bool = typer.Option(False, "--replace", help="Reload a file ingested before."),
 ) -> None:
-    """Ingest CMS's national physician fee schedule relative values (PPRRVU) and their national amounts."""
+    """Ingest CMS's national physician fee schedule relative values (PPRRVU), their national amounts and payment-policy
+    indicators. The CSV is streamed and refused past 64 MiB (CMS's is about 5 MB)."""
     from cptpub.ingest.pfs import ingest_pfs_file
     from cptpub.store import RatesStore
 
     project = Project.find()
+    restrict = codes is not None or codes_file is not None
     result = ingest_pfs_file(
         RatesStore(project.store_path),
         path,
-        codes=wanted_codes(project, codes, codes_file),
+        codes=wanted_codes(project, codes, codes_file) if restrict else None,
         year=year,
         replace=replace,
     )
     _print_result(result, "lines")
+
+
+@ingest_app.command("ncci")
+def ncci(
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="CMS's NCCI files: the quarterly zip, or the .txt/.csv/.xlsx in it (practitioner PTP edits, MUEs, "
+        "add-on code edits; the kind is read from the file's column header).",
+        exists=True,
+        dir_okay=False,
+    ),
+    as_of: str = typer.Option(
+        None,
+        "--as-of",
+        help="First day the edits apply, YYYY-MM-DD (default: from the file name, e.g. 2026Q2, 07-01-2024, v322r0).",
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Reload files ingested before (their rows are replaced)."),
+) -> None:
+    """Ingest CMS's National Correct Coding Initiative edits: procedure-to-procedure pairs, medically unlikely edits
+    (units per day) and add-on code edits (the primary codes of each add-on). Every row is kept.
+
+    Each file is one transaction: a file that fails leaves the store as it was, and the others still load. A file or
+    zip member over 512 MiB is refused."""
+    import datetime as dt
+
+    from cptpub.ingest.common import unreadable
+    from cptpub.ingest.ncci import ingest_ncci_file
+    from cptpub.store import RatesStore
+
+    try:
+        quarter = dt.date.fromisoformat(as_of) if as_of is not None else None
+    except ValueError:
+        raise UsageError(f"--as-of {as_of!r}: expected a date, YYYY-MM-DD") from None
+    store = RatesStore(Project.find().store_path)
+    failures: list[Path] = []
+    for path in paths:
+        try:
+            result = ingest_ncci_file(store, path, as_of=quarter, replace=replace)
+        except UsageError:
+            raise
+        except (CptpubError, OSError) as exc:
+            failures.append(path)
+            error = unreadable(path, exc) if isinstance(exc, OSError) else exc
+            err_console.print(f"[red]failed[/]     {escape(str(error))}", highlight=False, soft_wrap=True)
+            continue
+        _print_result(result, f"{result.kind.removeprefix('ncci-').upper()} edits")
+    _finish(len(paths), failures)
 
 
 @ingest_app.command("toc")

@@ -14,7 +14,13 @@ import duckdb
 from cptpub.errors import IngestError
 from cptpub.ingest.stream import sha256_of
 
-TABLES_BY_KIND = {"tic-in-network": "negotiated_rates", "pprrvu": "medicare_pfs"}
+TABLES_BY_KIND = {
+    "tic-in-network": "negotiated_rates",
+    "pprrvu": "medicare_pfs",
+    "ncci-ptp": "ncci_ptp",
+    "ncci-mue": "ncci_mue",
+    "ncci-aoc": "ncci_aoc",
+}
 
 
 @dataclass

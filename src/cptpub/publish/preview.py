@@ -366,10 +366,14 @@ def run_preview(
     """Serve and rebuild until ``stop`` is set or the process is interrupted (Ctrl-C)."""
     import watchfiles
 
+    from cptpub.publishable import codes_with_rates
+
     code = check_code(code)
-    if not project.record_path(code).is_file():
+    if not project.record_path(code).is_file() and code not in codes_with_rates(project.store_path):
         raise UsageError(
-            f"no record for {code}", where=project.record_path(code), hint=f"add one with `cptpub new {code}`"
+            f"no record for {code} and no rates in the store",
+            where=project.record_path(code),
+            hint=f"add one with `cptpub new {code}`, or ingest rates for it",
         )
     served = preview_dir(project)
     try:

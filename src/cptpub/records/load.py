@@ -119,6 +119,15 @@ def load_record(codes_dir: Path, code: str) -> CodeRecord:
     return record
 
 
+def load_record_or_empty(codes_dir: Path, code: str) -> tuple[CodeRecord, bool]:
+    """(the code's record, True), or (an empty record, False) when the code has no record file: an edition is then
+    written from its data alone (CMS's files, the payers' rates)."""
+    code = check_code(code)
+    if not (codes_dir / f"{code}.yaml").exists():
+        return CodeRecord(), False
+    return load_record(codes_dir, code), True
+
+
 @lru_cache(maxsize=8)
 def _load_payers_cached(path: Path, mtime_ns: int) -> PayerCatalogue:
     return load_model(path, PayerCatalogue)

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cptpub.analysis.benchmarks import Benchmarks, compute
-from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record
+from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record_or_empty
 from cptpub.records.schema import FIELD_LABELS
 from cptpub.store import RatesStore
 
@@ -22,6 +22,7 @@ class EditionContext:
     record: CodeRecord
     catalogue: PayerCatalogue
     benchmarks: Benchmarks | None  # None when the rates store has not been built
+    has_record: bool = True  # False: no data/codes/CODE.yaml; ``record`` is empty and the edition uses data only
 
     @property
     def title(self) -> str:
@@ -88,9 +89,11 @@ def _is_empty(value: object) -> bool:
 
 def load_context(code: str, data_dir: Path | str, store_path: Path | str) -> EditionContext:
     data_dir, store_path = Path(data_dir), Path(store_path)
-    record = load_record(data_dir / "codes", code)
+    record, has_record = load_record_or_empty(data_dir / "codes", code)
     catalogue = load_payers(data_dir / "payers.yaml")
     benchmarks = None
     if RatesStore(store_path).exists():
         benchmarks = compute(store_path, code.upper(), [p.name for p in catalogue.payers])
-    return EditionContext(code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks)
+    return EditionContext(
+        code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks, has_record=has_record
+    )
