@@ -4,10 +4,13 @@
 2. ``dist/`` and its manifest are reconciled; each code gets its key (:mod:`cptpub.batch.keys`). A code whose key
    matches its manifest entry, with intact files, is skipped (unless ``force``).
 3. The rest run on an executor (:mod:`cptpub.batch.executors`). As each edition comes back, its files are renamed
-   into ``dist/`` and the manifest is rewritten (both atomically), so ``dist/`` only ever holds complete editions.
+   into ``dist/`` with its data (``dist/data/cpt-CODE.json``, :mod:`cptpub.publish.edition_data`: the figures and
+   what changed since the previous edition) and the manifest is rewritten (all atomically), so ``dist/`` only ever
+   holds complete editions.
 4. One code's failure never stops the others. Ctrl-C stops the run: work in flight is abandoned, published
    editions stay, and the next run resumes where this one stopped.
-5. After every batch, even a partial one, the catalogue page is regenerated from the manifest.
+5. After every batch, even a partial one, the catalogue page and ``dist/feed.xml`` (updated editions) are
+   regenerated from the manifest.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cptpub.assemble.base import FORMATS, write_atomic
 from cptpub.batch import manifest as mf
@@ -31,6 +34,9 @@ from cptpub.batch.keys import edition_keys
 from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
+
+if TYPE_CHECKING:
+    from cptpub.publish.edition_data import EditionData
 
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
@@ -184,6 +190,7 @@ def _batch_lock(project: Project) -> Iterator[None]:
 def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None = None) -> BatchResult:
     """Build the requested editions into ``dist/``; see the module docstring for the rules."""
     from cptpub.assemble import get_engine
+    from cptpub.publish.edition_data import EditionData
     from cptpub.records import known_codes
 
     reporter = reporter or SilentReporter()
@@ -202,6 +209,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     reporter.engine(engine_label, chosen_by_auto=options.engine == "auto")
     result = BatchResult(requested=codes, engine_label=engine_label)
     dist = project.dist_dir
+    edition_data = EditionData(project)  # reads the change threshold: a bad setting fails before any work
 
     with _batch_lock(project):
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
@@ -250,7 +258,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
-                _publish(dist, editions, outcome, engine_label, checksums)
+                _publish(dist, editions, outcome, engine_label, checksums, edition_data)
                 result.manifest = mf.write_manifest(dist, editions, serializer)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
@@ -271,6 +279,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             checksums.save()
             if dist.is_dir():
                 result.catalogue = write_catalogue(dist, result.manifest)
+                write_feed(dist, result.manifest)
             result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -296,9 +305,17 @@ def _make_folder(path: Path) -> None:
 
 
 def _publish(
-    dist: Path, editions: mf.Editions, outcome: EditionOutcome, engine_label: str, checksums: mf.ChecksumCache
+    dist: Path,
+    editions: mf.Editions,
+    outcome: EditionOutcome,
+    engine_label: str,
+    checksums: mf.ChecksumCache,
+    edition_data: EditionData,
 ) -> None:
-    """Move one edition's files into ``dist/`` (each by atomic rename) and record it in ``editions``."""
+    """Move one edition's files into ``dist/`` (each by atomic rename), write its data file, and record it in
+    ``editions``."""
+    data_path, data_fields = edition_data.publish(dist, outcome.code)
+    checksums.remember(data_path, data_fields["data"]["sha256"])
     outputs = {}
     for fmt in FORMATS:
         if fmt not in outcome.files:
@@ -309,7 +326,7 @@ def _publish(
         outputs[fmt] = {"file": name, "sha256": digest}
     previous = editions.get(outcome.code)
     if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes
-        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:
+        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()} - {data_fields["data"]["file"]}:
             (dist / stale).unlink(missing_ok=True)
             checksums.forget(stale)
     meta = outcome.meta
@@ -323,8 +340,16 @@ def _publish(
         "demo": meta.get("demo", False),
         "engine": engine_label,
         "outputs": outputs,
+        **data_fields,
         "build_seconds": round(outcome.seconds, 1),
     }
+
+
+def write_feed(dist: Path, manifest: dict) -> Path:
+    """``dist/feed.xml``: the Atom feed of updated editions (:mod:`cptpub.publish.feed`)."""
+    from cptpub.publish.feed import write_feed as render
+
+    return render(dist, manifest)
 
 
 def write_catalogue(dist: Path, manifest: dict) -> Path | None:

@@ -2,6 +2,10 @@
 
 Its schema is ``schema.sql`` in this folder (documented column by column). Writers use ``RatesStore.transaction``,
 so an interrupted ingest leaves the store as it was; readers open it read-only.
+
+Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
+(:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
+the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from cptpub.errors import CptpubError
+from cptpub.store import releases
 
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
 
@@ -40,6 +45,11 @@ class RatesStore:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
         if not read_only:
             con.execute(SCHEMA_SQL)
+        elif not _has_releases(con):  # made by an older cptpub: add the supersession tables once, then read
+            con.close()
+            with self.transaction():
+                pass
+            return self.connect(read_only=True)
         return con
 
     @contextmanager
@@ -49,9 +59,15 @@ class RatesStore:
         try:
             con.execute("BEGIN TRANSACTION")
             yield con
+            releases.refresh(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             con.close()
+
+
+def _has_releases(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_sources'").fetchone()
+    return bool(found and found[0])

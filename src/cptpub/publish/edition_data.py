@@ -1,0 +1,102 @@
+"""Publishing an edition's data: ``dist/data/cpt-CODE.json`` beside the HTML and PDF, and its archive copy.
+
+The batch runner calls :meth:`EditionData.publish` in the main process as it publishes each built edition, before
+rewriting the manifest: the snapshot is computed from the same store and record the edition was built from
+(:func:`cptpub.analysis.snapshot.current_figures`), compared with the snapshot it replaces
+(:func:`cptpub.analysis.changes.with_changes`) and written atomically. The manifest entry gets ``data`` (file and
+checksum) and ``changes`` (since, material, summary lines), which the catalogue and ``dist/feed.xml`` read.
+
+``dist/data/history/cpt-CODE-DATE.json`` keeps a copy of each edition's snapshot by edition date (the newest build
+of a date wins); ``cptpub changes --since DATE`` compares with it. No manifest entry claims the history, and
+nothing removes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from cptpub.analysis.changes import Thresholds, load_thresholds, summary_lines, with_changes
+from cptpub.analysis.snapshot import (
+    DATA_FOLDER,
+    current_figures,
+    read_snapshot,
+    snapshot_bytes,
+    snapshot_name,
+    snapshot_path,
+)
+from cptpub.atomic import write_atomic
+from cptpub.errors import CptpubError
+from cptpub.project import Project
+
+HISTORY_FOLDER = "history"
+
+
+def history_path(dist_dir: Path, code: str, edition_date: str) -> Path:
+    return Path(dist_dir) / DATA_FOLDER / HISTORY_FOLDER / f"cpt-{code}-{edition_date}.json"
+
+
+def snapshot_as_of(dist_dir: Path, code: str, day: dt.date) -> dict[str, Any] | None:
+    """The snapshot of the edition of ``code`` that was current on ``day``: the newest published one dated on or
+    before it (the archive, then the current snapshot); None when there was none."""
+    candidates: list[tuple[str, Path]] = []
+    folder = Path(dist_dir) / DATA_FOLDER / HISTORY_FOLDER
+    prefix = f"cpt-{code}-"
+    if folder.is_dir():
+        for path in folder.glob(f"{prefix}*.json"):
+            stamp = path.name.removeprefix(prefix).removesuffix(".json")
+            try:
+                if dt.date.fromisoformat(stamp) <= day:
+                    candidates.append((stamp, path))
+            except ValueError:
+                continue
+    current = read_snapshot(snapshot_path(dist_dir, code))
+    if current is not None and str(current.get("edition_date")) <= day.isoformat():
+        candidates.append((str(current["edition_date"]), snapshot_path(dist_dir, code)))
+    if not candidates:
+        return None
+    return read_snapshot(max(candidates)[1])
+
+
+def previous_snapshot(dist_dir: Path, code: str) -> dict[str, Any] | None:
+    """The published snapshot of ``code``; an unreadable one counts as none (the next edition is a first edition)."""
+    try:
+        return read_snapshot(snapshot_path(dist_dir, code))
+    except CptpubError:
+        return None
+
+
+def manifest_changes(changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a manifest entry says of an edition's changes: ``{"since", "material", "summary"}``, or None."""
+    if changes is None:
+        return None
+    return {"since": changes.get("since"), "material": bool(changes.get("material")), "summary": summary_lines(changes)}
+
+
+class EditionData:
+    """Computes and writes each published edition's snapshot (one per batch, in the main process)."""
+
+    def __init__(self, project: Project, thresholds: Thresholds | None = None):
+        self.project = project
+        self.thresholds = thresholds or load_thresholds(project.report_dir)
+
+    def snapshot(self, dist_dir: Path, code: str) -> dict[str, Any]:
+        from cptpub.sections import load_context
+
+        ctx = load_context(code, self.project.data_dir, self.project.store_path)
+        return with_changes(previous_snapshot(dist_dir, code), current_figures(ctx), self.thresholds)
+
+    def publish(self, dist_dir: Path, code: str) -> tuple[Path, dict[str, Any]]:
+        """Write ``code``'s snapshot (and its history copy); return its path and the manifest fields ``data`` and
+        ``changes``."""
+        snapshot = self.snapshot(dist_dir, code)
+        data = snapshot_bytes(snapshot)
+        path = write_atomic(snapshot_path(dist_dir, code), data)
+        write_atomic(history_path(dist_dir, code, snapshot["edition_date"]), data)
+        fields = {
+            "data": {"file": snapshot_name(code), "sha256": hashlib.sha256(data).hexdigest()},
+            "changes": manifest_changes(snapshot["changes"]),
+        }
+        return path, fields
