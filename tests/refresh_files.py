@@ -9,13 +9,14 @@ from pathlib import Path
 DOLLAR_TYPES = {"negotiated", "fee schedule", "derived"}
 
 
-def rewrite_tic(source: Path, dest: Path, *, last_updated_on: str, price, drop_codes: set[str] = frozenset()) -> Path:
-    """A copy of the TiC file ``source`` dated ``last_updated_on``, each dollar price replaced by ``price(old)``;
-    in_network items of ``drop_codes`` left out."""
+def rewrite_tic(source: Path, dest: Path, *, last_updated_on: str, price, codes: set[str] | None = None) -> Path:
+    """A copy of the TiC file ``source`` dated ``last_updated_on``, each dollar price of ``codes`` (default: all)
+    replaced by ``price(old)``."""
     document = json.loads(gzip.decompress(source.read_bytes()))
     document["last_updated_on"] = last_updated_on
-    document["in_network"] = [i for i in document["in_network"] if i["billing_code"] not in drop_codes]
     for item in document["in_network"]:
+        if codes is not None and item["billing_code"] not in codes:
+            continue
         for rate in item["negotiated_rates"]:
             for p in rate["negotiated_prices"]:
                 if p["negotiated_type"] in DOLLAR_TYPES:

@@ -24,7 +24,8 @@ from cptpub import __version__
 from .conftest import CPTPUB, copy_project, run_cptpub
 
 ENTRY_FIELDS = [
-    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "build_seconds",
+    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "data", "changes",
+    "build_seconds",
 ]  # fmt: skip
 PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
 

@@ -9,6 +9,7 @@ code, edition date and the previous edition's date, so the same manifest always 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,4 +92,8 @@ def write_feed(dist_dir: Path, manifest: Mapping[str, Any], *, report_dir: Path 
     config = load_config(report_dir)
     publisher = config.publisher or "cptpub"
     data = render_feed(manifest, title=f"{publisher}: updated editions", author=publisher)
-    return write_atomic(Path(dist_dir) / FEED_NAME, data)
+    path = Path(dist_dir) / FEED_NAME
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:  # unchanged: keep the file (and its mtime, which web caches go by)
+            return path
+    return write_atomic(path, data)
