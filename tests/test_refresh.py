@@ -56,6 +56,10 @@ def _ingest(store: RatesStore, path: Path) -> str:
     return ingest_tic_file(store, path, codes={CODE, "20705"}, catalogue=catalogue).source_id
 
 
+def _median(path: Path) -> float:
+    return statistics.median(r[2] for r in professional_rates(path, CODE))
+
+
 def _aetna(store_path: Path):
     stats = {s.payer: s for s in compute(store_path, CODE, PAYERS).by_payer}
     return stats["Aetna"]
@@ -83,9 +87,7 @@ def test_next_months_file_replaces_the_previous_one_and_the_older_stays_as_histo
         history = con.execute(
             "SELECT count(*) FROM negotiated_rates WHERE source_id = ? AND billing_code = ?", [old_id, CODE]
         ).fetchone()
-        status = con.execute(
-            "SELECT source_id, status, superseded_by FROM source_status ORDER BY status"
-        ).fetchall()
+        status = con.execute("SELECT source_id, status, superseded_by FROM source_status ORDER BY status").fetchall()
     assert history is not None and history[0] > 0  # the older release is still queryable
     assert status == [(new_id, "current", None), (old_id, "superseded", new_id)]
 
@@ -95,7 +97,7 @@ def test_an_older_file_ingested_after_the_newer_one_stays_history(tmp_path, aetn
     store = RatesStore(tmp_path / "rates.duckdb")
     _ingest(store, november)
     _ingest(store, october)
-    assert _aetna(store.path).median == pytest.approx(statistics.median(r[2] for r in professional_rates(november, CODE)))
+    assert _aetna(store.path).median == pytest.approx(_median(november))
 
 
 def test_sources_command_shows_why_and_can_pin_an_older_release(tmp_path, aetna_months, demo_inputs):
@@ -113,13 +115,13 @@ def test_sources_command_shows_why_and_can_pin_an_older_release(tmp_path, aetna_
 
     run_cptpub(root, "sources", "--current", october.name)  # the editor rolls back to October
     store_path = root / "build" / "rates.duckdb"
-    assert _aetna(store_path).median == pytest.approx(statistics.median(r[2] for r in professional_rates(october, CODE)))
+    assert _aetna(store_path).median == pytest.approx(_median(october))
     by_file = {r["file_name"]: r for r in json.loads(run_cptpub(root, "sources", "--json").stdout)["sources"]}
     assert (by_file[october.name]["status"], by_file[october.name]["pinned"]) == ("current", True)
     assert by_file[november.name]["status"] == "superseded"
 
     run_cptpub(root, "sources", "--auto", october.name)
-    assert _aetna(store_path).median == pytest.approx(statistics.median(r[2] for r in professional_rates(november, CODE)))
+    assert _aetna(store_path).median == pytest.approx(_median(november))
 
     unknown = run_cptpub(root, "sources", "--current", "no-such-file.json", check=False)
     assert unknown.returncode == 2 and "no ingested file matches 'no-such-file.json'" in unknown.stderr
@@ -182,9 +184,7 @@ def test_a_store_made_before_supersession_is_upgraded_when_read(tmp_path, aetna_
 
 
 def _snapshot(payers: dict, medicare: dict | None = None, facts: dict | None = None, fields: dict | None = None):
-    stats = {
-        name: {"n_rates": n, "n_provider_groups": n, "median": median} for name, (n, median) in payers.items()
-    }
+    stats = {name: {"n_rates": n, "n_provider_groups": n, "median": median} for name, (n, median) in payers.items()}
     return {
         "edition_date": "2026-10-01",
         "figures": {"payers": stats, "medicare": medicare},

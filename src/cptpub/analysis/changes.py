@@ -319,11 +319,13 @@ def changes_markdown(changes: Mapping[str, Any] | None) -> str:
     return Trusted("\n\n".join(parts) + "\n")
 
 
-def changes_box(ctx, previous_snapshot: Path | None, report_dir: Path, facts=None) -> str:
+def changes_box(ctx, previous_snapshot: Path | None, report_dir: Path) -> str:
     """For a section notebook: the box for the edition of ``ctx`` (an ``EditionContext``) given the path of the
-    published snapshot (``dist/data/cpt-CODE.json``; missing or None: a first edition, empty string)."""
+    published snapshot (``dist/data/cpt-CODE.json``; missing or None: a first edition, empty string) and the
+    ``report/`` folder (its ``_quarto.yml`` holds the threshold). The batch runner computes the published
+    snapshot's ``changes`` with the same functions from the same inputs, so the page and its data agree."""
     from cptpub.analysis.snapshot import current_figures, read_snapshot
 
     previous = read_snapshot(previous_snapshot) if previous_snapshot else None
-    current = current_figures(ctx, facts)
+    current = current_figures(ctx)
     return changes_markdown(edition_changes(previous, current, load_thresholds(report_dir)))

@@ -23,8 +23,10 @@ the same bytes)::
                 "fields": {"title": <digest>, "modifiers": <digest>, ...}},
      "changes": null | {...}}   # what the edition's "Changes since" box shows: see cptpub.analysis.changes
 
-``facts`` is open: any group of named scalar values (text, numbers, booleans, null) can be added by the caller of
-:func:`current_figures` (``facts={"NCCI/MUE": {"practitioner MUE": 2}}``) and is compared generically, key by key.
+``facts`` is open: any group of named scalar values (text, numbers, booleans, null), e.g. ``{"NCCI/MUE":
+{"practitioner MUE": 2}}``, compared generically key by key. Derived coding facts belong in
+:func:`current_figures` (computed from the ``EditionContext``), the one function both the edition's change box and
+the published data call, so the page and its data cannot disagree.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def _check_facts(facts: Mapping[str, Mapping[str, Scalar]]) -> dict[str, dict[st
 
 def current_figures(ctx, facts: Mapping[str, Mapping[str, Scalar]] | None = None) -> dict[str, Any]:
     """The snapshot of an ``EditionContext`` (``cptpub.sections.context``) without its ``changes``: what the
-    edition built from ``ctx`` publishes. ``facts``: derived coding facts to keep (see the module docstring)."""
+    edition built from ``ctx`` publishes. ``facts``: derived coding facts (see the module docstring)."""
     bench = ctx.benchmarks
     medicare = None
     sources: list[dict[str, Any]] = []
