@@ -102,7 +102,8 @@ def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     raw_changes = entry.get("changes")
     changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
     updated = changes.get("material") is True
-    summary = changes.get("summary") if updated and isinstance(changes.get("summary"), list) else []
+    raw_summary = changes.get("summary") if updated else None
+    summary: list[Any] = raw_summary if isinstance(raw_summary, list) else []
 
     return {
         "code": h(code),
