@@ -364,3 +364,66 @@ def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, 
     since = json.loads(run_cptpub(root, "changes", "--since", first["edition_date"], "--json").stdout)
     assert [c["code"] for c in since["changed"]] == [CODE]  # against the October edition, kept in the history
     assert json.loads(run_cptpub(root, "changes", "--json").stdout)["changed"] == []
+
+
+# --- catalogue and feed from the manifest --------------------------------------------------------------------
+
+
+def _manifest_entry(code: str, edition_date: str, changes: dict | None, title: str = "A title") -> dict:
+    return {
+        "code": code,
+        "title": f"CPT {code}: {title}",
+        "edition_date": edition_date,
+        "outputs": {"html": {"file": f"cpt-{code}.html", "sha256": "0" * 64}},
+        "changes": changes,
+    }
+
+
+def test_the_catalogue_marks_updated_editions_and_filters_to_them():
+    from cptpub.publish.catalogue import render_catalogue
+
+    hostile = "<script>alert(1)</script> & *x*"
+    manifest = {
+        "generator": "cptpub test",
+        "editions": [
+            _manifest_entry("20702", "2026-11-01", {"since": "2026-10-01", "material": True, "summary": [hostile]}),
+            _manifest_entry("20703", "2026-11-01", {"since": "2026-10-01", "material": False, "summary": []}),
+            _manifest_entry("20704", "2026-10-01", None),
+        ],
+    }
+    page = render_catalogue(manifest, REPO / "report")
+    rows = re.findall(r"<tr id=\"code-(\d+)\"[^>]*>", page)
+    updated = re.findall(r"<tr id=\"code-(\d+)\"[^>]*data-updated=\"1\"", page)
+    assert rows == ["20702", "20703", "20704"] and updated == ["20702"]
+    assert page.count('<span class="badge-updated">UPDATED</span>') == 2  # the row's badge and the intro's key
+    assert "since the edition of October 1, 2026" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; *x*" in page and "<script>alert" not in page
+    assert '<input type="checkbox" id="only-updated"' in page
+    assert '<link rel="alternate" type="application/atom+xml"' in page
+    quiet = render_catalogue({"editions": manifest["editions"][1:]}, REPO / "report")
+    assert 'id="only-updated"' not in quiet and "data-updated=" not in quiet
+
+
+def test_the_feed_lists_only_updated_editions_deterministically():
+    from cptpub.publish.feed import render_feed
+
+    changed = {"since": "2026-10-01", "material": True, "summary": ["Aetna: median $1.00 → $1.10 (+10.0%), 3 rates"]}
+    manifest = {
+        "editions": [
+            _manifest_entry("20703", "2026-11-01", {"since": "2026-10-01", "material": False, "summary": []}),
+            _manifest_entry("20702", "2026-11-01", changed, title="<b>bold\x07</b> & more"),
+            _manifest_entry("20705", "2026-12-01", changed),
+        ]
+    }
+    data = render_feed(manifest)
+    assert render_feed(manifest) == data
+    root = ET.fromstring(data)
+    entries = root.findall(f"{ATOM}entry")
+    assert [e.findtext(f"{ATOM}title") for e in entries] == [
+        "CPT 20705: A title: updated",
+        "CPT 20702: <b>bold</b> & more: updated",  # text, not markup; the control character is gone
+    ]
+    assert root.findtext(f"{ATOM}updated") == "2026-12-01T00:00:00Z"
+    assert "+10.0%" in (entries[0].findtext(f"{ATOM}summary") or "")
+    empty = ET.fromstring(render_feed({"editions": manifest["editions"][:1]}))
+    assert empty.findall(f"{ATOM}entry") == [] and empty.findtext(f"{ATOM}updated") == "2026-11-01T00:00:00Z"
