@@ -252,7 +252,7 @@ def test_the_threshold_is_read_from_the_report_settings(tmp_path):
     shutil.copytree(REPO / "report", report)
     assert load_thresholds(report) == Thresholds(median_percent=1.0)
     config = report / "_quarto.yml"
-    config.write_text(config.read_text() + "  changes:\n    median-percent: 2.5\n")
+    config.write_text(config.read_text().replace("median-percent: 1.0", "median-percent: 2.5"))
     assert load_thresholds(report) == Thresholds(median_percent=2.5)
     config.write_text(config.read_text().replace("2.5", "lots"))
     with pytest.raises(CptpubError, match="median-percent: expected a number") as error:
@@ -427,3 +427,26 @@ def test_the_feed_lists_only_updated_editions_deterministically():
     assert "+10.0%" in (entries[0].findtext(f"{ATOM}summary") or "")
     empty = ET.fromstring(render_feed({"editions": manifest["editions"][:1]}))
     assert empty.findall(f"{ATOM}entry") == [] and empty.findtext(f"{ATOM}updated") == "2026-11-01T00:00:00Z"
+
+
+def test_other_cms_kinds_are_superseded_by_quarter_and_claim_type():
+    import datetime as dt
+
+    from cptpub.store.releases import SourceInfo, decide
+
+    def ncci(sid: str, quarter: dt.date, claim: str, part: int) -> SourceInfo:
+        stamp = dt.datetime(2026, 1, 1)
+        name = f"ccipra-{quarter:%Y%m}-f{part}.txt"
+        return SourceInfo(sid, "ncci-ptp", name, "Medicare", "CMS", claim, None, quarter, "Q", stamp)
+
+    q1, q2 = dt.date(2026, 1, 1), dt.date(2026, 4, 1)
+    sources = [
+        ncci("a", q1, "practitioner", 1),
+        ncci("b", q1, "practitioner", 2),
+        ncci("c", q2, "practitioner", 1),
+        ncci("d", q2, "practitioner", 2),  # the newer quarter comes in two parts: both current
+        ncci("e", q1, "outpatient hospital", 1),  # another claim type: its own series
+    ]
+    status = {s.source_id: (s.current, s.superseded_by) for s in decide(sources)}
+    assert status["c"] == status["d"] == status["e"] == (True, None)
+    assert not status["a"][0] and not status["b"][0] and status["a"][1] in {"c", "d"}

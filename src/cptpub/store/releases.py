@@ -10,8 +10,9 @@ replace the old one in every figure, not add to it, while the store keeps the ol
      case and spacing ignored. A file that names no plans is identified by its file name with the digits taken
      out (``2026-10-01_choice-plus.json.gz`` and ``2026-11-01_choice-plus.json.gz`` are one series);
    - CMS's fee schedule (``pprrvu``): its fee schedule year (RVU26A, B, C and D are releases of 2026);
-   - any other kind (e.g. CMS's NCCI files): the kind and its publisher, so the files of a newer quarter replace
-     the older quarter's.
+   - any other kind (e.g. CMS's NCCI files ``ncci-ptp``, ``ncci-mue``): the kind, its publisher and
+     ``sources.entity_type`` (NCCI: the claim type, practitioner or outpatient hospital), so the files of a newer
+     quarter replace the older quarter's (NCCI files carry their quarter's first day as ``last_updated_on``).
 
 2. **Release order.** Within a series the newest ``last_updated_on`` wins; for CMS files (every kind but
    ``tic-in-network``) ties are broken by the release name ``sources.schema_version`` (RVU26B after RVU26A).
@@ -100,7 +101,8 @@ def series_of(source: SourceInfo) -> tuple[str, str]:
         year = source.last_updated_on.year if source.last_updated_on else None
         return f"{PPRRVU_KIND}|{year}", f"CMS physician fee schedule {year or '(year unknown)'}"
     who = source.publisher or source.payer
-    return f"{source.kind}|{_norm(who)}", f"{source.kind} files of {who}"
+    scope = f" for {source.entity_type}" if source.entity_type else ""
+    return f"{source.kind}|{_norm(who)}|{_norm(source.entity_type)}", f"{source.kind} files of {who}{scope}"
 
 
 def _release_order(source: SourceInfo) -> tuple:
