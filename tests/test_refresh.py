@@ -109,7 +109,7 @@ def test_sources_command_shows_why_and_can_pin_an_older_release(tmp_path, aetna_
     assert by_file[november.name]["status"] == "current"
     assert by_file[october.name]["status"] == "superseded"
     assert by_file[october.name]["superseded_by_file"] == november.name
-    assert "newer release" in by_file[october.name]["reason"]
+    assert by_file[october.name]["reason"] == f"replaced by the newer release {november.name} (last updated 2026-11-01)"
     table = run_cptpub(root, "sources", env={"COLUMNS": "250"}).stdout
     assert "superseded" in table and october.name in table
 

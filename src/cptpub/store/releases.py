@@ -85,17 +85,17 @@ def series_of(source: SourceInfo) -> tuple[str, str]:
     """The series a source is a release of by the rule (ignoring overrides): ``(key, description)``."""
     if source.kind == TIC_KIND:
         entity = _norm(source.publisher) or _norm(source.payer)
-        who = f"{source.publisher or source.payer}" + (f" ({source.entity_type})" if source.entity_type else "")
+        who = source.publisher or source.payer
         plans = sorted({_norm(p) for p in (source.plans or "").split(";") if _norm(p)})
         if plans:
             return (
                 f"{TIC_KIND}|{entity}|{_norm(source.entity_type)}|plans:{';'.join(plans)}",
-                f"{who}, plans: {source.plans}",
+                f"{who} · plans: {source.plans}",
             )
         stem = _DIGITS.sub("#", source.file_name.lower().removesuffix(".gz"))
         return (
             f"{TIC_KIND}|{entity}|{_norm(source.entity_type)}|file:{stem}",
-            f"{who}, no plans named: files named like {stem}",
+            f"{who} · no plans named, files like {stem}",
         )
     if source.kind == PPRRVU_KIND:
         year = source.last_updated_on.year if source.last_updated_on else None
@@ -141,7 +141,7 @@ def decide(sources: list[SourceInfo]) -> list[Status]:
             winners = pinned
             newest = max(pinned, key=lambda s: (_release_order(s), s.ingested_at))
             why_current = "pinned as the current release by the editor (cptpub sources --current)"
-            why_superseded = f"superseded by {_describe(newest)}, pinned as the current release by the editor"
+            why_superseded = f"replaced by {_describe(newest)}, pinned as the current release by the editor"
         else:
             top = max(_release_order(s) for s in members)
             winners = [s for s in members if _release_order(s) == top]
@@ -149,10 +149,10 @@ def decide(sources: list[SourceInfo]) -> list[Status]:
             why_current = (
                 "the only release of its series"
                 if len(members) == 1
-                else "the newest release of its series"
-                + (f" (one of {len(winners)} files of that release)" if len(winners) > 1 else "")
+                else f"the newest of {len(members)} files of its series"
+                + (f" (one of {len(winners)} parts of that release)" if len(winners) > 1 else "")
             )
-            why_superseded = f"superseded by {_describe(newest)}, a newer release of the same series"
+            why_superseded = f"replaced by the newer release {_describe(newest)}"
         winner_ids = {s.source_id for s in winners}
         for source in members:
             current = source.source_id in winner_ids
