@@ -10,6 +10,7 @@ code, edition date and the previous edition's date, so the same manifest always 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from cptpub import escape
-from cptpub.assemble.base import output_name, write_atomic
+from cptpub.assemble.base import display_date, output_name, write_atomic
 from cptpub.project import CODE_PATTERN
 
 FEED_NAME = "feed.xml"
@@ -29,6 +30,13 @@ _EPOCH = "1970-01-01"
 def _timestamp(day: object) -> str:
     text = str(day or _EPOCH)
     return f"{text}T00:00:00Z" if len(text) == 10 else f"{_EPOCH}T00:00:00Z"
+
+
+def _display(day: object) -> str:
+    try:
+        return display_date(dt.date.fromisoformat(str(day)))
+    except ValueError:
+        return str(day)
 
 
 def updated_editions(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -75,7 +83,7 @@ def render_feed(manifest: Mapping[str, Any], title: str = "Updated editions", au
         sub(element, "title", f"{entry.get('title') or f'CPT {code}'}: updated")
         sub(element, "updated", _timestamp(entry.get("edition_date")))
         sub(element, "link", rel="alternate", type="text/html", href=output_name(code, "html"))
-        summary = [f"Changes since the edition of {changes.get('since')}:"] + [
+        summary = [f"Changes since the edition of {_display(changes.get('since'))}:"] + [
             f"- {line}" for line in changes.get("summary") or []
         ]
         # one line per change (escape.clean would fold the line breaks), each line cleaned of control characters
