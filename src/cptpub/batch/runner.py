@@ -31,7 +31,7 @@ from cptpub.assemble.base import FORMATS, write_atomic
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
-from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
+from cptpub.batch.tasks import DATA, EditionOutcome, EditionTask, Failure
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
 
@@ -314,7 +314,7 @@ def _publish(
 ) -> None:
     """Move one edition's files into ``dist/`` (each by atomic rename), write its data file, and record it in
     ``editions``."""
-    data_path, data_fields = edition_data.publish(dist, outcome.code)
+    data_path, data_fields = edition_data.publish(dist, outcome.code, outcome.files[DATA][1])
     checksums.remember(data_path, data_fields["data"]["sha256"])
     outputs = {}
     for fmt in FORMATS:

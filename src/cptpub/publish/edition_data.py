@@ -1,9 +1,10 @@
 """Publishing an edition's data: ``dist/data/cpt-CODE.json`` beside the HTML and PDF, and its archive copy.
 
-The batch runner calls :meth:`EditionData.publish` in the main process as it publishes each built edition, before
-rewriting the manifest: the snapshot is computed from the same store and record the edition was built from
-(:func:`cptpub.analysis.snapshot.current_figures`), compared with the snapshot it replaces
-(:func:`cptpub.analysis.changes.with_changes`) and written atomically. The manifest entry gets ``data`` (file and
+The worker that builds an edition computes its figures from the very context the edition was written from
+(:func:`cptpub.analysis.snapshot.current_figures`) and ships them with the HTML and PDF. The batch runner calls
+:meth:`EditionData.publish` in the main process as it publishes the edition, before rewriting the manifest: the
+figures are compared with the snapshot they replace (:func:`cptpub.analysis.changes.with_changes`) and written
+atomically. The manifest entry gets ``data`` (file and
 checksum) and ``changes`` (since, material, summary lines), which the catalogue and ``dist/feed.xml`` read.
 
 ``dist/data/history/cpt-CODE-DATE.json`` keeps a copy of each edition's snapshot by edition date (the newest build
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from cptpub.analysis.changes import Thresholds, load_thresholds, summary_lines, with_changes
 from cptpub.analysis.snapshot import (
     DATA_FOLDER,
-    current_figures,
+    SNAPSHOT_FORMAT,
     read_snapshot,
     snapshot_bytes,
     snapshot_name,
@@ -82,16 +84,14 @@ class EditionData:
         self.project = project
         self.thresholds = thresholds or load_thresholds(project.report_dir)
 
-    def snapshot(self, dist_dir: Path, code: str) -> dict[str, Any]:
-        from cptpub.sections import load_context
-
-        ctx = load_context(code, self.project.data_dir, self.project.store_path)
-        return with_changes(previous_snapshot(dist_dir, code), current_figures(ctx), self.thresholds)
-
-    def publish(self, dist_dir: Path, code: str) -> tuple[Path, dict[str, Any]]:
-        """Write ``code``'s snapshot (and its history copy); return its path and the manifest fields ``data`` and
+    def publish(self, dist_dir: Path, code: str, figures: bytes) -> tuple[Path, dict[str, Any]]:
+        """Write ``code``'s snapshot from ``figures`` (``snapshot_bytes(current_figures(ctx))`` of its build) and the
+        previous snapshot; write its history copy; return its path and the manifest fields ``data`` and
         ``changes``."""
-        snapshot = self.snapshot(dist_dir, code)
+        current = json.loads(figures)
+        if not isinstance(current, dict) or current.get("format") != SNAPSHOT_FORMAT or current.get("code") != code:
+            raise CptpubError(f"the build of {code} sent back figures of another shape", where=snapshot_name(code))
+        snapshot = with_changes(previous_snapshot(dist_dir, code), current, self.thresholds)
         data = snapshot_bytes(snapshot)
         path = write_atomic(snapshot_path(dist_dir, code), data)
         write_atomic(history_path(dist_dir, code, snapshot["edition_date"]), data)
