@@ -25,7 +25,8 @@ from cptpub import __version__
 from .conftest import CPTPUB, copy_project, run_cptpub
 
 ENTRY_FIELDS = [
-    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "build_seconds",
+    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "data", "changes",
+    "build_seconds",
 ]  # fmt: skip
 PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
 
@@ -69,11 +70,16 @@ def assert_dist_matches_manifest(root: Path) -> None:
     for entry in manifest(root)["editions"]:
         for output in entry["outputs"].values():
             listed[output["file"]] = output["sha256"]
+        listed[entry["data"]["file"]] = entry["data"]["sha256"]  # the edition's figures as data
     present = {p.name for p in dist.iterdir() if p.name.startswith("cpt-")}
+    if (dist / "data").is_dir():
+        present |= {f"data/{p.name}" for p in (dist / "data").iterdir() if p.name.startswith("cpt-")}
     assert present == set(listed)
     for name, digest in listed.items():
         assert sha256(dist / name) == digest
-    assert not [p.name for p in dist.iterdir() if p.name.startswith(".")], "temporary files left in dist/"
+    for folder in (dist, dist / "data"):
+        if folder.is_dir():
+            assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], f"temporary files in {folder}"
 
 
 def add_failing_notebook(root: Path, failing_code: str) -> None:

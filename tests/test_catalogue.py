@@ -150,7 +150,7 @@ def test_manifest_text_is_escaped_and_never_becomes_markup_or_a_link() -> None:
     for _, attrs in page.tags:
         assert not any(name.startswith("on") for name in attrs), attrs
     hrefs = {a.get("href") for a in page.all("a")} | {link.get("href") for link in page.all("link")}
-    assert hrefs == {"cpt-20702.html", "cpt-20703.pdf", "data:,"}, "only the editions' own file names are linked"
+    assert hrefs == {"cpt-20702.html", "cpt-20703.pdf", "data:,", "feed.xml"}, "only the site's own files are linked"
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
     assert HOSTILE not in text
     assert "<script>alert" not in text and "javascript:" not in text and "evil.example" not in text

@@ -20,6 +20,7 @@ class EditionResult:
     outputs: dict[str, Path]
     engine: str
     meta: EditionMeta
+    context: EditionContext | None = None  # what the edition was written from (its figures: dist/data/)
 
 
 def edition_meta(ctx: EditionContext) -> EditionMeta:
@@ -62,4 +63,4 @@ def build_edition(
     meta = edition_meta(ctx)
     job = AssemblyJob(meta=meta, notebooks=tuple(executed), workdir=workdir, report_dir=project.report_dir)
     outputs = engine.render(job, formats, out_dir or project.dist_dir)
-    return EditionResult(code=code, outputs=outputs, engine=engine.name, meta=meta)
+    return EditionResult(code=code, outputs=outputs, engine=engine.name, meta=meta, context=ctx)

@@ -1,8 +1,9 @@
 """Edition keys: one SHA-256 per code over everything its publication is made from.
 
 A key covers the section notebooks, the code's record, the payer catalogue, the slice of the rates store the
-code reads (its ``negotiated_rates`` and ``medicare_pfs`` rows, its NCCI edits and the ``sources`` rows they point
-at), the ``report/`` template files (except the catalogue page's own template), the assembly engine and its version,
+code reads (its ``negotiated_rates`` and ``medicare_pfs`` rows and NCCI edits of current, not superseded, sources
+and the ``sources`` rows they point at), the ``report/`` template files (except the catalogue page's own template),
+the assembly engine and its version,
 cptpub's version and the output formats. When none of these changed and the published files are intact, the
 edition is not rebuilt.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from cptpub import __version__
 from cptpub.project import Project
 
-KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes
+KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes (2: NCCI rows, dist/data/, supersession)
 NO_STORE = "no-store"
 NO_RECORD = b"\0no-record"
 STORE_DIGEST_CACHE = ".store-digests.json"  # in build/
@@ -83,10 +84,12 @@ WITH wanted AS (SELECT DISTINCT unnest($codes::VARCHAR[]) AS code),
 rates AS (
     SELECT r.billing_code AS code, r.source_id, to_json(r)::VARCHAR AS row_json
     FROM negotiated_rates r JOIN wanted w ON r.billing_code = w.code
+    WHERE r.source_id IN (SELECT source_id FROM current_sources)
 ),
 pfs AS (
     SELECT p.hcpcs AS code, p.source_id, to_json(p)::VARCHAR AS row_json
     FROM medicare_pfs p JOIN wanted w ON p.hcpcs = w.code
+    WHERE p.source_id IN (SELECT source_id FROM current_sources)
 ),
 ncci AS ({ncci}),
 used AS (

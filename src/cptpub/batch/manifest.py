@@ -7,7 +7,12 @@ Shape (editions sorted by code)::
                    "data_as_of": {"Aetna rates": "2026-10-01", "Medicare fee schedule": "2026-01-01"},
                    "payers": ["Aetna", ...], "demo": true, "engine": "builtin (pandoc 3.9, typst 0.15.2)",
                    "outputs": {"html": {"file": "cpt-20702.html", "sha256": "..."}, "pdf": {...}},
+                   "data": {"file": "data/cpt-20702.json", "sha256": "..."},
+                   "changes": {"since": "2026-10-01", "material": true, "summary": ["Aetna: median ..."]},
                    "build_seconds": 4.2}]}
+
+``data`` is the edition's figures as data (:mod:`cptpub.analysis.snapshot`), ``changes`` what changed since the
+previous edition (:mod:`cptpub.analysis.changes`; null for a first edition).
 
 The batch runner is the only writer. It writes the manifest atomically after every edition it publishes, and
 keeps it equal to ``dist/``: :func:`reconcile` drops entries whose files are missing or altered, and removes
@@ -30,6 +35,9 @@ MANIFEST_NAME = "manifest.json"
 # Files cptpub publishes per edition, and the temporary names write_atomic uses beside them.
 EDITION_FILE = re.compile(r"^cpt-[A-Za-z0-9]{5}\.(html|pdf)$")
 TEMP_FILE = re.compile(r"^\.cpt-[A-Za-z0-9]{5}\.(html|pdf)\..*\.tmp$")
+# The editions' data files, in dist/data/ (dist/data/history/ is an archive no entry claims: left alone).
+DATA_FILE = re.compile(r"^cpt-[A-Za-z0-9]{5}\.json$")
+TEMP_DATA_FILE = re.compile(r"^\.cpt-[A-Za-z0-9]{5}\.json\..*\.tmp$")
 
 Editions = dict[str, dict]  # code -> manifest entry
 
@@ -161,14 +169,28 @@ def entry_is_intact(dist_dir: Path, entry: dict, checksums: ChecksumCache | None
                 return False
         except (OSError, KeyError, TypeError):
             return False
+    data = entry.get("data")
+    if data is not None:
+        try:
+            path = dist_dir / data["file"]
+            digest = checksums.sha256(path) if checksums else sha256_file(path)
+            if path.parent != dist_dir / "data" or digest != data["sha256"]:
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
     return True
 
 
 def entry_files(entry: dict) -> set[str]:
+    """The files of ``dist/`` an entry claims, relative to ``dist/`` (``cpt-20702.html``, ``data/cpt-20702.json``)."""
     outputs = entry.get("outputs")
-    if not isinstance(outputs, dict):
-        return set()
-    return {o["file"] for o in outputs.values() if isinstance(o, dict) and isinstance(o.get("file"), str)}
+    files = set()
+    if isinstance(outputs, dict):
+        files = {o["file"] for o in outputs.values() if isinstance(o, dict) and isinstance(o.get("file"), str)}
+    data = entry.get("data")
+    if isinstance(data, dict) and isinstance(data.get("file"), str):
+        files.add(data["file"])
+    return files
 
 
 def reconcile(
@@ -194,6 +216,14 @@ def reconcile(
         for path in dist_dir.iterdir():
             name = path.name
             if (EDITION_FILE.match(name) and name not in claimed) or TEMP_FILE.match(name):
+                path.unlink(missing_ok=True)
+                if checksums:
+                    checksums.forget(name)
+    data_dir = dist_dir / "data"
+    if data_dir.is_dir():
+        for path in data_dir.iterdir():
+            name = path.name
+            if (DATA_FILE.match(name) and f"data/{name}" not in claimed) or TEMP_DATA_FILE.match(name):
                 path.unlink(missing_ok=True)
                 if checksums:
                     checksums.forget(name)

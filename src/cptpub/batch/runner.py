@@ -6,10 +6,13 @@
    The rates store is pinned first (:meth:`cptpub.store.RatesStore.pinned`): keys and every notebook read the
    same version, whatever an ingest running meanwhile writes.
 3. The rest run on an executor (:mod:`cptpub.batch.executors`). As each edition comes back, its files are renamed
-   into ``dist/`` and the manifest is rewritten (both atomically), so ``dist/`` only ever holds complete editions.
+   into ``dist/`` together with its data (``dist/data/cpt-CODE.json``, :mod:`cptpub.publish.edition_data`: the
+   figures and what changed since the previous edition) and the manifest is rewritten (all atomically, as one
+   change), so ``dist/`` only ever holds complete editions.
 4. One code's failure never stops the others. Ctrl-C, SIGTERM or SIGHUP stops the run: work in flight is abandoned,
    workers and their kernels are stopped, published editions stay, and the next run resumes where this one stopped.
-5. After every batch, even a partial one, the catalogue page is regenerated from the manifest.
+5. After every batch, even a partial one, the catalogue page and ``dist/feed.xml`` (updated editions) are
+   regenerated from the manifest.
 """
 
 from __future__ import annotations
@@ -24,18 +27,21 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cptpub.assemble.base import FORMATS
 from cptpub.atomic import replace_together
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
-from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
+from cptpub.batch.tasks import DATA, EditionOutcome, EditionTask, Failure
 from cptpub.cell_timeout import cell_timeout
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
 from cptpub.store import RatesStore
+
+if TYPE_CHECKING:
+    from cptpub.publish.edition_data import EditionData
 
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
@@ -229,6 +235,7 @@ def _batch_lock(project: Project) -> Iterator[None]:
 def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None = None) -> BatchResult:
     """Build the requested editions into ``dist/``; see the module docstring for the rules."""
     from cptpub.assemble import get_engine
+    from cptpub.publish.edition_data import EditionData
     from cptpub.publishable import codes_with_rates
     from cptpub.records import known_codes
 
@@ -248,6 +255,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     reporter.engine(engine_label, chosen_by_auto=options.engine == "auto")
     result = BatchResult(requested=codes, engine_label=engine_label)
     dist = project.dist_dir
+    edition_data = EditionData(project)  # reads the change threshold: a bad setting fails before any work
 
     with _batch_lock(project), RatesStore(project.store_path).pinned() as store:
         project = dataclasses.replace(project, store=store)  # one version of the store for the whole batch
@@ -299,7 +307,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
-                result.manifest = _publish(dist, editions, outcome, engine_label, checksums, serializer)
+                result.manifest = _publish(dist, editions, outcome, engine_label, checksums, serializer, edition_data)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
                 result.failed.append(outcome)
@@ -320,6 +328,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             checksums.save()
             if dist.is_dir():
                 result.catalogue = write_catalogue(dist, result.manifest)
+                write_feed(dist, result.manifest)
             result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -354,13 +363,14 @@ def _publish(
     engine_label: str,
     checksums: mf.ChecksumCache,
     serializer: mf.ManifestSerializer,
+    edition_data: EditionData,
 ) -> dict:
-    """Put one edition's files into ``dist/`` and rewrite the manifest, as one change: its files replace the
-    previous ones together (all written first, then renamed), and if the manifest cannot be written they are put
-    back, so the manifest always matches ``dist/`` and a page never links another edition's PDF. Returns the
-    manifest; a write error (a full disk) raises naming the file, with ``dist/`` as it was."""
+    """Put one edition's files and its data into ``dist/`` and rewrite the manifest, as one change: its files
+    replace the previous ones together (all written first, then renamed), and if the manifest cannot be written
+    they are put back, so the manifest always matches ``dist/`` and a page never links another edition's PDF.
+    Returns the manifest; a write error (a full disk) raises naming the file, with ``dist/`` as it was."""
+    files, data_fields = edition_data.prepare(dist, outcome.code, outcome.files[DATA][1])
     outputs = {}
-    files = {}
     for fmt in FORMATS:
         if fmt not in outcome.files:
             continue
@@ -379,6 +389,7 @@ def _publish(
         "demo": meta.get("demo", False),
         "engine": engine_label,
         "outputs": outputs,
+        **data_fields,
         "build_seconds": round(outcome.seconds, 1),
     }
     try:
@@ -390,13 +401,21 @@ def _publish(
         else:
             editions[outcome.code] = previous
         raise
-    for output in outputs.values():
+    for output in (*outputs.values(), data_fields["data"]):
         checksums.remember(dist / output["file"], output["sha256"])
     if previous:  # e.g. built with html,pdf before and html only now: the stale pdf goes (the manifest no longer
-        for stale in mf.entry_files(previous) - {o["file"] for o in outputs.values()}:  # lists it)
+        kept = {o["file"] for o in outputs.values()} | {data_fields["data"]["file"]}  # lists it)
+        for stale in mf.entry_files(previous) - kept:
             (dist / stale).unlink(missing_ok=True)
             checksums.forget(stale)
     return manifest
+
+
+def write_feed(dist: Path, manifest: dict) -> Path:
+    """``dist/feed.xml``: the Atom feed of updated editions (:mod:`cptpub.publish.feed`)."""
+    from cptpub.publish.feed import write_feed as render
+
+    return render(dist, manifest)
 
 
 def write_catalogue(dist: Path, manifest: dict) -> Path | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from cptpub.project import Project
 
+DATA = "data"  # EditionOutcome.files key of the edition's figures
+
 
 @dataclass(frozen=True)
 class EditionTask:
@@ -42,7 +44,8 @@ class EditionOutcome:
     key: str
     seconds: float
     worker: str = ""
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # format -> (file name, bytes)
+    # format -> (file name, bytes); "data": the edition's figures (cptpub.analysis.snapshot, without "changes")
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # manifest fields: title, edition_date, data_as_of, payers, demo
     failure: Failure | None = None
 
@@ -106,6 +109,7 @@ def run_task(
     changes directory first thing in its next reset). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to
     stop) propagate.
     """
+    from cptpub.analysis.snapshot import current_figures, snapshot_bytes, snapshot_name
     from cptpub.edition import build_edition
     from cptpub.errors import CptpubError, SectionFailed
     from cptpub.execute.runner import FRESH_ENGINE, WARM_ENGINE
@@ -129,6 +133,8 @@ def run_task(
             cell_timeout=task.cell_timeout,
         )
         files = {fmt: (path.name, path.read_bytes()) for fmt, path in result.outputs.items()}
+        if result.context is not None:
+            files[DATA] = (snapshot_name(task.code), snapshot_bytes(current_figures(result.context)))
         payers = key_payers_of(result.meta)
         if payers is None:
             payers = load_context(task.code, project.data_dir, project.store_path).key_payers

@@ -9,6 +9,8 @@ Guarantees:
 * every text that comes from the manifest passes through :func:`cptpub.escape.html` before it reaches the page
   (the template only ever sees escaped values), and links point only at the edition's own published file names;
 * the same manifest and template give byte-identical pages: no clock, no randomness, rows sorted by code;
+* editions whose last build changed materially (the manifest's ``changes``) are marked "Updated" with the change
+  summary, and a checkbox filters the table to them;
 * the page is written atomically (temporary file + rename), so a web server never serves half of it;
 * a Content-Security-Policy with the hashes of the inline style and script: even injected markup could not run
   a script or load anything.
@@ -97,6 +99,11 @@ def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         if linkable and file == output_name(code, fmt):
             links.append({"format": h(fmt), "label": h(label), "href": h(file)})
     html_href = next((link["href"] for link in links if link["format"] == "html"), None)
+    raw_changes = entry.get("changes")
+    changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
+    updated = changes.get("material") is True
+    raw_summary = changes.get("summary") if updated else None
+    summary: list[Any] = raw_summary if isinstance(raw_summary, list) else []
 
     return {
         "code": h(code),
@@ -111,6 +118,9 @@ def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "edition_date": edition_date,
         "links": links,
         "html_href": html_href,
+        "updated": updated,
+        "changes_since": _date(changes.get("since")) if updated else None,
+        "changes_summary": [h(line) for line in summary],
         "search": h(" ".join([code, title, *payers]).lower()),
     }
 
@@ -129,6 +139,7 @@ def catalogue_context(manifest: Mapping[str, Any], report_dir: Path) -> dict[str
         "generator": h(manifest.get("generator", "cptpub") if isinstance(manifest, Mapping) else "cptpub"),
         "editions": rows,
         "any_demo": any(row["demo"] for row in rows),
+        "any_updated": any(row["updated"] for row in rows),
         "demo_notice": h(DEMO_NOTICE),
     }
 

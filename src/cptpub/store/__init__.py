@@ -20,6 +20,10 @@ in place. It is copy-on-write:
 
 A write error (a full disk) is reported as what it is, naming the file: ``the rates store could not be written:
 ... No space left on device``.
+
+Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
+(:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
+the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 import duckdb
 
 from cptpub.errors import CptpubError
+from cptpub.store import releases
 
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
 WAIT_ENV = "CPTPUB_STORE_WAIT"
@@ -93,9 +98,15 @@ class RatesStore:
         if not self.path.exists():
             raise self._missing()
         try:
-            return duckdb.connect(str(self.path), read_only=True)
+            con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
+        if not _has_releases(con):  # made by an older cptpub: add the supersession tables once, then read
+            con.close()
+            with self.transaction():
+                pass
+            return self.connect()
+        return con
 
     # --- writing ----------------------------------------------------------------------------------------------
 
@@ -170,6 +181,7 @@ class RatesStore:
                     con.execute(SCHEMA_SQL)
                     con.execute("BEGIN TRANSACTION")
                     yield con
+                    releases.refresh(con)
                     con.execute("COMMIT")
                     con.execute("CHECKPOINT")
                 except BaseException as exc:
@@ -235,7 +247,8 @@ class RatesStore:
 
     def extract(self, codes: list[str], dest: Path) -> Path:
         """Write a store holding only what editions of ``codes`` read (the slice their keys hash: their
-        ``negotiated_rates`` and ``medicare_pfs`` rows and the ``sources`` rows those point at) to ``dest``.
+        ``negotiated_rates``, ``medicare_pfs`` and NCCI rows, the ``sources`` rows those point at and their
+        supersession status) to ``dest``.
 
         A task on another machine gets this instead of the whole store."""
         if not self.path.exists():
@@ -257,9 +270,19 @@ class RatesStore:
                 "WHERE hcpcs IN (SELECT unnest($codes::VARCHAR[]))",
                 wanted,
             )
+            for table, columns in _NCCI_CODE_COLUMNS.items():
+                where = " OR ".join(f"{c} IN (SELECT unnest($codes::VARCHAR[]))" for c in columns)
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM whole.{table} WHERE {where}", wanted)
             con.execute(
                 "INSERT INTO sources BY NAME SELECT * FROM whole.sources WHERE source_id IN "
-                "(SELECT source_id FROM negotiated_rates UNION SELECT source_id FROM medicare_pfs)"
+                "(SELECT source_id FROM negotiated_rates UNION SELECT source_id FROM medicare_pfs"
+                " UNION SELECT source_id FROM ncci_ptp UNION SELECT source_id FROM ncci_mue"
+                " UNION SELECT source_id FROM ncci_aoc)"
+            )
+            # Which of those sources are current travels with them (superseded rows stay out of every figure).
+            con.execute(
+                "INSERT INTO source_status BY NAME SELECT * FROM whole.source_status "
+                "WHERE source_id IN (SELECT source_id FROM sources)"
             )
             con.execute("DETACH whole")
         except duckdb.Error as exc:
@@ -267,6 +290,10 @@ class RatesStore:
         finally:
             con.close()
         return dest
+
+
+# The NCCI rows an edition of a code reads, by the columns naming the code (as the edition key hashes them).
+_NCCI_CODE_COLUMNS = {"ncci_ptp": ("column1", "column2"), "ncci_mue": ("hcpcs",), "ncci_aoc": ("addon_code",)}
 
 
 def _write_error(exc: BaseException, path: Path) -> CptpubError:
@@ -288,3 +315,8 @@ def _command_line() -> str:
     if args and args[0] in ("__main__.py", "-m"):
         args[0] = "cptpub"
     return " ".join(args)
+
+
+def _has_releases(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_sources'").fetchone()
+    return bool(found and found[0])

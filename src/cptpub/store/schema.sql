@@ -147,3 +147,25 @@ CREATE TABLE IF NOT EXISTS ncci_aoc (
     special_instructions VARCHAR,
     line                 VARCHAR NOT NULL
 );
+
+-- Supersession (src/cptpub/store/releases.py has the rule): which release of its series each source is. Recomputed
+-- from sources and source_overrides inside every write transaction; `cptpub sources` shows it.
+CREATE TABLE IF NOT EXISTS source_status (
+    source_id      VARCHAR PRIMARY KEY,
+    series         VARCHAR NOT NULL,      -- what the file is a release of (entity + plans, fee schedule year, ...)
+    series_label   VARCHAR NOT NULL,      -- the series in words
+    status         VARCHAR NOT NULL,      -- 'current' | 'superseded'
+    superseded_by  VARCHAR,               -- the source_id of the release that replaces it
+    reason         VARCHAR NOT NULL       -- why, in words
+);
+
+-- The editor's overrides of the rule (`cptpub sources --current FILE`, `--release-of NEW OLD`, `--auto FILE`).
+CREATE TABLE IF NOT EXISTS source_overrides (
+    source_id  VARCHAR PRIMARY KEY,
+    series     VARCHAR,                   -- the series key it joins (--release-of); NULL: the rule's
+    pinned     BOOLEAN NOT NULL           -- true: the current release of its series, whatever the dates (--current)
+);
+
+-- The sources every figure reads: all but the superseded ones. Superseded rows stay in their tables as history.
+CREATE VIEW IF NOT EXISTS current_sources AS
+    SELECT * FROM sources WHERE source_id NOT IN (SELECT source_id FROM source_status WHERE status = 'superseded');
