@@ -22,6 +22,7 @@ Targets on 2 cores: (b) >= 8x faster than (a); < 500 MB peak RSS per worker; (c)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -41,7 +42,8 @@ TEMPLATE_CODES = ("20700", "20701", "20702", "20703", "20704", "20705")  # demo 
 
 
 def synthetic_codes(n: int) -> list[str]:
-    return [f"Z{i:04d}" for i in range(1, n + 1)]
+    """Z0001 ... Z9999, then Y0000 ...: five characters, as a code must be."""
+    return [f"{chr(ord('Z') - i // 10000)}{i % 10000:04d}" for i in range(1, n + 1)]
 
 
 def cptpub(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -205,6 +207,93 @@ def naive_loop(project: Path, codes: list[str]) -> list[float]:
         times.append(time.perf_counter() - start)
         print(f"  naive {code}: {times[-1]:.2f}s", flush=True)
     return times
+
+
+def write_records(root: Path, codes: list[str]) -> None:
+    """The project's folders copied from the repository, with one record per code (a demo record, re-coded)."""
+    for name in ("data", "notebooks", "report"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("figures", ".ipynb_checkpoints"))
+    codes_dir = root / "data" / "codes"
+    templates = {code: (codes_dir / f"{code}.yaml").read_text(encoding="utf-8") for code in TEMPLATE_CODES}
+    for record in codes_dir.glob("*.yaml"):
+        record.unlink()
+    for i, code in enumerate(codes):
+        template_code = TEMPLATE_CODES[i % len(TEMPLATE_CODES)]
+        text = templates[template_code].replace(f'code: "{template_code}"', f'code: "{code}"', 1)
+        (codes_dir / f"{code}.yaml").write_text(text, encoding="utf-8")
+
+
+_NOOP_STORE_SQL = """
+INSERT INTO sources VALUES
+  ('demo-tic', 'tic-in-network', 'bench', 'bench.json', 'Aetna', 'DEMO bench', 'health insurance issuer', 'DEMO',
+   DATE '2026-10-01', '1.3.0', 0, 0, [], true, TIMESTAMP '2026-10-02 00:00:00'),
+  ('demo-pfs', 'pprrvu', 'bench', 'bench.csv', 'Medicare', 'CMS', NULL, NULL,
+   DATE '2026-01-01', 'RVU26A', 0, 0, [], true, TIMESTAMP '2026-10-02 00:00:00');
+INSERT INTO negotiated_rates
+SELECT 'demo-tic', 'Aetna', c.code, 'CPT', NULL, 'ffs', 'DEMO', 'negotiated', 100 + (k * 37 + i) % 900, 'professional',
+       NULL, ['22'], '9999-12-31', NULL, 'ein:11-' || (1000000 + k), NULL, 1, NULL, 'inline', DATE '2026-10-01'
+FROM (SELECT unnest($codes::VARCHAR[]) AS code, generate_subscripts($codes::VARCHAR[], 1) AS i) c,
+     range(3) AS r(k);
+INSERT INTO medicare_pfs
+SELECT 'demo-pfs', 2026, c.code, NULL, 'DEMO ' || c.code, 'A', 5.0, 3.0, 2.0, 0.5, 8.5, 7.5, '090', 33.4009,
+       8.5 * 33.4009, 7.5 * 33.4009
+FROM (SELECT unnest($codes::VARCHAR[]) AS code) c;
+"""
+
+
+def make_noop_catalogue(root: Path, n: int) -> list[str]:
+    """A project of ``n`` codes whose ``dist/`` is already up to date, made in seconds without building anything.
+
+    Records are demo records re-coded; the store holds three demo rates and a fee-schedule line per code (written
+    directly, not ingested); ``dist/`` holds a small placeholder file per edition and format, and a manifest
+    with those files' checksums and the keys ``cptpub build`` computes (same engine and formats as its default).
+    """
+    from cptpub.assemble import get_engine
+    from cptpub.batch import manifest as mf
+    from cptpub.batch.keys import edition_keys
+    from cptpub.project import Project
+    from cptpub.store import RatesStore
+
+    codes = synthetic_codes(n)
+    write_records(root, codes)
+    proj = Project(root)
+    with RatesStore(proj.build_dir / "rates.duckdb").transaction() as con:
+        for statement in _NOOP_STORE_SQL.split(";"):
+            if statement.strip():
+                con.execute(statement, {"codes": codes} if "$codes" in statement else None)
+    engine = get_engine("auto")
+    engine_label = f"{engine.name} ({engine.version()})"
+    formats = ("html", "pdf")
+    env_store = os.environ.pop("CPTPUB_STORE", None)
+    try:
+        keys = edition_keys(proj, codes, engine_label, formats)
+    finally:
+        if env_store is not None:
+            os.environ["CPTPUB_STORE"] = env_store
+    dist = proj.dist_dir
+    dist.mkdir(parents=True, exist_ok=True)
+    editions = {}
+    for code in codes:
+        outputs = {}
+        for fmt in formats:
+            name = f"cpt-{code}.{fmt}"
+            data = f"placeholder {fmt} edition of {code} (bench/build.py no-op catalogue)\n".encode()
+            (dist / name).write_bytes(data)
+            outputs[fmt] = {"file": name, "sha256": hashlib.sha256(data).hexdigest()}
+        editions[code] = {
+            "code": code,
+            "title": f"CPT {code}: DEMO synthetic code",
+            "key": keys[code],
+            "edition_date": "2026-10-15",
+            "data_as_of": {"Aetna rates": "2026-10-01", "Medicare fee schedule": "2026-01-01"},
+            "payers": ["Aetna"],
+            "demo": True,
+            "engine": engine_label,
+            "outputs": outputs,
+            "build_seconds": 0.0,
+        }
+    mf.write_manifest(dist, editions)
+    return codes
 
 
 def fabricate_dist(project: Path, source_dist: Path) -> int:

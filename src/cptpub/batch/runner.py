@@ -4,7 +4,9 @@
 2. ``dist/`` and its manifest are reconciled; each code gets its key (:mod:`cptpub.batch.keys`). A code whose key
    matches its manifest entry, with intact files, is skipped (unless ``force``).
 3. The rest run on an executor (:mod:`cptpub.batch.executors`). As each edition comes back, its files are renamed
-   into ``dist/`` and the manifest is rewritten (both atomically), so ``dist/`` only ever holds complete editions.
+   into ``dist/`` (atomically) and its manifest entry is appended to the manifest's journal (fsync'd), so ``dist/``
+   only ever holds complete editions and a killed batch keeps every edition it published. The journal is folded
+   into ``manifest.json`` when the batch ends (or the next one starts); see :mod:`cptpub.batch.manifest`.
 4. One code's failure never stops the others. Ctrl-C stops the run: work in flight is abandoned, published
    editions stay, and the next run resumes where this one stopped.
 5. After every batch, even a partial one, the catalogue page is regenerated from the manifest.
@@ -30,7 +32,7 @@ from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
 from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
 from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project, check_code
+from cptpub.project import Project, check_code, known_codes
 
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
@@ -111,8 +113,6 @@ def read_codes_file(path: Path) -> list[str]:
 
 def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> list[str]:
     """The codes to consider, checked and de-duplicated, sorted. Raises ``UsageError`` before anything runs."""
-    from cptpub.records import known_codes, load_record
-
     if all_codes and codes:
         raise UsageError("give codes or --all, not both")
     if all_codes:
@@ -125,6 +125,8 @@ def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> li
     checked = sorted({check_code(code) for code in codes})  # all syntax errors first, before any file is read
     for code in checked:
         if not project.record_path(code).exists():
+            from cptpub.records import load_record
+
             load_record(project.codes_dir, code)  # raises CodeNotFound (a UsageError) naming similar codes
     return checked
 
@@ -184,7 +186,6 @@ def _batch_lock(project: Project) -> Iterator[None]:
 def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None = None) -> BatchResult:
     """Build the requested editions into ``dist/``; see the module docstring for the rules."""
     from cptpub.assemble import get_engine
-    from cptpub.records import known_codes
 
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
@@ -206,7 +207,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     with _batch_lock(project):
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
         serializer = mf.ManifestSerializer()
-        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), set(known_codes(project.codes_dir)), checksums)
+        with_records = set(codes) if options.all_codes else set(known_codes(project.codes_dir))
+        editions, dropped = mf.reconcile(dist, mf.load_editions(dist), with_records, checksums)
         keys = edition_keys(project, codes, engine_label, formats)
         todo = [c for c in codes if options.force or editions.get(c, {}).get("key") != keys[c]]
         result.skipped = [c for c in codes if c not in set(todo)]
@@ -228,7 +230,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             executor=executor.describe(),
             kernels="fresh kernels" if options.fresh_kernels else "warm kernels",
         )
-        if dropped or todo or not (dist / mf.MANIFEST_NAME).exists():
+        if dropped or todo or mf.has_journal(dist) or not (dist / mf.MANIFEST_NAME).exists():
             _make_folder(dist)
             result.manifest = mf.write_manifest(dist, editions, serializer)
         else:
@@ -246,12 +248,14 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             for code in buildable
         ]
         done: set[str] = set()
+        published: list[str] = []
 
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
                 _publish(dist, editions, outcome, engine_label, checksums)
-                result.manifest = mf.write_manifest(dist, editions, serializer)
+                mf.record_edition(dist, editions[outcome.code])
+                published.append(outcome.code)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
                 result.failed.append(outcome)
@@ -268,6 +272,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             result.interrupted = stop()
             result.not_built = [c for c in todo if c not in done]
             reporter.close()
+            if published:  # fold the journal into manifest.json
+                result.manifest = mf.write_manifest(dist, editions, serializer)
             checksums.save()
             if dist.is_dir():
                 result.catalogue = write_catalogue(dist, result.manifest)
@@ -277,6 +283,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
 def _invalid_records(project: Project, codes: Sequence[str]) -> dict[str, str]:
     """The codes whose record does not load (YAML or schema error), with the error naming file, line and field."""
+    if not codes:
+        return {}
     from cptpub.records import load_record
 
     invalid = {}
