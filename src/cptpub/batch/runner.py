@@ -211,7 +211,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         editions, dropped = mf.reconcile(dist, mf.load_editions(dist), with_records, checksums)
         keys = edition_keys(project, codes, engine_label, formats)
         todo = [c for c in codes if options.force or editions.get(c, {}).get("key") != keys[c]]
-        result.skipped = [c for c in codes if c not in set(todo)]
+        to_build = set(todo)
+        result.skipped = [c for c in codes if c not in to_build]
         invalid = _invalid_records(project, todo)  # fail before any work, each with its file:line
         buildable = [c for c in todo if c not in invalid]
         if buildable and not project.store_path.exists():
