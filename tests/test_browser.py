@@ -8,6 +8,7 @@ reload script is driven against a preview server on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -227,7 +228,7 @@ def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, 
         print(
             f"\ncatalogue of 10,000 editions in Chromium: load to first rows {sorted(loads)[1]:.0f} ms, "
             f"filter keystroke to rendered {sorted(filters)[1]:.0f} ms (median of 3; best {min(loads):.0f} / "
-            f"{min(filters):.0f} ms)"
+            f"{min(filters):.0f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
 
 
