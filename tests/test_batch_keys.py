@@ -220,8 +220,8 @@ def test_manifest_journal_keeps_every_recorded_edition_and_is_folded(tmp_path: P
     assert mf.load_editions(dist) == {"20702": rebuilt, "20703": second}, "a later line replaces an earlier entry"
 
     journal = dist / mf.JOURNAL_NAME
-    with journal.open("a") as handle:
-        handle.write('{"code": "20704", "title": "torn by a cra')  # killed mid-append
+    with journal.open("ab") as handle:
+        handle.write('{"code": "20704", "title": "torn by a crash in “'.encode()[:-2])  # killed mid-character
     assert sorted(mf.load_editions(dist)) == ["20702", "20703"], "a torn last line is ignored"
     third = {"code": "20705", "title": "after the crash", "outputs": {}}
     mf.record_edition(dist, third)  # starts on a line of its own

@@ -74,11 +74,11 @@ def load_editions(dist_dir: Path) -> Editions:
 
 def _journal_entries(dist_dir: Path) -> Editions:
     try:
-        text = (dist_dir / JOURNAL_NAME).read_text(encoding="utf-8")
-    except (OSError, ValueError):
+        data = (dist_dir / JOURNAL_NAME).read_bytes()
+    except OSError:
         return {}
     entries: Editions = {}
-    for line in text.splitlines():
+    for line in data.splitlines():  # bytes: a line torn inside a character must not hide the others
         try:
             entry = json.loads(line)
         except ValueError:
