@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from cptpub import __version__
+from cptpub.batch import manifest as mf
 
 from .conftest import CPTPUB, copy_project, run_cptpub
 
@@ -231,8 +232,7 @@ def test_ctrl_c_keeps_finished_editions_and_the_next_run_resumes(tmp_path: Path,
         while time.monotonic() < deadline:
             with contextlib.suppress(psutil.NoSuchProcess):
                 descendants |= set(psutil.Process(process.pid).children(recursive=True))
-            path = root / "dist" / "manifest.json"
-            if path.exists() and manifest(root)["editions"]:
+            if mf.load_editions(root / "dist"):  # the manifest with its journal: an edition is published
                 break
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)

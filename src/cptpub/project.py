@@ -18,6 +18,16 @@ STORE_ENV = "CPTPUB_STORE"
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9]{5}$")
 
 
+def known_codes(codes_dir: Path) -> list[str]:
+    """Codes with a record file (file names are the upper-case code: ``0042T.yaml``)."""
+    try:
+        names = os.listdir(codes_dir)  # not glob: a catalogue may hold 10,000 records
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    stems = (name[:-5] for name in names if name.endswith(".yaml"))
+    return sorted(stem for stem in stems if CODE_PATTERN.fullmatch(stem) and stem == stem.upper())
+
+
 def check_code(code: str) -> str:
     """Return the code, upper-cased, or raise before any file is touched."""
     if not isinstance(code, str) or not CODE_PATTERN.fullmatch(code):

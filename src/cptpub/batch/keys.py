@@ -8,7 +8,10 @@ cptpub's version and the output formats. When none of these changed and the publ
 edition is not rebuilt.
 
 Everything shared by all codes is hashed once per batch (:func:`shared_digest`); the store slices of all codes
-come from one read-only query (:func:`store_digests`), so keying a thousand codes takes a fraction of a second.
+come from one read-only query (:func:`store_digests`), remembered in ``build/.store-digests.json`` until the store
+file changes. A code's key is remembered too (``build/.edition-keys.json``) with its record file's size, mtime,
+ctime and inode and the shared and store digests it was made from: while none of these changed, the record is not
+read again, so keying 10,000 codes takes 10,000 ``stat`` calls, not 100 MB of reading and hashing.
 
 Deliberately not in the key: ``sources.ingested_at`` (bookkeeping no section reads: re-ingesting the same file
 must not rebuild every edition), the execution engine (warm and fresh kernels give the same bytes), and the
@@ -31,6 +34,7 @@ KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes (2
 NO_STORE = "no-store"
 NO_RECORD = b"\0no-record"
 STORE_DIGEST_CACHE = ".store-digests.json"  # in build/
+KEY_CACHE = ".edition-keys.json"  # in build/
 _SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", ".quarto"}
 # Read only by the catalogue page (dist/index.html), which is rewritten after every batch anyway: editing it
 # must not rebuild every edition.
@@ -211,14 +215,53 @@ def edition_key(shared: str, code: str, record: bytes, store: str) -> str:
     return h.hexdigest()
 
 
+def _file_stamp(path: str) -> list[int]:
+    """What identifies a file's bytes without reading them: any write changes its ctime, even one that restores
+    the mtime."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def edition_keys(project: Project, codes: Sequence[str], engine_label: str, formats: Sequence[str]) -> dict[str, str]:
     """Every code's key (codes already checked). A code without a record keys on a marker no record file can
     equal (a YAML file holds no NUL byte)."""
     shared = shared_digest(project, engine_label, formats)
     store = cached_store_digests(project.store_path, codes, project.build_dir / STORE_DIGEST_CACHE)
-    keys = {}
+    cache_file = project.build_dir / KEY_CACHE
+    try:
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        remembered = cached["keys"] if cached.get("shared") == shared else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        remembered = {}
+    keys: dict[str, str] = {}
+    fresh: dict[str, list] = {}
+    changed = False
+    folder = str(project.codes_dir)  # plain strings: this loop runs 10,000 times on a no-op build
     for code in codes:
-        path = project.record_path(code)
-        record = path.read_bytes() if path.exists() else NO_RECORD
-        keys[code] = edition_key(shared, code, record, store[code])
+        path = f"{folder}/{code}.yaml"  # codes are checked (upper case) already: project.record_path(code)
+        try:
+            stamp = _file_stamp(path)
+        except FileNotFoundError:  # no record: the edition is built from its data alone
+            keys[code] = edition_key(shared, code, NO_RECORD, store[code])
+            continue
+        known = remembered.get(code)
+        if isinstance(known, list) and len(known) == 3 and known[0] == stamp and known[1] == store[code]:
+            keys[code] = known[2]
+        else:
+            with open(path, "rb") as handle:
+                record = handle.read()
+            keys[code] = edition_key(shared, code, record, store[code])
+            changed = True
+            if _file_stamp(path) != stamp:  # written to while we read it: do not remember
+                continue
+        fresh[code] = [stamp, store[code], keys[code]]
+    if changed:
+        # A batch of some codes keeps the others' keys: the next --all needs them.
+        kept = {code: entry for code, entry in remembered.items() if code not in fresh}
+        data = {"shared": shared, "keys": {**kept, **fresh}}
+        with contextlib.suppress(OSError):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, cache_file)
     return keys

@@ -7,8 +7,10 @@
    same version, whatever an ingest running meanwhile writes.
 3. The rest run on an executor (:mod:`cptpub.batch.executors`). As each edition comes back, its files are renamed
    into ``dist/`` together with its data (``dist/data/cpt-CODE.json``, :mod:`cptpub.publish.edition_data`: the
-   figures and what changed since the previous edition) and the manifest is rewritten (all atomically, as one
-   change), so ``dist/`` only ever holds complete editions.
+   figures and what changed since the previous edition) and its manifest entry is appended to the manifest's
+   journal (fsync'd) as one change: if the entry cannot be recorded the previous files are put back. So ``dist/``
+   only ever holds complete editions and a killed batch keeps every edition it published. The journal is folded
+   into ``manifest.json`` when the batch ends (or the next one starts); see :mod:`cptpub.batch.manifest`.
 4. One code's failure never stops the others. Ctrl-C, SIGTERM or SIGHUP stops the run: work in flight is abandoned,
    workers and their kernels are stopped, published editions stay, and the next run resumes where this one stopped.
 5. After every batch, even a partial one, the catalogue page and ``dist/feed.xml`` (updated editions) are
@@ -37,7 +39,7 @@ from cptpub.batch.keys import edition_keys
 from cptpub.batch.tasks import DATA, EditionOutcome, EditionTask, Failure
 from cptpub.cell_timeout import cell_timeout
 from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project, check_code
+from cptpub.project import Project, check_code, known_codes
 from cptpub.store import RatesStore
 
 if TYPE_CHECKING:
@@ -147,7 +149,6 @@ def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> li
     A code can be built when it has a record or rates in the store (``cptpub.publishable``); ``--all`` builds
     every such code."""
     from cptpub.publishable import codes_with_rates
-    from cptpub.records import known_codes, load_record
 
     if all_codes and codes:
         raise UsageError("give codes or --all, not both")
@@ -164,6 +165,8 @@ def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> li
     checked = sorted({check_code(code) for code in codes})  # all syntax errors first, before any file is read
     without_record = [code for code in checked if not project.record_path(code).exists()]
     if without_record:
+        from cptpub.records import load_record
+
         with_rates = codes_with_rates(project.store_path)
         for code in without_record:
             if code not in with_rates:
@@ -237,7 +240,6 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
     from cptpub.assemble import get_engine
     from cptpub.publish.edition_data import EditionData
     from cptpub.publishable import codes_with_rates
-    from cptpub.records import known_codes
 
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
@@ -261,11 +263,14 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         project = dataclasses.replace(project, store=store)  # one version of the store for the whole batch
         checksums = mf.ChecksumCache(project.build_dir / CHECKSUM_CACHE)
         serializer = mf.ManifestSerializer()
-        publishable = set(known_codes(project.codes_dir)) | set(codes_with_rates(project.store_path))
+        publishable = set(codes) if options.all_codes else set(known_codes(project.codes_dir))
+        if not options.all_codes:
+            publishable |= set(codes_with_rates(project.store_path))
         editions, dropped = mf.reconcile(dist, mf.load_editions(dist), publishable, checksums)
         keys = edition_keys(project, codes, engine_label, formats)
         todo = [c for c in codes if options.force or editions.get(c, {}).get("key") != keys[c]]
-        result.skipped = [c for c in codes if c not in set(todo)]
+        to_build = set(todo)
+        result.skipped = [c for c in codes if c not in to_build]
         invalid = _invalid_records(project, todo)  # fail before any work, each with its file:line
         buildable = [c for c in todo if c not in invalid]
         if buildable and not project.store_path.exists():
@@ -284,7 +289,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             executor=executor.describe(),
             kernels="fresh kernels" if options.fresh_kernels else "warm kernels",
         )
-        if dropped or todo or not (dist / mf.MANIFEST_NAME).exists():
+        if dropped or todo or mf.has_journal(dist) or not (dist / mf.MANIFEST_NAME).exists():
             _make_folder(dist)
             result.manifest = mf.write_manifest(dist, editions, serializer)
         else:
@@ -303,11 +308,13 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             for code in buildable
         ]
         done: set[str] = set()
+        published: list[str] = []
 
         def on_outcome(outcome: EditionOutcome) -> None:
             done.add(outcome.code)
             if outcome.ok:
-                result.manifest = _publish(dist, editions, outcome, engine_label, checksums, serializer, edition_data)
+                _publish(dist, editions, outcome, engine_label, checksums, edition_data)
+                published.append(outcome.code)
                 result.built.append(dataclasses.replace(outcome, files={}))  # the bytes are in dist/ now
             else:
                 result.failed.append(outcome)
@@ -325,6 +332,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             result.stop_signal = stop.signum
             result.not_built = [c for c in todo if c not in done]
             reporter.close()
+            if published:  # fold the journal into manifest.json
+                result.manifest = mf.write_manifest(dist, editions, serializer)
             checksums.save()
             if dist.is_dir():
                 result.catalogue = write_catalogue(dist, result.manifest)
@@ -336,6 +345,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 def _invalid_records(project: Project, codes: Sequence[str]) -> dict[str, str]:
     """The codes whose record does not load (YAML or schema error), with the error naming file, line and field.
     A code without a record is not invalid: it is built from its data."""
+    if not codes:
+        return {}
     from cptpub.records import load_record
 
     invalid = {}
@@ -362,13 +373,12 @@ def _publish(
     outcome: EditionOutcome,
     engine_label: str,
     checksums: mf.ChecksumCache,
-    serializer: mf.ManifestSerializer,
     edition_data: EditionData,
-) -> dict:
-    """Put one edition's files and its data into ``dist/`` and rewrite the manifest, as one change: its files
-    replace the previous ones together (all written first, then renamed), and if the manifest cannot be written
-    they are put back, so the manifest always matches ``dist/`` and a page never links another edition's PDF.
-    Returns the manifest; a write error (a full disk) raises naming the file, with ``dist/`` as it was."""
+) -> None:
+    """Put one edition's files and its data into ``dist/`` and record it in the manifest's journal, as one change:
+    its files replace the previous ones together (all written first, then renamed), and if the entry cannot be
+    recorded they are put back, so the manifest always matches ``dist/`` and a page never links another edition's
+    PDF. A write error (a full disk) raises naming the file, with ``dist/`` as it was."""
     files, data_fields = edition_data.prepare(dist, outcome.code, outcome.files[DATA][1])
     outputs = {}
     for fmt in FORMATS:
@@ -394,7 +404,7 @@ def _publish(
     }
     try:
         with replace_together(files):
-            manifest = mf.write_manifest(dist, editions, serializer)
+            mf.record_edition(dist, editions[outcome.code])
     except BaseException:
         if previous is None:
             del editions[outcome.code]
@@ -408,7 +418,6 @@ def _publish(
         for stale in mf.entry_files(previous) - kept:
             (dist / stale).unlink(missing_ok=True)
             checksums.forget(stale)
-    return manifest
 
 
 def write_feed(dist: Path, manifest: dict) -> Path:

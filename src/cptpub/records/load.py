@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cptpub.errors import RecordError, UsageError
-from cptpub.project import CODE_PATTERN, check_code
+from cptpub.project import check_code, known_codes
 from cptpub.records.schema import CodeRecord, Payer, PayerCatalogue
 from cptpub.yamlfile import read_yaml
 
@@ -92,12 +92,6 @@ def load_model(path: Path, model: type[Model]) -> Model:
         first_line, first = problems[0]
         rest = "".join(f"\n  {path}:{line}: {text}" for line, text in problems[1:])
         raise RecordError(first + rest, where=f"{path}:{first_line}") from exc
-
-
-def known_codes(codes_dir: Path) -> list[str]:
-    """Codes with a record file (file names are the upper-case code: ``0042T.yaml``)."""
-    stems = (p.stem for p in codes_dir.glob("*.yaml"))
-    return sorted(stem for stem in stems if CODE_PATTERN.fullmatch(stem) and stem == stem.upper())
 
 
 def load_record(codes_dir: Path, code: str) -> CodeRecord:
