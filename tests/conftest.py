@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # copies of public files; see tests/fixtures/README.md
 CPTPUB = [sys.executable, "-m", "cptpub.cli"]
 
 

@@ -12,8 +12,9 @@ from cptpub.cli import main
 from cptpub.store import RatesStore
 from tests.test_ingest_pfs import pprrvu_csv
 
-REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+from .conftest import FIXTURES
+
+TIC = FIXTURES / "tic"
 NO_NPI = TIC / "v1/in-network-rates-no-npi.json"
 MULTI = TIC / "v2/in-network-rates-multiple-plans-sample.json"
 

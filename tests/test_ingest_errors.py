@@ -22,8 +22,10 @@ from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
 
+from .conftest import FIXTURES
+
 REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+TIC = FIXTURES / "tic"
 GOOD = TIC / "v1/in-network-rates-multiple-plans-sample.json"
 V2_FFS = TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json"
 

@@ -27,8 +27,10 @@ from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
 
+from .conftest import FIXTURES
+
 REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+TIC = FIXTURES / "tic"
 ALL_FIXTURE_CODES = {"27447", "27448", "81.54", "99214", "97110", "0200", "80053", "99285"}
 AS_OF = dt.date(2020, 8, 27)
 
