@@ -29,7 +29,7 @@ install-test: $(VENV)/.installed-test
 # The demo goes through the same commands a user runs: generate inputs, ingest them, build.
 demo: install
 	$(CPTPUB) demo-inputs $(DEMO_INPUTS)
-	$(CPTPUB) ingest pfs $(DEMO_INPUTS)/PPRRVU26_DEMO.csv
+	$(CPTPUB) ingest pfs $(DEMO_INPUTS)/PPRRVU2026_Jul_nonQPP.csv
 	$(CPTPUB) ingest tic $(DEMO_INPUTS)
 	$(CPTPUB) build --all
 	@echo "Demo publications are in dist/ (open dist/index.html)."

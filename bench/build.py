@@ -68,8 +68,8 @@ def make_project(root: Path, n: int) -> list[str]:
         template_code = TEMPLATE_CODES[i % len(TEMPLATE_CODES)]
         text = templates[template_code].replace(f'code: "{template_code}"', f'code: "{code}"', 1)
         (codes_dir / f"{code}.yaml").write_text(text, encoding="utf-8")
-        description, *rvus = generator.DEMO_RVUS[template_code]
-        generator.DEMO_RVUS[code] = (f"DEMO synthetic {code}", *rvus)
+        # the template's fee schedule row under the synthetic code (a benchmark input, never published)
+        generator.PPRRVU_ROWS[code] = (f"Synthetic {code}", generator.PPRRVU_ROWS[template_code][1])
     inputs = root / "build" / "inputs"
     written = generator.write_demo_inputs(inputs, codes=codes, seed=20702)
     cptpub(root, "ingest", "pfs", str(written.pprrvu_file))

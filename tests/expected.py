@@ -41,9 +41,11 @@ def money(value: float) -> str:
 
 def medicare(demo_inputs: Path, code: str) -> tuple[float, float]:
     """(facility, non-facility) national amounts from the PPRRVU CSV: total RVUs x conversion factor."""
-    rows = list(csv.reader((demo_inputs / "PPRRVU26_DEMO.csv").open()))
-    header = rows[4]
-    row = next(r for r in rows[5:] if r and r[0] == code)
+    path = next(demo_inputs.glob("PPRRVU*.csv"))
+    rows = list(csv.reader(path.open()))
+    start = next(i for i, r in enumerate(rows) if r[:2] == ["HCPCS", "MOD"])
+    header = rows[start]
+    row = next(r for r in rows[start + 1 :] if r and r[0] == code)
     factor = float(row[header.index("FACTOR")])
     facility_total, nonfacility_total = float(row[12]), float(row[11])
     return round(facility_total * factor, 2), round(nonfacility_total * factor, 2)

@@ -14,6 +14,9 @@ from cptpub.errors import IngestError
 from cptpub.ingest.stream import sha256_of
 
 TABLES_BY_KIND = {"tic-in-network": "negotiated_rates", "pprrvu": "medicare_pfs"}
+# Marks a synthetic input file (in a TiC file's publisher or plan name, a PPRRVU file's title lines): its source is
+# flagged as demo, and every page built from it says so. `cptpub demo-inputs` writes it.
+DEMO_MARKER = "[DEMO DATA]"
 
 
 @dataclass

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError, UsageError
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,

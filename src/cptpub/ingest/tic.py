@@ -30,9 +30,9 @@ from urllib.parse import urlparse
 
 import duckdb
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError, UsageError
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,
