@@ -26,10 +26,9 @@ from pypdf import PdfReader
 from cptpub import escape, sections
 from cptpub.assemble import get_engine
 from cptpub.assemble.base import AssemblyJob
+from cptpub.demo.generator import PPRRVU_FILE_NAME
 from cptpub.edition import edition_meta
 from cptpub.records.schema import CodeRecord
-
-from cptpub.demo.generator import PPRRVU_FILE_NAME
 
 from .conftest import REPO, run_cptpub
 
