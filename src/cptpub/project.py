@@ -24,6 +24,18 @@ def check_code(code: str) -> str:
     return code.upper()
 
 
+def read_codes_file(path: Path) -> list[str]:
+    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the codes file: {exc.strerror or exc}", where=path) from exc
+    codes = []
+    for line in text.splitlines():
+        codes += line.split("#", 1)[0].replace(",", " ").split()
+    return codes
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path

@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.assemble.base import FORMATS, write_atomic
+from cptpub.assemble.base import FORMATS, check_formats
+from cptpub.atomic import write_atomic
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
 from cptpub.batch.keys import edition_keys
 from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code
+from cptpub.publish.catalogue import write_catalogue
 
 CHECKSUM_CACHE = ".dist-checksums.json"  # in build/: see manifest.ChecksumCache
 
@@ -95,18 +97,6 @@ class SilentReporter:
 
 
 # --- choosing codes -------------------------------------------------------------------------------------------
-
-
-def read_codes_file(path: Path) -> list[str]:
-    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read the codes file: {exc.strerror or exc}", where=path) from exc
-    codes = []
-    for line in text.splitlines():
-        codes += line.split("#", 1)[0].replace(",", " ").split()
-    return codes
 
 
 def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> list[str]:
@@ -188,9 +178,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    formats = tuple(f for f in FORMATS if f in options.formats)
-    if not formats or set(options.formats) - set(FORMATS):
-        raise UsageError(f"choose output formats from {', '.join(FORMATS)}")
+    formats = check_formats(options.formats)
     codes = resolve_codes(project, options.codes, options.all_codes)
     jobs = options.jobs or os.cpu_count() or 1
     if jobs < 1:
@@ -212,12 +200,10 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         result.skipped = [c for c in codes if c not in set(todo)]
         invalid = _invalid_records(project, todo)  # fail before any work, each with its file:line
         buildable = [c for c in todo if c not in invalid]
-        if buildable and not project.store_path.exists():
-            raise CptpubError(
-                "the rates store does not exist yet: an edition needs its rates and Medicare values",
-                where=project.store_path,
-                hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
-            )
+        if buildable:
+            from cptpub.store import RatesStore
+
+            RatesStore(project.store_path).require()
         executor = get_executor(
             options.executor, project, jobs=min(jobs, max(1, len(todo))), scheduler=options.scheduler
         )
@@ -327,12 +313,3 @@ def _publish(
     }
 
 
-def write_catalogue(dist: Path, manifest: dict) -> Path | None:
-    """``dist/index.html`` from the manifest, via ``cptpub.publish.catalogue`` when that module is installed."""
-    try:
-        from cptpub.publish.catalogue import write_catalogue as render
-    except ModuleNotFoundError as exc:
-        if exc.name in ("cptpub.publish", "cptpub.publish.catalogue"):  # not written yet: no catalogue page
-            return None
-        raise
-    return render(dist, manifest)

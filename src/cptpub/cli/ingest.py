@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cptpub.cli import app, console, err_console
 from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project, check_code
+from cptpub.project import Project, check_code, read_codes_file
 
 if TYPE_CHECKING:
     from cptpub.ingest.common import IngestResult
@@ -142,7 +142,6 @@ def toc(
 
 def wanted_codes(project: Project, codes: str | None, codes_file: Path | None) -> frozenset[str]:
     """The codes to keep: --codes and --codes-file together, else every code with a record in data/codes/."""
-    from cptpub.batch.runner import read_codes_file
     from cptpub.records.load import known_codes
 
     chosen: list[str] = []

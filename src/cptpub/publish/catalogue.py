@@ -27,8 +27,9 @@ import jinja2
 from markupsafe import Markup
 
 from cptpub import escape
-from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name, write_atomic
+from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name
 from cptpub.assemble.config import load_config
+from cptpub.atomic import write_atomic
 from cptpub.errors import CptpubError
 from cptpub.project import CODE_PATTERN
 

@@ -25,13 +25,18 @@ class RatesStore:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if read_only and not self.path.exists():
+    def require(self) -> None:
+        """Raise the one error for a store that has not been filled yet, naming it and how to fill it."""
+        if not self.path.exists():
             raise CptpubError(
                 "the rates store does not exist yet",
                 where=self.path,
                 hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
             )
+
+    def connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if read_only:
+            self.require()
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
