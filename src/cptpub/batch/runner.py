@@ -311,5 +311,3 @@ def _publish(
         "outputs": outputs,
         "build_seconds": round(outcome.seconds, 1),
     }
-
-
