@@ -130,6 +130,7 @@ def catalogue_context(manifest: Mapping[str, Any], report_dir: Path) -> dict[str
         "generator": h(manifest.get("generator", "cptpub") if isinstance(manifest, Mapping) else "cptpub"),
         "editions": rows,
         "any_demo": any(row["demo"] for row in rows),
+        "any_real": any(not row["demo"] for row in rows),
         "demo_notice": h(DEMO_NOTICE),
     }
 
