@@ -109,7 +109,7 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
     """Reimbursement Benchmarks: Medicare amounts, the per-payer table, splits, excluded counts and the figure."""
     b = ctx.benchmarks
     if b is None:
-        return _render("benchmarks.md.j2", ctx, b=None, m=None)
+        return _render("benchmarks.md.j2", ctx, b=None, m=None, demo_rates=False, demo_medicare=False)
     m = b.medicare
     headers = ["Payer", "Rates", "Provider groups", "Min", "25th", "Median", "75th", "Max", "% of Medicare"]
     rows = [_stats_row(s) for s in b.by_payer]
