@@ -55,11 +55,13 @@ def output_name(code: str, fmt: str) -> str:
     return f"cpt-{code}.{fmt}"
 
 
-def check_formats(formats: Iterable[str], given_as: str = "output formats") -> tuple[str, ...]:
+def check_formats(formats: Iterable[str], given_as: str | None = None) -> tuple[str, ...]:
     """The requested formats (any case, spaces around ignored), de-duplicated, in FORMATS' order; an unknown format
-    or none is a usage error naming ``given_as`` (e.g. ``--to 'docx'``) and the valid choices."""
+    or none is a usage error naming what was given (``given_as``, e.g. ``--to 'docx'``) and the valid choices."""
     wanted = {f.strip().lower() for f in formats if f.strip()}
-    if not wanted or wanted - set(FORMATS):
+    unknown = sorted(wanted - set(FORMATS))
+    if not wanted or unknown:
+        given_as = given_as or f"unknown output format {', '.join(unknown) or '(none)'}"
         raise UsageError(f"{given_as}: choose one or more of {', '.join(FORMATS)} (comma-separated)")
     return tuple(f for f in FORMATS if f in wanted)
 
