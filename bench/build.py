@@ -67,8 +67,9 @@ def make_project(root: Path, n: int) -> list[str]:
     codes = synthetic_codes(n)
     write_records(root, codes)
     for i, code in enumerate(codes):
-        description, *rvus = generator.DEMO_RVUS[TEMPLATE_CODES[i % len(TEMPLATE_CODES)]]
-        generator.DEMO_RVUS[code] = (f"DEMO synthetic {code}", *rvus)
+        template_code = TEMPLATE_CODES[i % len(TEMPLATE_CODES)]
+        # the template's fee schedule row under the synthetic code (a benchmark input, never published)
+        generator.PPRRVU_ROWS[code] = (f"Synthetic {code}", generator.PPRRVU_ROWS[template_code][1])
     inputs = root / "build" / "inputs"
     written = generator.write_demo_inputs(inputs, codes=codes, seed=20702)
     cptpub(root, "ingest", "pfs", str(written.pprrvu_file))

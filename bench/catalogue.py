@@ -52,8 +52,8 @@ def make_project(root: Path, n: int) -> tuple[list[str], dict[str, float]]:
         record.unlink()
     codes = [f"Z{i:04d}" for i in range(1, n + 1)]
     for i, code in enumerate(codes):
-        _, *rvus = generator.DEMO_RVUS[TEMPLATE_CODES[i % len(TEMPLATE_CODES)]]
-        generator.DEMO_RVUS[code] = (f"DEMO synthetic service {code}", *rvus)  # type: ignore[assignment]
+        template_code = TEMPLATE_CODES[i % len(TEMPLATE_CODES)]
+        generator.PPRRVU_ROWS[code] = (f"Synthetic service {code}", generator.PPRRVU_ROWS[template_code][1])
     inputs = root / "build" / "inputs"
     written = generator.write_demo_inputs(inputs, codes=codes, seed=20702)
     ncci = write_demo_ncci(inputs / "ncci", codes)

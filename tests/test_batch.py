@@ -275,11 +275,29 @@ def test_dask_local_cluster_gives_the_same_bytes_as_local_workers(tmp_path: Path
     assert not (dask / "build" / "work").exists(), "dask workers build in their own temporary folders"
 
 
+def add_kernel_pid_notebook(root: Path, folder: Path) -> None:
+    """A first notebook that writes the pid of the kernel running it to ``folder/<code>.pid``, for every code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            'cpt_code = "20702"\ndata_dir = ""\nstore_path = ""\nfigures_dir = "figures"',
+            metadata={"tags": ["parameters"]},
+        ),
+        nbformat.v4.new_code_cell(
+            f"import os, pathlib\npathlib.Path({str(folder)!r}, f'{{cpt_code}}.pid').write_text(str(os.getpid()))"
+        ),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, root / "notebooks" / "00-kernel.ipynb")
+
+
 def test_dask_scheduler_address_warm_kernels_and_failures(tmp_path: Path, ingested_project: Path):
     from distributed import Client, LocalCluster
 
     root = batch_project(tmp_path / "p", ingested_project, ("20702", "20703", "20704"))
     add_failing_notebook(root, "20703")
+    add_kernel_pid_notebook(root, tmp_path / "kernel-pids")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         result = run_cptpub(
             root, "build", "--all", "--to", "html", "--scheduler", cluster.scheduler_address, check=False
@@ -301,7 +319,10 @@ def test_dask_scheduler_address_warm_kernels_and_failures(tmp_path: Path, ingest
                 ).values()
                 for pid in pids
             ]
-        assert len(kernels) == 1, "one warm kernel per worker, kept between builds"
+        assert len(kernels) == 1, "one warm kernel per worker"
+    # the same kernel ran every code, the failing one included: none was restarted per code
+    used = {path.stem: int(path.read_text()) for path in (tmp_path / "kernel-pids").glob("*.pid")}
+    assert used == dict.fromkeys(("20702", "20703", "20704"), kernels[0]), "a kernel was restarted between codes"
     time.sleep(1)
     assert not [pid for pid in kernels if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 

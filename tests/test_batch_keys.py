@@ -12,9 +12,9 @@ import pytest
 
 from cptpub.batch import manifest as mf
 from cptpub.batch.keys import NO_STORE, edition_keys, shared_digest, store_digests
-from cptpub.batch.runner import read_codes_file, resolve_codes
+from cptpub.batch.runner import resolve_codes
 from cptpub.errors import UsageError
-from cptpub.project import Project
+from cptpub.project import Project, read_codes_file
 from cptpub.store import RatesStore
 
 ENGINE = "builtin (pandoc 3.9, typst 0.15.2)"
@@ -288,3 +288,32 @@ def test_reconcile_trusts_remembered_checksums_only_for_unchanged_files(tmp_path
     kept, dropped = mf.reconcile(dist, editions, {"20702", "20703"}, mf.ChecksumCache(cache_file))
     assert hashed == [page], "only the changed file is hashed"
     assert sorted(kept) == ["20702"] and dropped == ["20703"] and not page.exists()
+
+
+def test_the_caches_are_written_atomically_and_synced(tmp_path: Path, monkeypatch):
+    """The store-digest cache and the checksum cache go through write_atomic: synced before the rename."""
+    from cptpub.batch.keys import cached_store_digests
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = tmp_path / "rates.duckdb"
+    RatesStore(store).connect().close()
+    digests = cached_store_digests(store, ["20702"], tmp_path / "build" / "store-digests.json")
+    published = tmp_path / "dist" / "cpt-20702.html"
+    published.parent.mkdir()
+    published.write_text("<p>edition</p>")
+    checksums = mf.ChecksumCache(tmp_path / "build" / "checksums.json")
+    checksums.sha256(published)
+    checksums.save()
+
+    for name in ("store-digests.json", "checksums.json"):
+        assert [p for p in synced if Path(p).name.startswith(f".{name}.")], f"{name} was not synced before its rename"
+        assert json.loads((tmp_path / "build" / name).read_text())
+    assert json.loads((tmp_path / "build" / "store-digests.json").read_text())["digests"] == digests
+    assert not [p.name for p in (tmp_path / "build").iterdir() if p.name.endswith(".tmp")]

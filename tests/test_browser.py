@@ -232,6 +232,36 @@ def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, 
         )
 
 
+def test_catalogue_shows_only_demo_or_only_real_editions_offline(built_demo: Path, tmp_path: Path, watched) -> None:
+    import json
+
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = json.loads((built_demo / "dist" / "manifest.json").read_text())
+    real = {**manifest["editions"][0], "code": "27447", "title": "CPT 27447: Real-data Knee Arthroplasty"}
+    real.update(demo=False, outputs={})
+    manifest["editions"].append(real)
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=built_demo / "report")
+    w = watched()
+    page = w.page
+    page.goto(index.as_uri())
+    assert visible_codes(page) == ["20702", "20705", "27447"]
+    page.get_by_label("Demo data only").check()
+    assert visible_codes(page) == ["20702", "20705"]
+    assert page.locator("#filter-status").inner_text() == "Showing 2 of 3 editions."
+    page.get_by_label("Real data only").check()
+    assert visible_codes(page) == ["27447"]
+    page.get_by_label("Filter editions").fill("20702")  # the kind and the words filter together
+    assert visible_codes(page) == [] and page.locator("#no-match").is_visible()
+    page.get_by_label("Filter editions").fill("")
+    page.get_by_label("All editions").check()
+    assert visible_codes(page) == ["20702", "20705", "27447"]
+    page.goto(index.as_uri() + "?kind=demo")  # a link can choose the kind
+    assert visible_codes(page) == ["20702", "20705"] and page.get_by_label("Demo data only").is_checked()
+    assert w.errors == [], w.errors
+    assert w.offline_only() == [], w.offline_only()
+
+
 # --- phone, print, contrast --------------------------------------------------------------------------------
 
 OVERFLOW_JS = """() => {

@@ -196,6 +196,16 @@ def test_demo_editions_are_visibly_marked(page: Page, page_text: str) -> None:
     assert "DEMO" not in real_only.replace(Page(real_only).page_script, ""), "no demo note or badge"
 
 
+def test_rows_say_their_kind_and_a_mixed_catalogue_offers_the_show_choice(page: Page) -> None:
+    kinds = {row["attrs"]["data-code"]: row["attrs"]["data-kind"] for row in page.rows}
+    assert kinds == {"20702": "demo", "20705": "demo", "J1234": "real"}
+    radios = [a for a in page.all("input") if a.get("name") == "kind"]
+    assert [(a["value"], "checked" in a) for a in radios] == [("all", True), ("real", False), ("demo", False)]
+    for only_one_kind in (MANIFEST["editions"][:2], MANIFEST["editions"][2:]):
+        single = Page(render_catalogue({**MANIFEST, "editions": only_one_kind}, REPORT_DIR))
+        assert not [a for a in single.all("input") if a.get("name") == "kind"], "nothing to choose between"
+
+
 def test_manifest_text_is_escaped_and_never_becomes_markup_or_a_link() -> None:
     hostile = edition("20702", HOSTILE, payers=[HOSTILE], data_as_of={HOSTILE: "2026-01-01", "Bad": HOSTILE})
     hostile["outputs"]["pdf"]["file"] = "javascript:alert(1)"
@@ -234,7 +244,14 @@ def test_page_is_accessible(page: Page, page_text: str) -> None:
     assert pager.get("aria-label") == "Pages of editions"
     (label,) = page.all("label")
     (search,) = page.all("input")
+
+    assert all(b.get("type") == "button" for b in page.all("button")) and len(page.all("button")) == 5
+    label = page.all("label")[0]
+    search = page.all("input")[0]
     assert label["for"] == search["id"] == "filter" and search["type"] == "search"
+    # the demo/real choice: radio buttons inside their labels, grouped under a legend
+    assert [a.get("type") for a in page.all("input")[1:]] == ["radio"] * 3 and len(page.all("label")) == 4
+    assert page.all("fieldset") and page.all("legend")
     assert any(p.get("role") == "status" and p.get("aria-live") == "polite" for p in page.all("p"))
     region = next(d for d in page.all("div") if d.get("class") == "table-scroll")
     assert region.get("role") == "region" and region.get("tabindex") == "0" and region.get("aria-labelledby")

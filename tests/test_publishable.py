@@ -111,8 +111,8 @@ def test_a_code_with_rates_and_no_record_builds(tmp_path: Path, ingested_project
 
 
 def test_a_codes_file_that_never_ends_is_refused(tmp_path):
-    from cptpub.batch.runner import read_codes_file
     from cptpub.errors import UsageError
+    from cptpub.project import read_codes_file
 
     with pytest.raises(UsageError, match="not a regular file") as caught:
         read_codes_file(Path("/dev/zero"))

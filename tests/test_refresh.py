@@ -19,6 +19,7 @@ import pytest
 
 from cptpub.analysis.benchmarks import compute
 from cptpub.analysis.changes import Thresholds, changes_markdown, compare, load_thresholds, summary_lines
+from cptpub.demo.generator import PPRRVU_FILE_NAME
 from cptpub.errors import CptpubError
 from cptpub.ingest.pfs import ingest_pfs_file
 from cptpub.ingest.tic import ingest_tic_file
@@ -145,7 +146,7 @@ def test_release_of_joins_a_renamed_plan_to_its_series(tmp_path, aetna_months):
 
 
 def _pprrvu(demo_inputs: Path, dest: Path, factor: str) -> Path:
-    text = (demo_inputs / "PPRRVU26_DEMO.csv").read_text(encoding="utf-8")
+    text = (demo_inputs / PPRRVU_FILE_NAME).read_text(encoding="utf-8")
     dest.write_text(text.replace(",33.4009,", f",{factor},"), encoding="utf-8")
     return dest
 
@@ -305,7 +306,7 @@ def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, 
     for payer in ("bcbs", "cigna", "uhc"):
         shutil.copy(demo_inputs / f"demo-{payer}-in-network-rates.json.gz", inputs)
     shutil.copy(october, inputs)
-    run_cptpub(root, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(root, "ingest", "pfs", str(demo_inputs / PPRRVU_FILE_NAME))
     run_cptpub(root, "ingest", "tic", str(inputs))
     build = ("build", "--all", "--engine", "builtin", "--to", "html", "-j", "1")
     run_cptpub(root, *build)

@@ -26,6 +26,7 @@ from pypdf import PdfReader
 from cptpub import escape, sections
 from cptpub.assemble import get_engine
 from cptpub.assemble.base import AssemblyJob
+from cptpub.demo.generator import PPRRVU_FILE_NAME
 from cptpub.edition import edition_meta
 from cptpub.records.schema import CodeRecord
 
@@ -169,7 +170,7 @@ def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):
     document["reporting_entity_name"] = HOSTILE
     hostile_file = project / "hostile.json"
     hostile_file.write_text(json.dumps(document))
-    run_cptpub(project, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(project, "ingest", "pfs", str(demo_inputs / PPRRVU_FILE_NAME))
     run_cptpub(project, "ingest", "tic", str(hostile_file), "--payer", "Aetna")
     run_cptpub(project, "build", "20702", "--engine", "builtin")
     html = (project / "dist" / "cpt-20702.html").read_text()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cptpub.assemble import Engine
 from cptpub.assemble.base import FORMATS, AssemblyJob, EditionMeta
-from cptpub.errors import CptpubError
 from cptpub.execute import FRESH_ENGINE, run_sections
 from cptpub.project import Project, check_code
 from cptpub.sections import EditionContext, load_context
+from cptpub.store import RatesStore
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,7 @@ def build_edition(
     """Build one code's publication. The record is validated before anything runs; outputs replace old ones
     atomically, so ``dist/`` never holds a half-written file."""
     code = check_code(code)
-    if not project.store_path.exists():
-        raise CptpubError(
-            "the rates store does not exist yet: an edition needs its rates and Medicare values",
-            where=project.store_path,
-            hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
-        )
+    RatesStore(project.store_path).require()
     ctx = load_context(code, project.data_dir, project.store_path)
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one

@@ -35,6 +35,38 @@ def check_code(code: str) -> str:
     return code.upper()
 
 
+MAX_CODES_FILE_BYTES = 16 << 20  # about 2.8 million codes: far more than any code set
+
+
+def read_codes_file(path: Path) -> list[str]:
+    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment. A regular file of at most
+    ``MAX_CODES_FILE_BYTES`` (``/dev/zero`` or a pipe would otherwise be read until memory runs out)."""
+    import stat
+
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError("the codes file is not a regular file (a device, pipe or folder)", where=path)
+        if info.st_size > MAX_CODES_FILE_BYTES:
+            raise UsageError(
+                f"the codes file is {info.st_size:,} bytes, over the limit of {MAX_CODES_FILE_BYTES:,}", where=path
+            )
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CODES_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the codes file: {exc.strerror or exc}", where=path) from exc
+    if len(data) > MAX_CODES_FILE_BYTES:  # it grew while we read it
+        raise UsageError(f"the codes file is over the limit of {MAX_CODES_FILE_BYTES:,} bytes", where=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the codes file is not UTF-8 text (byte {exc.start:,})", where=path) from None
+    codes = []
+    for line in text.splitlines():
+        codes += line.split("#", 1)[0].replace(",", " ").split()
+    return codes
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path

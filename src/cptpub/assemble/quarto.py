@@ -38,12 +38,12 @@ from cptpub.assemble.base import (
     check_formats,
     display_date,
     output_name,
-    write_atomic,
 )
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import SKIPPED_TAGS
 from cptpub.assemble.pandoc import safety_filter
 from cptpub.assemble.typst_values import typst_value
+from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
 
 # Quarto runs the Typst it bundles, so the Typst features of the generated include files set the minimum Quarto.

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cptpub import __version__
+from cptpub.atomic import write_atomic
+from cptpub.errors import CptpubError
 from cptpub.project import Project
 
 KEY_SCHEME = "cptpub-edition-key/2"  # bump when what goes into a key changes (2: NCCI rows, dist/data/, supersession)
@@ -197,11 +199,8 @@ def cached_store_digests(store_path: Path, codes: Sequence[str], cache_file: Pat
         digests.update(store_digests(store_path, missing))
         if _store_stamp(store_path) == stamp:  # not written to while we read it
             data = {"store": str(store_path.resolve()), "stamp": stamp, "digests": digests}
-            with contextlib.suppress(OSError):
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(data), encoding="utf-8")
-                os.replace(tmp, cache_file)
+            with contextlib.suppress(CptpubError):  # only a cache
+                write_atomic(cache_file, json.dumps(data).encode("utf-8"))
     return {code: digests[code] for code in codes}
 
 
@@ -259,9 +258,6 @@ def edition_keys(project: Project, codes: Sequence[str], engine_label: str, form
         # A batch of some codes keeps the others' keys: the next --all needs them.
         kept = {code: entry for code, entry in remembered.items() if code not in fresh}
         data = {"shared": shared, "keys": {**kept, **fresh}}
-        with contextlib.suppress(OSError):
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, cache_file)
+        with contextlib.suppress(CptpubError):  # only a cache
+            write_atomic(cache_file, json.dumps(data).encode("utf-8"))
     return keys

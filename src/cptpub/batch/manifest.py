@@ -231,12 +231,9 @@ class ChecksumCache:
         if self.path is None or self._used == self._entries:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._used), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self._used).encode("utf-8"))
             self._entries = dict(self._used)
-        except OSError:
+        except CptpubError:
             pass  # only a cache
 
 

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from cptpub.batch.runner import BatchResult
 from cptpub.batch.tasks import EditionOutcome
+from cptpub.errors import cell_label
 
 
 def _duration(seconds: float) -> str:
@@ -49,8 +50,7 @@ def describe_failure(outcome: EditionOutcome) -> str:
     if f is None:
         return ""
     if f.notebook:
-        cell = f"cell {f.cell}" if f.cell is not None else "an unknown cell"
-        return f"{f.notebook} {cell}: {f.message} (executed notebook: {f.executed_path})"
+        return f"{f.notebook} {cell_label(f.cell)}: {f.message} (executed notebook: {f.executed_path})"
     return f.message
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from cptpub.assemble.base import FORMATS
+from cptpub.assemble.base import FORMATS, check_formats
 from cptpub.atomic import replace_together
 from cptpub.batch import manifest as mf
 from cptpub.batch.executors import check_executor, get_executor
@@ -40,6 +40,7 @@ from cptpub.batch.tasks import DATA, EditionOutcome, EditionTask, Failure
 from cptpub.cell_timeout import cell_timeout
 from cptpub.errors import CptpubError, UsageError
 from cptpub.project import Project, check_code, known_codes
+from cptpub.publish.catalogue import write_catalogue
 from cptpub.store import RatesStore
 
 if TYPE_CHECKING:
@@ -109,38 +110,6 @@ class SilentReporter:
 
 
 # --- choosing codes -------------------------------------------------------------------------------------------
-
-
-MAX_CODES_FILE_BYTES = 16 << 20  # about 2.8 million codes: far more than any code set
-
-
-def read_codes_file(path: Path) -> list[str]:
-    """Codes from a file: separated by whitespace or commas, ``#`` starts a comment. A regular file of at most
-    ``MAX_CODES_FILE_BYTES`` (``/dev/zero`` or a pipe would otherwise be read until memory runs out)."""
-    import stat
-
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError("the codes file is not a regular file (a device, pipe or folder)", where=path)
-        if info.st_size > MAX_CODES_FILE_BYTES:
-            raise UsageError(
-                f"the codes file is {info.st_size:,} bytes, over the limit of {MAX_CODES_FILE_BYTES:,}", where=path
-            )
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CODES_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read the codes file: {exc.strerror or exc}", where=path) from exc
-    if len(data) > MAX_CODES_FILE_BYTES:  # it grew while we read it
-        raise UsageError(f"the codes file is over the limit of {MAX_CODES_FILE_BYTES:,} bytes", where=path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"the codes file is not UTF-8 text (byte {exc.start:,})", where=path) from None
-    codes = []
-    for line in text.splitlines():
-        codes += line.split("#", 1)[0].replace(",", " ").split()
-    return codes
 
 
 def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> list[str]:
@@ -243,9 +212,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
 
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    formats = tuple(f for f in FORMATS if f in options.formats)
-    if not formats or set(options.formats) - set(FORMATS):
-        raise UsageError(f"choose output formats from {', '.join(FORMATS)}")
+    formats = check_formats(options.formats)
     codes = resolve_codes(project, options.codes, options.all_codes)
     jobs = options.jobs or os.cpu_count() or 1
     if jobs < 1:
@@ -273,12 +240,8 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         result.skipped = [c for c in codes if c not in to_build]
         invalid = _invalid_records(project, todo)  # fail before any work, each with its file:line
         buildable = [c for c in todo if c not in invalid]
-        if buildable and not project.store_path.exists():
-            raise CptpubError(
-                "the rates store does not exist yet: an edition needs its rates and Medicare values",
-                where=project.store_path,
-                hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
-            )
+        if buildable:
+            RatesStore(project.store_path).require()
         executor = get_executor(
             options.executor, project, jobs=min(jobs, max(1, len(todo))), scheduler=options.scheduler
         )
@@ -424,15 +387,4 @@ def write_feed(dist: Path, manifest: dict) -> Path:
     """``dist/feed.xml``: the Atom feed of updated editions (:mod:`cptpub.publish.feed`)."""
     from cptpub.publish.feed import write_feed as render
 
-    return render(dist, manifest)
-
-
-def write_catalogue(dist: Path, manifest: dict) -> Path | None:
-    """``dist/index.html`` from the manifest, via ``cptpub.publish.catalogue`` when that module is installed."""
-    try:
-        from cptpub.publish.catalogue import write_catalogue as render
-    except ModuleNotFoundError as exc:
-        if exc.name in ("cptpub.publish", "cptpub.publish.catalogue"):  # not written yet: no catalogue page
-            return None
-        raise
     return render(dist, manifest)

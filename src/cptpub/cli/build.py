@@ -10,8 +10,8 @@ import typer
 
 from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT
 from cptpub.cli import app, console
-from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project
+from cptpub.errors import CptpubError, UsageError, cell_label
+from cptpub.project import Project, read_codes_file
 
 
 class Interrupted(CptpubError):
@@ -23,13 +23,9 @@ class Interrupted(CptpubError):
 
 
 def parse_formats(value: str) -> tuple[str, ...]:
-    from cptpub.assemble.base import FORMATS
+    from cptpub.assemble.base import check_formats
 
-    formats = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsageError(f"--to {value!r}: choose one or more of {', '.join(FORMATS)} (comma-separated)")
-    return formats
+    return check_formats(value.split(","), given_as=f"--to {value!r}")
 
 
 @app.command()
@@ -69,7 +65,7 @@ def build(
 ) -> None:
     """Build publications into dist/ (cpt-CODE.html, cpt-CODE.pdf, manifest.json); skip what is up to date."""
     from cptpub.batch.progress import print_summary, reporter_for
-    from cptpub.batch.runner import BatchOptions, read_codes_file, run_batch
+    from cptpub.batch.runner import BatchOptions, run_batch
 
     requested = list(codes or [])
     if codes_file is not None:
@@ -108,9 +104,9 @@ def build(
             if f is None:
                 continue
             if f.notebook:
-                cell = f"cell {f.cell}" if f.cell is not None else "an unknown cell"
                 lines.append(
-                    f"  {outcome.code}: {f.notebook}, {cell}, executed notebook {f.executed_path}: {f.message}"
+                    f"  {outcome.code}: {f.notebook}, {cell_label(f.cell)}, executed notebook {f.executed_path}: "
+                    f"{f.message}"
                 )
             else:
                 lines.append(f"  {outcome.code}: {f.message}")

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from cptpub.cli import app, console, err_console
 from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project, check_code
+from cptpub.project import Project, check_code, read_codes_file
 
 if TYPE_CHECKING:
     from cptpub.ingest.common import IngestResult
@@ -319,8 +319,6 @@ def toc(
 
 def chosen_codes(codes: str | None, codes_file: Path | None) -> frozenset[str] | None:
     """The codes --codes and --codes-file name together; None (every code) when neither is given."""
-    from cptpub.batch.runner import read_codes_file
-
     if codes is None and codes_file is None:
         return None
     chosen: list[str] = []
@@ -335,7 +333,6 @@ def chosen_codes(codes: str | None, codes_file: Path | None) -> frozenset[str] |
 
 def wanted_codes(project: Project, codes: str | None, codes_file: Path | None) -> frozenset[str]:
     """The codes to keep: --codes and --codes-file together, else every code with a record in data/codes/."""
-    from cptpub.batch.runner import read_codes_file
     from cptpub.records.load import known_codes
 
     chosen: list[str] = []

@@ -21,6 +21,9 @@ TABLES_BY_KIND = {
     "ncci-mue": "ncci_mue",
     "ncci-aoc": "ncci_aoc",
 }
+# Marks a synthetic input file (in a TiC file's publisher or plan name, a PPRRVU file's title lines): its source is
+# flagged as demo, and every page built from it says so. `cptpub demo-inputs` writes it.
+DEMO_MARKER = "[DEMO DATA]"
 
 
 @dataclass

@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError, UsageError
 from cptpub.ingest.cmstable import Row, bytes_read, is_zip, open_limited, text_rows, zip_members
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,

@@ -40,9 +40,9 @@ from urllib.parse import urlparse
 import duckdb
 import msgspec
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import CptpubError, IngestError, UsageError
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from cptpub import __version__, escape
-from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name, write_atomic
+from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name
+from cptpub.atomic import write_atomic
 from cptpub.assemble.config import CONFIG_NAME, load_config
 from cptpub.errors import CptpubError
 from cptpub.project import CODE_PATTERN

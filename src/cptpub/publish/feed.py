@@ -18,7 +18,8 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from cptpub import escape
-from cptpub.assemble.base import display_date, output_name, write_atomic
+from cptpub.assemble.base import display_date, output_name
+from cptpub.atomic import write_atomic
 from cptpub.project import CODE_PATTERN
 
 FEED_NAME = "feed.xml"

@@ -109,7 +109,7 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
     """Reimbursement Benchmarks: Medicare amounts, the per-payer table, splits, excluded counts and the figure."""
     b = ctx.benchmarks
     if b is None:
-        return _render("benchmarks.md.j2", ctx, b=None, m=None)
+        return _render("benchmarks.md.j2", ctx, b=None, m=None, demo_rates=False, demo_medicare=False)
     m = b.medicare
     headers = ["Payer", "Rates", "Provider groups", "Min", "25th", "Median", "75th", "Max", "% of Medicare"]
     rows = [_stats_row(s) for s in b.by_payer]
@@ -137,6 +137,8 @@ def benchmarks(ctx: EditionContext, figures_dir: Path | str = "figures") -> Trus
         ctx,
         b=b,
         m=m,
+        demo_rates=any(s.is_demo for s in b.sources if s.kind != "pprrvu"),
+        demo_medicare=bool(m and any(s.is_demo for s in b.sources if s.source_id == m.source_id)),
         medicare_pays=bool(m and (m.reference(True) or m.reference(False))),
         global_text=GLOBAL_DAYS_TEXT.get(m.global_days or "", f"Global period {m.global_days}.") if m else "",
         payer_table=table(headers, rows, "lrrrrrrrr"),

@@ -84,19 +84,20 @@ class RatesStore:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def _missing(self) -> CptpubError:
-        return CptpubError(
-            "the rates store does not exist yet",
-            where=self.path,
-            hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
-        )
+    def require(self) -> None:
+        """Raise the one error for a store that has not been filled yet, naming it and how to fill it."""
+        if not self.path.exists():
+            raise CptpubError(
+                "the rates store does not exist yet",
+                where=self.path,
+                hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
+            )
 
     def connect(self, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
         """A read-only connection to the current version of the store (writers go through :meth:`transaction`)."""
         if not read_only:
             raise ValueError("the store is written only through RatesStore.transaction()")
-        if not self.path.exists():
-            raise self._missing()
+        self.require()
         try:
             con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
@@ -251,8 +252,7 @@ class RatesStore:
         supersession status) to ``dest``.
 
         A task on another machine gets this instead of the whole store."""
-        if not self.path.exists():
-            raise self._missing()
+        self.require()
         dest.unlink(missing_ok=True)
         con = duckdb.connect(str(dest))
         try:

@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS sources (
     payer            VARCHAR NOT NULL,      -- a payer name of data/payers.yaml ('Medicare' for PPRRVU)
     publisher        VARCHAR,              -- reporting_entity_name, or 'CMS' for PPRRVU
     entity_type      VARCHAR,              -- reporting_entity_type; NCCI: the claim type ('practitioner', ...)
-    plans            VARCHAR,              -- plan names, '; '-joined
+    plans            VARCHAR,              -- a single-plan TiC file's plan_name; NULL for multi-plan files and PPRRVU
     last_updated_on  DATE,                 -- the file's own as-of date (TiC last_updated_on; PPRRVU: Jan 1 of its year;
                                            -- NCCI: the first day of its quarter)
     schema_version   VARCHAR,              -- TiC version field; PPRRVU release name (e.g. 'RVU24A'); NCCI quarter
