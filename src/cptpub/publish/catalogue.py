@@ -39,8 +39,8 @@ from markupsafe import Markup
 
 from cptpub import __version__, escape
 from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name
-from cptpub.atomic import write_atomic
 from cptpub.assemble.config import CONFIG_NAME, load_config
+from cptpub.atomic import write_atomic
 from cptpub.errors import CptpubError
 from cptpub.project import CODE_PATTERN
 
