@@ -246,6 +246,8 @@ def test_catalogue_shows_only_demo_or_only_real_editions_offline(built_demo: Pat
     page = w.page
     page.goto(index.as_uri())
     assert visible_codes(page) == ["20702", "20705", "27447"]
+    kinds = page.locator("#editions tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.code, r.dataset.kind])")
+    assert kinds == [["20702", "demo"], ["20705", "demo"], ["27447", "real"]]
     page.get_by_label("Demo data only").check()
     assert visible_codes(page) == ["20702", "20705"]
     assert page.locator("#filter-status").inner_text() == "Showing 2 of 3 editions."
@@ -258,6 +260,43 @@ def test_catalogue_shows_only_demo_or_only_real_editions_offline(built_demo: Pat
     assert visible_codes(page) == ["20702", "20705", "27447"]
     page.goto(index.as_uri() + "?kind=demo")  # a link can choose the kind
     assert visible_codes(page) == ["20702", "20705"] and page.get_by_label("Demo data only").is_checked()
+    assert w.errors == [], w.errors
+    assert w.offline_only() == [], w.offline_only()
+
+
+def test_catalogue_marks_updated_editions_and_filters_to_them_offline(built_demo: Path, tmp_path: Path, watched):
+    import json
+
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = json.loads((built_demo / "dist" / "manifest.json").read_text())
+    hostile = "<b>Aetna</b>: median $1.00 → $1.10 (+10.0%)"
+    manifest["editions"][1]["changes"] = {"since": "2026-10-01", "material": True, "summary": [hostile, "Cigna: new"]}
+    real = {**manifest["editions"][0], "code": "27447", "title": "CPT 27447: Real-data Knee Arthroplasty"}
+    real.update(demo=False, outputs={}, changes={"since": "2026-09-01", "material": True, "summary": []})
+    manifest["editions"].append(real)
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=built_demo / "report")
+    w = watched()
+    page = w.page
+    page.goto(index.as_uri())
+    assert page.locator("head link[rel=alternate]").get_attribute("href") == "feed.xml"
+    updated = page.locator("#editions tbody tr[data-updated='1']")
+    assert updated.evaluate_all("rows => rows.map(r => r.dataset.code)") == ["20705", "27447"]
+    row = page.locator("tr[data-code='20705']")
+    assert row.locator(".badge-updated").inner_text() == "UPDATED"
+    assert row.locator(".changes li").all_inner_texts() == [hostile, "Cigna: new"], "summary lines, as text"
+    assert row.locator("b").count() == 0
+    assert "since the edition of October 1, 2026" in row.locator("td").first.text_content()
+    only = page.get_by_label("Only editions updated since their previous edition")
+    only.check()
+    assert visible_codes(page) == ["20705", "27447"]
+    assert page.locator("#filter-status").inner_text() == "Showing 2 of 3 editions."
+    page.get_by_label("Demo data only").check()  # the filters combine
+    assert visible_codes(page) == ["20705"]
+    only.uncheck()
+    assert visible_codes(page) == ["20702", "20705"]
+    page.goto(index.as_uri() + "?updated=1&kind=real")  # a link can choose both
+    assert visible_codes(page) == ["27447"] and only.is_checked()
     assert w.errors == [], w.errors
     assert w.offline_only() == [], w.offline_only()
 

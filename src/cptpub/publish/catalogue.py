@@ -11,6 +11,11 @@ edition's files in a plain list. The page records a digest of what it was made f
 settings, this module); :func:`write_catalogue` does not rewrite a page that is already current, so a no-op build
 of a large catalogue does not spend a second re-rendering it.
 
+Filters besides the words typed: when the catalogue holds both demo and real editions, a "Show" choice (or
+``?kind=demo|real`` in the address) filters by kind; editions whose last build changed materially (the manifest
+entry's ``changes.material``) are marked "Updated" with the change summary, and a checkbox (or ``?updated=1``)
+filters to them. The page's head links ``feed.xml``, the Atom feed of those editions.
+
 Guarantees:
 
 * every text that comes from the manifest passes through :func:`cptpub.escape.html` before it reaches the page's
@@ -136,6 +141,11 @@ def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         # Only the edition's own published file name is ever linked: no manifest value becomes an arbitrary URL.
         if linkable and file == output_name(code, fmt):
             links.append({"format": fmt, "label": label, "href": file})
+    raw_changes = entry.get("changes")
+    changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
+    updated = changes.get("material") is True
+    raw_summary = changes.get("summary") if updated else None
+    summary = [escape.clean(line) for line in raw_summary] if isinstance(raw_summary, list) else []
 
     return {
         "code": code,
@@ -148,6 +158,9 @@ def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "data_as_of_sort": valid_as_of[-1] if valid_as_of else "",
         "edition_date": _date(entry.get("edition_date")),
         "links": links,
+        "updated": updated,
+        "changes_since": _date(changes.get("since")) if updated else None,
+        "changes_summary": [line for line in summary if line],
     }
 
 
@@ -168,7 +181,8 @@ class _PageData:
     ``strings`` and ``dates``: ``{"code", "title", "full_title" (only when it is not "CPT <code>: <title>"),
     "demo", "payers": [string index], "data_as_of": [[date index, [string index]], ...] (newest first),
     "edition_date": date index or null, "files": [format]}`` (each format's file is the edition's own
-    ``cpt-<code>.<format>``, the only name the page links).
+    ``cpt-<code>.<format>``, the only name the page links), plus ``"changes": {"since": date index or null,
+    "summary": [line]}`` for an edition updated materially since its previous edition (absent otherwise).
     """
 
     def __init__(self) -> None:
@@ -195,6 +209,8 @@ class _PageData:
         ]
         page_row["edition_date"] = self.date(row["edition_date"])
         page_row["files"] = [link["format"] for link in row["links"]]
+        if row["updated"]:
+            page_row["changes"] = {"since": self.date(row["changes_since"]), "summary": row["changes_summary"]}
         return page_row
 
     def document(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,6 +238,8 @@ def catalogue_context(manifest: Mapping[str, Any], report_dir: Path) -> dict[str
         "editions": [_template_row(row) for row in rows],
         "editions_json": script_json(_PageData().document(rows)),
         "any_demo": any(row["demo"] for row in rows),
+        "any_real": any(not row["demo"] for row in rows),
+        "any_updated": any(row["updated"] for row in rows),
         "demo_notice": h(DEMO_NOTICE),
         "inputs_digest": Markup(inputs_digest(manifest, report_dir)),
     }
