@@ -134,7 +134,14 @@ def test_codes_file_and_code_resolution(tmp_path: Path, keyed_project: Project):
     path.write_text("# codes for the spring edition\n20705 20702,20702\n\n 20703  # removal\n")
     assert read_codes_file(path) == ["20705", "20702", "20702", "20703"]
     assert resolve_codes(keyed_project, read_codes_file(path), False) == ["20702", "20703", "20705"]
-    assert resolve_codes(keyed_project, [], True) == ["20700", "20701", "20702", "20703", "20704", "20705"]
+    # --all: every code with a record or with rates in the store (the demo payers' files hold other codes too)
+    import duckdb
+
+    with duckdb.connect(str(keyed_project.store_path), read_only=True) as con:
+        with_rates = {c for (c,) in con.execute("SELECT DISTINCT billing_code FROM negotiated_rates").fetchall()}
+    records = {p.stem for p in keyed_project.codes_dir.glob("*.yaml")}
+    assert with_rates - records, "the demo files hold codes without a record"
+    assert resolve_codes(keyed_project, [], True) == sorted(records | {c for c in with_rates if len(c) == 5})
     with pytest.raises(UsageError, match="unknown code 20799"):
         resolve_codes(keyed_project, ["20702", "20799"], False)
     with pytest.raises(UsageError, match="name at least one code"):
@@ -303,7 +310,8 @@ def test_the_caches_are_written_atomically_and_synced(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(os, "fsync", spy)
     store = tmp_path / "rates.duckdb"
-    RatesStore(store).connect().close()
+    with RatesStore(store).transaction():
+        pass
     digests = cached_store_digests(store, ["20702"], tmp_path / "build" / "store-digests.json")
     published = tmp_path / "dist" / "cpt-20702.html"
     published.parent.mkdir()

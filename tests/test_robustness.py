@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cptpub.batch import manifest as mf
+from cptpub.batch.tasks import DATA
 from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT, cell_timeout
 from cptpub.errors import AssemblyError, CptpubError, SectionFailed
 from cptpub.execute import WARM_ENGINE, run_sections
@@ -20,7 +22,7 @@ from cptpub.execute.kernel_death import describe_exit
 from cptpub.project import Project
 from cptpub.store import RatesStore
 
-from .conftest import CPTPUB, run_cptpub
+from .conftest import CPTPUB, REPO, run_cptpub
 from .test_batch import assert_dist_matches_manifest, batch_project, editions
 from .test_execute import add_notebook
 
@@ -95,7 +97,7 @@ def _wait_for_a_published_edition(root: Path, process: subprocess.Popen, seen: s
     while time.monotonic() < deadline:
         with contextlib.suppress(psutil.NoSuchProcess):
             seen |= set(psutil.Process(process.pid).children(recursive=True))
-        if editions(root) if (root / "dist" / "manifest.json").exists() else False:
+        if mf.load_editions(root / "dist"):
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.05)
@@ -258,28 +260,47 @@ import resource, signal, sys
 from pathlib import Path
 from cptpub.batch import manifest as mf
 from cptpub.batch.runner import _publish
-from cptpub.batch.tasks import EditionOutcome
+from cptpub.batch.tasks import DATA, EditionOutcome
 from cptpub.errors import CptpubError
+from tests.test_robustness import PublishedData
 
 dist, generation, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 html, pdf = generation.encode() * 2_000, generation.encode() * 60_000
-files = {"html": ("cpt-20702.html", html), "pdf": ("cpt-20702.pdf", pdf)}
+files = {"html": ("cpt-20702.html", html), "pdf": ("cpt-20702.pdf", pdf), DATA: ("cpt-20702.json", html)}
 outcome = EditionOutcome(code="20702", key=generation, seconds=1.0, files=files, meta={"title": generation})
 editions = mf.load_editions(dist)
 try:
-    _publish(dist, editions, outcome, "builtin", mf.ChecksumCache(None), mf.ManifestSerializer())
+    _publish(dist, editions, outcome, "builtin", mf.ChecksumCache(None), PublishedData())
 except CptpubError as exc:
     print(exc)
     sys.exit(1)
 """
 
 
+class PublishedData:
+    """Stands in for ``cptpub.publish.edition_data.EditionData``: the edition's data file is the bytes it was sent
+    (what these tests check is that it is published together with the edition's other files)."""
+
+    def prepare(self, dist: Path, code: str, figures: bytes):
+        import hashlib
+
+        name = f"data/cpt-{code}.json"
+        (dist / "data").mkdir(exist_ok=True)
+        fields = {"data": {"file": name, "sha256": hashlib.sha256(figures).hexdigest()}, "changes": None}
+        return {dist / name: figures}, fields
+
+
+def dist_files(dist: Path) -> dict[str, bytes]:
+    return {p.relative_to(dist).as_posix(): p.read_bytes() for p in sorted(dist.rglob("*")) if p.is_file()}
+
+
 def _publish_in_a_child(dist: Path, generation: str, limit: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*CPTPUB[:1], "-c", _PUBLISH_SCRIPT, str(dist), generation, str(limit)], capture_output=True, text=True
-    )
+        [*CPTPUB[:1], "-c", _PUBLISH_SCRIPT, str(dist), generation, str(limit)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
 
 
 def test_a_full_disk_while_publishing_keeps_the_previous_edition_whole(tmp_path: Path):
@@ -289,17 +310,15 @@ def test_a_full_disk_while_publishing_keeps_the_previous_edition_whole(tmp_path:
     dist.mkdir()
     first = _publish_in_a_child(dist, "OLD01", 10 * 2**20)
     assert first.returncode == 0, first.stdout + first.stderr
-    before = {p.name: p.read_bytes() for p in dist.iterdir()}
+    before = dist_files(dist)
     second = _publish_in_a_child(dist, "NEW02", 100 * 1024)
     assert second.returncode == 1
     assert f"{dist / 'cpt-20702.pdf'}: cannot write: File too large" in second.stdout, second.stdout + second.stderr
-    assert {p.name: p.read_bytes() for p in dist.iterdir()} == before, "dist/ changed, or kept a temporary file"
-    entry = json.loads((dist / "manifest.json").read_text())["editions"][0]
-    assert entry["key"] == "OLD01"
+    assert dist_files(dist) == before, "dist/ changed, or kept a temporary file"
+    assert mf.load_editions(dist)["20702"]["key"] == "OLD01"
 
 
 def test_a_manifest_that_cannot_be_written_puts_the_previous_files_back(tmp_path: Path, monkeypatch):
-    from cptpub.batch import manifest as mf
     from cptpub.batch import runner
     from cptpub.batch.tasks import EditionOutcome
 
@@ -307,21 +326,25 @@ def test_a_manifest_that_cannot_be_written_puts_the_previous_files_back(tmp_path
     dist.mkdir()
 
     def outcome(generation: bytes) -> EditionOutcome:
-        files = {"html": ("cpt-20702.html", generation * 10), "pdf": ("cpt-20702.pdf", generation * 20)}
+        files = {
+            "html": ("cpt-20702.html", generation * 10),
+            "pdf": ("cpt-20702.pdf", generation * 20),
+            DATA: ("cpt-20702.json", generation * 5),
+        }
         return EditionOutcome(code="20702", key=generation.decode(), seconds=1.0, files=files, meta={})
 
     editions: mf.Editions = {}
     checksums = mf.ChecksumCache(None)
-    runner._publish(dist, editions, outcome(b"old"), "builtin", checksums, mf.ManifestSerializer())
-    before = {p.name: p.read_bytes() for p in dist.iterdir()}
+    runner._publish(dist, editions, outcome(b"old"), "builtin", checksums, PublishedData())
+    before = dist_files(dist)
 
     def full_disk(*args, **kwargs):
         raise CptpubError("cannot write: No space left on device", where=dist / "manifest.json")
 
-    monkeypatch.setattr(mf, "write_manifest", full_disk)
+    monkeypatch.setattr(mf, "record_edition", full_disk)
     with pytest.raises(CptpubError, match="No space left on device"):
-        runner._publish(dist, editions, outcome(b"new"), "builtin", checksums, mf.ManifestSerializer())
-    assert {p.name: p.read_bytes() for p in dist.iterdir()} == before
+        runner._publish(dist, editions, outcome(b"new"), "builtin", checksums, PublishedData())
+    assert dist_files(dist) == before
     assert editions["20702"]["key"] == "old"
 
 

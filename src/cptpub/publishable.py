@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cptpub.project import CODE_PATTERN, Project
-from cptpub.records.load import known_codes
+from cptpub.project import CODE_PATTERN, Project, known_codes
 from cptpub.store import RatesStore
 
 CODE_TYPES = ("CPT", "HCPCS")

@@ -333,7 +333,7 @@ def chosen_codes(codes: str | None, codes_file: Path | None) -> frozenset[str] |
 
 def wanted_codes(project: Project, codes: str | None, codes_file: Path | None) -> frozenset[str]:
     """The codes to keep: --codes and --codes-file together, else every code with a record in data/codes/."""
-    from cptpub.records.load import known_codes
+    from cptpub.project import known_codes
 
     chosen: list[str] = []
     if codes is not None:

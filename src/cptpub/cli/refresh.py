@@ -94,8 +94,8 @@ def changes(
     store and records, compared with the published editions' data (dist/data/cpt-CODE.json)."""
     from cptpub.analysis.changes import compare, load_thresholds, summary_lines
     from cptpub.analysis.snapshot import comparable, current_figures
+    from cptpub.project import known_codes
     from cptpub.publish.edition_data import previous_snapshot, snapshot_as_of
-    from cptpub.records import known_codes
     from cptpub.sections import load_context
 
     project = Project.find()

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from cptpub.atomic import write_atomic
-from cptpub.demo.generator import DEMO_MARKER
+from cptpub.ingest.common import DEMO_MARKER
 
 DEMO_QUARTER = "2026Q4"
 _PRIMARY = "27447"  # a demo decoy code with a fee schedule line: the primary procedure of the demo add-ons

@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NamedTuple
@@ -261,7 +261,7 @@ def ingest_tic_file(
     source = path if is_url(path) else Path(path)
     known: set[str] = set()
     if not is_url(source) and store.exists():
-        with store.transaction() as con:
+        with closing(store.connect()) as con:  # a read: no copy of the store is made and replaced
             try:
                 digest = hash_if_name_known(con, Path(source))
             except OSError as exc:
@@ -347,6 +347,10 @@ def parse_tic_file(
 def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = False) -> IngestResult:
     """Append a parsed file to the store in one transaction (or report it unchanged)."""
     started = time.perf_counter()
+    if store.exists() and not replace:  # an unchanged file is reported from a read, without rewriting the store
+        with closing(store.connect()) as con:
+            if parsed.unchanged or source_exists(con, parsed.sha256):
+                return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)
     with store.transaction() as con:
         if parsed.unchanged or (source_exists(con, parsed.sha256) and not replace):
             return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)

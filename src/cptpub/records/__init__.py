@@ -2,7 +2,6 @@
 
 from cptpub.records.load import (
     CodeNotFound,
-    known_codes,
     load_payers,
     load_record,
     load_record_or_empty,
@@ -16,7 +15,6 @@ __all__ = [
     "CodeRecord",
     "Payer",
     "PayerCatalogue",
-    "known_codes",
     "load_payers",
     "load_record",
     "load_record_or_empty",
