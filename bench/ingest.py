@@ -1,23 +1,26 @@
-"""Benchmark `cptpub ingest tic` against a plain ijson loop on a synthetic in-network file of 1 GB or more.
+"""Benchmark `cptpub ingest tic` against ijson and DuckDB's read_json on an in-network file of the real structure.
 
-    python bench/ingest.py [--size-gb 1.0] [--keep DIR]
+    python bench/ingest.py [--size-mb 300] [--keep DIR] [--gzip]
 
-Writes a realistic in-network file (provider_references first, then many in_network items of many codes, a few
-of them wanted) and its .gz into a temporary folder, then measures, each in a fresh child process:
+The file is built from CMS's example in-network files (tests/fixtures/tic): their items, repeated under 2,000
+billing codes until the file reaches --size-mb, after a provider_references array in the real layout: integer and
+non-integer group ids (690.65627), references to remote files (left unresolved: the run is offline), and a
+CSTM-00 item now and then. Each measurement runs in a fresh child process; peak memory is its ru_maxrss.
 
-- cptpub: ``ingest_tic_file`` into an empty store, keeping 3 codes (plain and gzip);
-- baseline: ``for item in ijson.items(f, "in_network.item")`` over the same bytes (plain and gzip).
+- ijson: ``ijson.items(f, "in_network.item", use_float=True)`` (yajl2_c backend): the parse alone, nothing kept;
+- DuckDB: ``read_json`` of the file flattened to one row per price (``--duckdb-memory`` limit);
+- cptpub keep-few: ``ingest_tic_file`` into an empty store keeping two codes;
+- cptpub keep-all: the same keeping every code (every price stored).
 
-Throughput is MB/s of uncompressed JSON, best of --repeat runs (the machine may be shared); peak memory is the
-largest ru_maxrss of the children. Targets: cptpub >= 3x the baseline with few codes wanted, < 300 MB peak.
+Targets (issue 11): keep-all >= 1x ijson, keep-few >= 5x ijson, peak memory < 300 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import json
-import os
 import random
 import resource
 import shutil
@@ -27,111 +30,125 @@ import tempfile
 import time
 from pathlib import Path
 
-WANTED = ("20702", "27447", "99213")
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "tic"
+LAYOUTS = (
+    "v2/in-network-rates-fee-for-service-single-plan-sample.json",
+    "v2/in-network-rates-all-negotiated-types-sample.json",
+    "v2/in-network-rates-multiple-plans-sample.json",
+    "v1/in-network-rates-fee-for-service-single-plan-sample.json",
+)
+WANTED = ("27447", "99213")
 SEED = 20702
 
 
-def write_in_network(path: Path, size: int, seed: int = SEED) -> dict[str, int]:
-    """A minified in-network file of at least ``size`` bytes; returns counts for the report."""
-    rng = random.Random(seed)
-    codes = [f"{n:05d}" for n in rng.sample(range(10000, 99999), 15000) if f"{n:05d}" not in WANTED]
-    references = 30000
-    rate_pool = [_rate(rng, references) for _ in range(3000)]
-    items = wanted_items = 0
+def write_in_network(path: Path, size: int) -> dict[str, int]:
+    """A minified in-network file of at least ``size`` bytes, of the CMS examples' structure."""
+    rng = random.Random(SEED)
+    items = []
+    for name in LAYOUTS:
+        items += json.loads((FIXTURES / name).read_text())["in_network"]
+    codes = [f"{n:05d}" for n in rng.sample(range(10000, 99999), 2000)] + list(WANTED)
+    references = []
+    group_ids: list[int | float] = []
+    for number in range(1, 2001):
+        group_id: int | float = number if number % 10 else number + 0.65627  # some ids are not integers
+        group_ids.append(group_id)
+        if number % 50 == 0:
+            references.append(
+                {"provider_group_id": group_id, "location": f"https://example.invalid/refs/{number}.json"}
+            )
+            continue
+        groups = [
+            {
+                "npi": [rng.randrange(1_000_000_000, 2_000_000_000) for _ in range(rng.randint(1, 8))],
+                "tin": {"type": "ein", "value": f"{rng.randrange(10, 99)}-{rng.randrange(1000000, 9999999)}"},
+            }
+            for _ in range(rng.randint(1, 3))
+        ]
+        references.append({"provider_group_id": group_id, "network_name": ["Bench PPO"], "provider_groups": groups})
+    counts = {"items": 0, "prices": 0}
     with open(path, "w", encoding="utf-8") as out:
         out.write(
             '{"reporting_entity_name":"Aetna Life Insurance Company","reporting_entity_type":"Health Insurance '
             'Issuer","plan_name":"Bench Open Access PPO","plan_id_type":"EIN","plan_id":"12-3456789",'
-            '"plan_market_type":"group","last_updated_on":"2024-05-01","version":"1.3.1","provider_references":['
+            '"plan_market_type":"group","last_updated_on":"2024-05-01","version":"2.0.0","provider_references":'
         )
-        out.write(",".join(_reference(rng, i) for i in range(1, references + 1)))
-        out.write('],"in_network":[')
+        out.write(json.dumps(references, separators=(",", ":")))
+        out.write(',"in_network":[')
         while out.tell() < size:
-            wanted = rng.random() < 0.0005
-            code = rng.choice(WANTED) if wanted else rng.choice(codes)
-            out.write(("," if items else "") + _item(rng, code, rate_pool))
-            items += 1
-            wanted_items += wanted
+            item = copy.deepcopy(rng.choice(items))
+            item["billing_code"] = "CSTM-00" if counts["items"] % 5000 == 4999 else rng.choice(codes)
+            rates = []
+            for _ in range(rng.randint(20, 80)):  # real items carry many rates
+                rate = copy.deepcopy(rng.choice(item["negotiated_rates"]))
+                if "provider_references" in rate:
+                    rate["provider_references"] = rng.sample(group_ids, rng.randint(1, 4))
+                for price in rate["negotiated_prices"]:
+                    price["negotiated_rate"] = round(rng.uniform(20, 5000), 2)
+                counts["prices"] += len(rate["negotiated_prices"])
+                rates.append(rate)
+            item["negotiated_rates"] = rates
+            out.write(("," if counts["items"] else "") + json.dumps(item, separators=(",", ":")))
+            counts["items"] += 1
         out.write("]}")
-    return {"items": items, "wanted_items": wanted_items, "references": references}
-
-
-def _reference(rng: random.Random, group_id: int) -> str:
-    groups = [
-        {
-            "npi": [rng.randrange(1_000_000_000, 2_000_000_000) for _ in range(rng.randint(1, 12))],
-            "tin": {"type": "ein", "value": f"{rng.randrange(10, 99)}-{rng.randrange(1000000, 9999999)}"},
-        }
-        for _ in range(rng.randint(1, 3))
-    ]
-    return json.dumps({"provider_group_id": group_id, "provider_groups": groups}, separators=(",", ":"))
-
-
-def _rate(rng: random.Random, references: int) -> str:
-    prices = []
-    for _ in range(rng.randint(1, 3)):
-        price = {
-            "negotiated_type": rng.choice(["negotiated", "negotiated", "fee schedule", "derived"]),
-            "negotiated_rate": round(rng.uniform(20, 5000), 2),
-            "expiration_date": "9999-12-31",
-            "service_code": rng.sample(["11", "19", "21", "22", "23", "24", "81"], rng.randint(1, 4)),
-            "billing_class": rng.choice(["professional", "institutional"]),
-        }
-        if rng.random() < 0.2:
-            price["billing_code_modifier"] = [rng.choice(["26", "TC", "50", "59"])]
-        prices.append(price)
-    refs = rng.sample(range(1, references + 1), rng.randint(1, 8))
-    return json.dumps({"provider_references": refs, "negotiated_prices": prices}, separators=(",", ":"))
-
-
-def _item(rng: random.Random, code: str, rate_pool: list[str]) -> str:
-    # a few names carry escaped quotes and brackets, as real descriptions do
-    name = f'Procedure {code} \\"complex\\" [bilateral]' if rng.random() < 0.02 else f"Procedure {code}"
-    head = (
-        f'{{"negotiation_arrangement":"ffs","name":"{name}","billing_code_type":"CPT",'
-        f'"billing_code_type_version":"2024","billing_code":"{code}","description":"Description of {code}",'
-        '"negotiated_rates":['
-    )
-    return head + ",".join(rng.choice(rate_pool) for _ in range(rng.randint(5, 150))) + "]}"
-
-
-def gzip_copy(source: Path, target: Path) -> None:
-    with open(source, "rb") as plain, gzip.open(target, "wb", compresslevel=6) as packed:
-        shutil.copyfileobj(plain, packed, 16 << 20)
+    return counts
 
 
 # --- measurements, each in its own process -------------------------------------------------------------------
 
 
-def measure_cptpub(path: Path, work: Path) -> dict:
+def measure_cptpub(path: Path, work: Path, keep: str) -> dict:
     from cptpub.ingest.tic import ingest_tic_file
     from cptpub.records.load import load_payers
     from cptpub.store import RatesStore
 
-    repo = Path(__file__).resolve().parents[1]
-    store = RatesStore(work / f"bench-{os.getpid()}.duckdb")
+    store = RatesStore(work / f"bench-{keep}-{time.monotonic_ns()}.duckdb")
+    codes = set(WANTED) if keep == "few" else None
     started = time.perf_counter()
-    result = ingest_tic_file(store, path, codes=set(WANTED), catalogue=load_payers(repo / "data" / "payers.yaml"))
-    return {"seconds": time.perf_counter() - started, "rows": result.rows_kept, "kept": result.items_kept}
+    result = ingest_tic_file(store, path, codes=codes, catalogue=load_payers(REPO / "data" / "payers.yaml"))
+    seconds = time.perf_counter() - started
+    store.path.unlink(missing_ok=True)
+    return {"seconds": seconds, "rows": result.rows_kept, "items": result.items_kept}
 
 
-def measure_ijson(path: Path, work: Path) -> dict:
+def measure_ijson(path: Path, work: Path, keep: str) -> dict:
     import ijson
 
+    assert ijson.backend == "yajl2_c", ijson.backend
     started = time.perf_counter()
-    kept = 0
+    items = 0
     with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
-        for item in ijson.items(handle, "in_network.item"):
-            kept += item["billing_code"] in WANTED
-    return {"seconds": time.perf_counter() - started, "rows": None, "kept": kept}
+        for _ in ijson.items(handle, "in_network.item", use_float=True):
+            items += 1
+    return {"seconds": time.perf_counter() - started, "rows": None, "items": items}
 
 
-MEASURES = {"cptpub": measure_cptpub, "ijson": measure_ijson}
+def measure_duckdb(path: Path, work: Path, keep: str) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{keep}'")
+    started = time.perf_counter()
+    try:
+        rows = con.execute(
+            f"""SELECT count(*) FROM (
+                  SELECT unnest(r.negotiated_prices) AS p FROM (
+                    SELECT unnest(i.negotiated_rates) AS r FROM (
+                      SELECT unnest(in_network) AS i FROM read_json('{path}', maximum_object_size = 2000000000))))"""
+        ).fetchone()[0]
+    except duckdb.Error as exc:
+        error = str(exc).splitlines()[0][:100]
+        return {"seconds": time.perf_counter() - started, "rows": None, "items": None, "error": error}
+    return {"seconds": time.perf_counter() - started, "rows": rows, "items": None}
 
 
-def run_child(tool: str, path: Path, work: Path) -> dict:
+MEASURES = {"cptpub": measure_cptpub, "ijson": measure_ijson, "duckdb": measure_duckdb}
+
+
+def run_child(tool: str, path: Path, work: Path, keep: str) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", tool, str(path), "--work", str(work)],
+        [sys.executable, __file__, "--child", tool, str(path), keep, "--work", str(work)],
         check=True,
         capture_output=True,
         text=True,
@@ -139,80 +156,80 @@ def run_child(tool: str, path: Path, work: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def child_main(tool: str, path: Path, work: Path) -> None:
-    figures = MEASURES[tool](path, work)
+def child_main(tool: str, path: Path, keep: str, work: Path) -> None:
+    figures = MEASURES[tool](path, work, keep)
     figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps(figures))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-gb", type=float, default=1.0)
-    parser.add_argument("--keep", type=Path, help="write the files here and keep them (reused when present)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
-    parser.add_argument("--child", nargs=2, metavar=("TOOL", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--size-mb", type=float, default=300)
+    parser.add_argument("--keep", type=Path, help="write the file here and keep it (reused when present)")
+    parser.add_argument("--gzip", action="store_true", help="also measure the .json.gz")
+    parser.add_argument("--duckdb-memory", default="4GB", help="DuckDB's memory_limit for read_json")
+    parser.add_argument("--child", nargs=3, metavar=("TOOL", "FILE", "KEEP"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_main(args.child[0], Path(args.child[1]), args.work)
+        child_main(args.child[0], Path(args.child[1]), args.child[2], args.work)
         return
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="cptpub-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
-    plain, packed = folder / "bench-in-network.json", folder / "bench-in-network.json.gz"
+    plain = folder / "bench-in-network.json"
     try:
-        if not plain.exists() or plain.stat().st_size < args.size_gb * 1e9:
+        if not plain.exists() or plain.stat().st_size < args.size_mb * 1e6:
             started = time.perf_counter()
-            counts = write_in_network(plain, int(args.size_gb * 1e9))
+            counts = write_in_network(plain, int(args.size_mb * 1e6))
             print(
                 f"wrote {plain} ({plain.stat().st_size / 1e6:,.0f} MB, {counts['items']:,} items, "
-                f"{counts['wanted_items']} wanted, {counts['references']:,} provider references) "
-                f"in {time.perf_counter() - started:.0f} s",
+                f"{counts['prices']:,} prices) in {time.perf_counter() - started:.0f} s",
                 flush=True,
             )
-            packed.unlink(missing_ok=True)
-        if not packed.exists():
-            started = time.perf_counter()
-            gzip_copy(plain, packed)
-            print(
-                f"wrote {packed} ({packed.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.0f} s",
-                flush=True,
-            )
+        paths = [plain]
+        if args.gzip:
+            packed = folder / "bench-in-network.json.gz"
+            if not packed.exists():
+                with open(plain, "rb") as source, gzip.open(packed, "wb", compresslevel=6) as target:
+                    shutil.copyfileobj(source, target, 16 << 20)
+            paths.append(packed)
         size = plain.stat().st_size
-        results = {}
-        for path in (plain, packed):
-            for tool in ("ijson", "cptpub"):
-                # best of --repeat runs, alternating nothing else: the machine may be shared
-                runs = [run_child(tool, path, folder) for _ in range(args.repeat)]
-                figures = min(runs, key=lambda run: run["seconds"])
-                figures["peak_mb"] = max(run["peak_mb"] for run in runs)
+        for path in paths:
+            runs = [("ijson", "all"), ("cptpub", "few"), ("cptpub", "all")]
+            if path == plain:
+                runs.append(("duckdb", args.duckdb_memory))
+            results = {}
+            for tool, keep in runs:
+                figures = run_child(tool, path, folder, keep)
                 figures["mb_s"] = size / figures["seconds"] / 1e6
-                results[tool, path.suffix] = figures
-                each = ", ".join(f"{size / run['seconds'] / 1e6:.0f}" for run in runs)
-                print(
-                    f"  {tool:<7} {path.name:<26} {figures['mb_s']:7.1f} MB/s  {figures['seconds']:7.1f} s  "
-                    f"peak {figures['peak_mb']:6.0f} MB  items kept {figures['kept']}  "
-                    f"(runs: {each} MB/s)",
-                    flush=True,
-                )
-        _report(results, size)
+                results[tool, keep] = figures
+                print(f"  {tool} {keep} {path.name}: {json.dumps(figures)}", flush=True)
+            _report(results, size, path.name)
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _report(results: dict, size: int) -> None:
-    print(f"\nuncompressed JSON: {size / 1e6:,.0f} MB; wanted codes: {', '.join(WANTED)}")
-    print(f"{'':22}{'MB/s':>8}{'peak MB':>9}{'x ijson':>9}")
-    for suffix, label in ((".json", "plain"), (".gz", "gzip")):
-        base = results["ijson", suffix]
-        ours = results["cptpub", suffix]
-        print(f"{'ijson.items ' + label:<22}{base['mb_s']:8.1f}{base['peak_mb']:9.0f}{1:9.2f}")
+def _report(results: dict, size: int, name: str) -> None:
+    base = results["ijson", "all"]
+    print(f"\n{name}: {size / 1e6:,.0f} MB of uncompressed JSON; keep-few codes: {', '.join(WANTED)}")
+    print(f"| {'run':<34} | {'seconds':>8} | {'MB/s':>7} | {'x ijson':>7} | {'peak MB':>7} | {'rows':>10} |")
+    print(f"|{'-' * 36}|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 11}:|")
+    labels = {
+        ("ijson", "all"): "ijson.items (yajl2_c, use_float)",
+        ("cptpub", "few"): "cptpub ingest tic, 2 codes",
+        ("cptpub", "all"): "cptpub ingest tic, every code",
+    }
+    for key, figures in results.items():
+        label = labels.get(key, f"DuckDB read_json ({key[1]} limit)")
+        rows = figures.get("rows")
+        ratio = base["seconds"] / figures["seconds"]
+        note = f" {figures['error']}" if figures.get("error") else ""
         print(
-            f"{'cptpub ingest ' + label:<22}{ours['mb_s']:8.1f}{ours['peak_mb']:9.0f}{ours['mb_s'] / base['mb_s']:9.2f}"
+            f"| {label:<34} | {figures['seconds']:8.1f} | {figures['mb_s']:7.0f} | {ratio:7.2f} | "
+            f"{figures['peak_mb']:7.0f} | {rows if rows is not None else '-':>10} |{note}"
         )
-    if results["cptpub", ".json"]["kept"] != results["ijson", ".json"]["kept"]:
-        raise SystemExit("cptpub and ijson disagree on the number of wanted items")
 
 
 if __name__ == "__main__":

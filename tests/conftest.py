@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cptpub.demo.generator import PPRRVU_FILE_NAME
+
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # copies of public files; see tests/fixtures/README.md
 CPTPUB = [sys.executable, "-m", "cptpub.cli"]
 
 
@@ -63,7 +65,7 @@ def demo_inputs(tmp_path_factory) -> Path:
 def ingested_project(tmp_path_factory, demo_inputs: Path) -> Path:
     """A project whose rates store holds the demo files, ingested with the commands `make demo` runs."""
     root = copy_project(tmp_path_factory.mktemp("ingested") / "project")
-    run_cptpub(root, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(root, "ingest", "pfs", str(demo_inputs / PPRRVU_FILE_NAME))
     run_cptpub(root, "ingest", "tic", str(demo_inputs))
     return root
 

@@ -10,6 +10,7 @@ import gzip
 import json
 import statistics
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 PAYER_OF_FILE = {
@@ -35,15 +36,18 @@ class Expected:
     pct_of_medicare: float
 
 
-def money(value: float) -> str:
-    return f"${value:,.2f}"
+def money(value: float | Decimal) -> str:
+    """Dollars to the cent, half-up on the exact decimal value (as a person computing by hand rounds)."""
+    return f"${Decimal(str(value)).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def medicare(demo_inputs: Path, code: str) -> tuple[float, float]:
     """(facility, non-facility) national amounts from the PPRRVU CSV: total RVUs x conversion factor."""
-    rows = list(csv.reader((demo_inputs / "PPRRVU26_DEMO.csv").open()))
-    header = rows[4]
-    row = next(r for r in rows[5:] if r and r[0] == code)
+    path = next(demo_inputs.glob("PPRRVU*.csv"))
+    rows = list(csv.reader(path.open()))
+    start = next(i for i, r in enumerate(rows) if r[:2] == ["HCPCS", "MOD"])
+    header = rows[start]
+    row = next(r for r in rows[start + 1 :] if r and r[0] == code)
     factor = float(row[header.index("FACTOR")])
     facility_total, nonfacility_total = float(row[12]), float(row[11])
     return round(facility_total * factor, 2), round(nonfacility_total * factor, 2)
@@ -92,7 +96,8 @@ def _percent_of_medicare(row: tuple, facility: float, nonfacility: float) -> flo
 
 def _summarise(payer: str, rows: list[tuple] | set[tuple], medicare_amounts: tuple[float, float]) -> Expected:
     amounts = sorted(r[2] for r in rows)
-    p25, median, p75 = statistics.quantiles(amounts, n=4, method="inclusive")
+    # exact decimal percentiles (linear interpolation): a float tie like 191.015 must not round down by accident
+    p25, median, p75 = statistics.quantiles([Decimal(str(a)) for a in amounts], n=4, method="inclusive")
     pct = statistics.median(_percent_of_medicare(r, *medicare_amounts) for r in rows)
     return Expected(payer, len(rows), len({r[0] for r in rows}), amounts[0], p25, median, p75, amounts[-1], pct)
 

@@ -303,7 +303,7 @@ def test_failed_pdf_leaves_the_published_edition_untouched(tmp_path: Path, monke
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(AssemblyError, match="docx"):
+    with pytest.raises(UsageError, match="unknown output format docx: choose one or more of html, pdf"):
         BuiltinEngine().render(make_job(tmp_path / "build"), ["docx"], tmp_path / "dist")
 
 

@@ -15,28 +15,40 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import nbformat
 import psutil
 import pytest
 
 from cptpub import __version__
+from cptpub.batch import manifest as mf
 
 from .conftest import CPTPUB, copy_project, run_cptpub
 
 ENTRY_FIELDS = [
-    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "build_seconds",
+    "code", "title", "key", "edition_date", "data_as_of", "payers", "demo", "engine", "outputs", "data", "changes",
+    "build_seconds",
 ]  # fmt: skip
 PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
 
 
 def batch_project(dest: Path, ingested: Path, codes: tuple[str, ...]) -> Path:
-    """A project holding only ``codes`` (so ``--all`` stays quick) and the demo rates store."""
+    """A project holding only ``codes`` (so ``--all`` stays quick): their records, and the demo rates store without
+    the other codes' rates (a code with rates is published even without a record)."""
     root = copy_project(dest)
     for record in (root / "data" / "codes").glob("*.yaml"):
         if record.stem not in codes:
             record.unlink()
     (root / "build").mkdir()
-    shutil.copy2(ingested / "build" / "rates.duckdb", root / "build" / "rates.duckdb")
+    store = root / "build" / "rates.duckdb"
+    shutil.copy2(ingested / "build" / "rates.duckdb", store)
+    con = duckdb.connect(str(store))
+    try:
+        con.execute(
+            "DELETE FROM negotiated_rates WHERE billing_code NOT IN (SELECT unnest(?::VARCHAR[]))", [list(codes)]
+        )
+    finally:
+        con.close()
     return root
 
 
@@ -59,11 +71,16 @@ def assert_dist_matches_manifest(root: Path) -> None:
     for entry in manifest(root)["editions"]:
         for output in entry["outputs"].values():
             listed[output["file"]] = output["sha256"]
+        listed[entry["data"]["file"]] = entry["data"]["sha256"]  # the edition's figures as data
     present = {p.name for p in dist.iterdir() if p.name.startswith("cpt-")}
+    if (dist / "data").is_dir():
+        present |= {f"data/{p.name}" for p in (dist / "data").iterdir() if p.name.startswith("cpt-")}
     assert present == set(listed)
     for name, digest in listed.items():
         assert sha256(dist / name) == digest
-    assert not [p.name for p in dist.iterdir() if p.name.startswith(".")], "temporary files left in dist/"
+    for folder in (dist, dist / "data"):
+        if folder.is_dir():
+            assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], f"temporary files in {folder}"
 
 
 def add_failing_notebook(root: Path, failing_code: str) -> None:
@@ -215,8 +232,7 @@ def test_ctrl_c_keeps_finished_editions_and_the_next_run_resumes(tmp_path: Path,
         while time.monotonic() < deadline:
             with contextlib.suppress(psutil.NoSuchProcess):
                 descendants |= set(psutil.Process(process.pid).children(recursive=True))
-            path = root / "dist" / "manifest.json"
-            if path.exists() and manifest(root)["editions"]:
+            if mf.load_editions(root / "dist"):  # the manifest with its journal: an edition is published
                 break
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
@@ -259,11 +275,29 @@ def test_dask_local_cluster_gives_the_same_bytes_as_local_workers(tmp_path: Path
     assert not (dask / "build" / "work").exists(), "dask workers build in their own temporary folders"
 
 
+def add_kernel_pid_notebook(root: Path, folder: Path) -> None:
+    """A first notebook that writes the pid of the kernel running it to ``folder/<code>.pid``, for every code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            'cpt_code = "20702"\ndata_dir = ""\nstore_path = ""\nfigures_dir = "figures"',
+            metadata={"tags": ["parameters"]},
+        ),
+        nbformat.v4.new_code_cell(
+            f"import os, pathlib\npathlib.Path({str(folder)!r}, f'{{cpt_code}}.pid').write_text(str(os.getpid()))"
+        ),
+    ]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, root / "notebooks" / "00-kernel.ipynb")
+
+
 def test_dask_scheduler_address_warm_kernels_and_failures(tmp_path: Path, ingested_project: Path):
     from distributed import Client, LocalCluster
 
     root = batch_project(tmp_path / "p", ingested_project, ("20702", "20703", "20704"))
     add_failing_notebook(root, "20703")
+    add_kernel_pid_notebook(root, tmp_path / "kernel-pids")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         result = run_cptpub(
             root, "build", "--all", "--to", "html", "--scheduler", cluster.scheduler_address, check=False
@@ -285,7 +319,10 @@ def test_dask_scheduler_address_warm_kernels_and_failures(tmp_path: Path, ingest
                 ).values()
                 for pid in pids
             ]
-        assert len(kernels) == 1, "one warm kernel per worker, kept between builds"
+        assert len(kernels) == 1, "one warm kernel per worker"
+    # the same kernel ran every code, the failing one included: none was restarted per code
+    used = {path.stem: int(path.read_text()) for path in (tmp_path / "kernel-pids").glob("*.pid")}
+    assert used == dict.fromkeys(("20702", "20703", "20704"), kernels[0]), "a kernel was restarted between codes"
     time.sleep(1)
     assert not [pid for pid in kernels if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 

@@ -12,9 +12,9 @@ import pytest
 
 from cptpub.batch import manifest as mf
 from cptpub.batch.keys import NO_STORE, edition_keys, shared_digest, store_digests
-from cptpub.batch.runner import read_codes_file, resolve_codes
+from cptpub.batch.runner import resolve_codes
 from cptpub.errors import UsageError
-from cptpub.project import Project
+from cptpub.project import Project, read_codes_file
 from cptpub.store import RatesStore
 
 ENGINE = "builtin (pandoc 3.9, typst 0.15.2)"
@@ -134,7 +134,14 @@ def test_codes_file_and_code_resolution(tmp_path: Path, keyed_project: Project):
     path.write_text("# codes for the spring edition\n20705 20702,20702\n\n 20703  # removal\n")
     assert read_codes_file(path) == ["20705", "20702", "20702", "20703"]
     assert resolve_codes(keyed_project, read_codes_file(path), False) == ["20702", "20703", "20705"]
-    assert resolve_codes(keyed_project, [], True) == ["20700", "20701", "20702", "20703", "20704", "20705"]
+    # --all: every code with a record or with rates in the store (the demo payers' files hold other codes too)
+    import duckdb
+
+    with duckdb.connect(str(keyed_project.store_path), read_only=True) as con:
+        with_rates = {c for (c,) in con.execute("SELECT DISTINCT billing_code FROM negotiated_rates").fetchall()}
+    records = {p.stem for p in keyed_project.codes_dir.glob("*.yaml")}
+    assert with_rates - records, "the demo files hold codes without a record"
+    assert resolve_codes(keyed_project, [], True) == sorted(records | {c for c in with_rates if len(c) == 5})
     with pytest.raises(UsageError, match="unknown code 20799"):
         resolve_codes(keyed_project, ["20702", "20799"], False)
     with pytest.raises(UsageError, match="name at least one code"):
@@ -216,3 +223,117 @@ def test_manifest_text_is_the_plain_json_dump(tmp_path: Path):
     written = mf.write_manifest(dist, {"20703": other, "20702": entry}, serializer)
     assert json.loads((dist / "manifest.json").read_text()) == written
     assert [e["code"] for e in written["editions"]] == ["20702", "20703"]
+
+
+def test_manifest_journal_keeps_every_recorded_edition_and_is_folded(tmp_path: Path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    first = {"code": "20702", "title": "first", "outputs": {}}
+    mf.write_manifest(dist, {"20702": first})
+    second = {"code": "20703", "title": "second", "outputs": {}}
+    rebuilt = {"code": "20702", "title": "rebuilt", "outputs": {}}
+    mf.record_edition(dist, second)
+    mf.record_edition(dist, rebuilt)
+    assert json.loads((dist / "manifest.json").read_text())["editions"] == [first], "not rewritten per edition"
+    assert mf.has_journal(dist)
+    assert mf.load_editions(dist) == {"20702": rebuilt, "20703": second}, "a later line replaces an earlier entry"
+
+    journal = dist / mf.JOURNAL_NAME
+    with journal.open("ab") as handle:
+        handle.write('{"code": "20704", "title": "torn by a crash in “'.encode()[:-2])  # killed mid-character
+    assert sorted(mf.load_editions(dist)) == ["20702", "20703"], "a torn last line is ignored"
+    third = {"code": "20705", "title": "after the crash", "outputs": {}}
+    mf.record_edition(dist, third)  # starts on a line of its own
+    assert sorted(mf.load_editions(dist)) == ["20702", "20703", "20705"]
+
+    document = mf.write_manifest(dist, mf.load_editions(dist))
+    assert not journal.exists() and not mf.has_journal(dist)
+    assert [e["title"] for e in document["editions"]] == ["rebuilt", "second", "after the crash"]
+    assert mf.load_editions(dist) == {e["code"]: e for e in document["editions"]}
+
+
+def test_edition_keys_are_remembered_only_while_the_record_and_store_are_unchanged(keyed_project: Project):
+    from cptpub.batch.keys import KEY_CACHE, edition_key
+
+    project = keyed_project
+    base = keys(project)
+    assert (project.build_dir / KEY_CACHE).exists()
+    record = project.record_path("20703")
+    before = record.stat()
+    record.write_bytes(record.read_bytes().replace(b"title:", b"title: X", 1))
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))  # the old mtime put back: ctime still moves
+    changed = keys(project)
+    assert [c for c in base if changed[c] != base[c]] == ["20703"]
+    (project.build_dir / KEY_CACHE).unlink()
+    assert keys(project) == changed, "the remembered keys are the computed ones"
+
+    cache = json.loads((project.build_dir / KEY_CACHE).read_text())
+    cache["keys"]["20702"][2] = "0" * 64  # a remembered key is used as it is while its inputs are unchanged...
+    (project.build_dir / KEY_CACHE).write_text(json.dumps(cache))
+    assert keys(project)["20702"] == "0" * 64
+    # ...and not for other shared inputs (here: other formats)
+    html_only = keys(project, formats=("html",))
+    shared = shared_digest(project, ENGINE, ("html",))
+    store = store_digests(project.store_path, ["20702"])["20702"]
+    assert html_only["20702"] == edition_key(shared, "20702", project.record_path("20702").read_bytes(), store)
+
+
+def test_reconcile_trusts_remembered_checksums_only_for_unchanged_files(tmp_path: Path, monkeypatch):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    editions = {}
+    for code in ("20702", "20703"):
+        (dist / f"cpt-{code}.html").write_bytes(code.encode())
+        editions[code] = {
+            "code": code,
+            "outputs": {"html": {"file": f"cpt-{code}.html", "sha256": mf.sha256_file(dist / f"cpt-{code}.html")}},
+        }
+    cache_file = tmp_path / "build" / "checksums.json"
+    checksums = mf.ChecksumCache(cache_file)
+    kept, dropped = mf.reconcile(dist, editions, {"20702", "20703"}, checksums)
+    assert sorted(kept) == ["20702", "20703"] and dropped == []
+    checksums.save()
+
+    hashed: list[Path] = []
+    real = mf.sha256_file
+    monkeypatch.setattr(mf, "sha256_file", lambda p: hashed.append(p) or real(p))
+    kept, _ = mf.reconcile(dist, editions, {"20702", "20703"}, mf.ChecksumCache(cache_file))
+    assert sorted(kept) == ["20702", "20703"] and hashed == [], "nothing changed: stat checks only"
+
+    page = dist / "cpt-20703.html"
+    before = page.stat()
+    page.write_bytes(b"20704")  # same size, old mtime put back
+    os.utime(page, ns=(before.st_atime_ns, before.st_mtime_ns))
+    kept, dropped = mf.reconcile(dist, editions, {"20702", "20703"}, mf.ChecksumCache(cache_file))
+    assert hashed == [page], "only the changed file is hashed"
+    assert sorted(kept) == ["20702"] and dropped == ["20703"] and not page.exists()
+
+
+def test_the_caches_are_written_atomically_and_synced(tmp_path: Path, monkeypatch):
+    """The store-digest cache and the checksum cache go through write_atomic: synced before the rename."""
+    from cptpub.batch.keys import cached_store_digests
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store = tmp_path / "rates.duckdb"
+    with RatesStore(store).transaction():
+        pass
+    digests = cached_store_digests(store, ["20702"], tmp_path / "build" / "store-digests.json")
+    published = tmp_path / "dist" / "cpt-20702.html"
+    published.parent.mkdir()
+    published.write_text("<p>edition</p>")
+    checksums = mf.ChecksumCache(tmp_path / "build" / "checksums.json")
+    checksums.sha256(published)
+    checksums.save()
+
+    for name in ("store-digests.json", "checksums.json"):
+        assert [p for p in synced if Path(p).name.startswith(f".{name}.")], f"{name} was not synced before its rename"
+        assert json.loads((tmp_path / "build" / name).read_text())
+    assert json.loads((tmp_path / "build" / "store-digests.json").read_text())["digests"] == digests
+    assert not [p.name for p in (tmp_path / "build").iterdir() if p.name.endswith(".tmp")]

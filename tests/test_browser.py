@@ -8,9 +8,12 @@ reload script is driven against a preview server on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.browser
 
@@ -152,6 +155,150 @@ def test_catalogue_filter_sort_and_follow_a_link_offline(built_demo: Path, watch
     assert w.errors == [], w.errors
     assert w.offline_only() == [], w.offline_only()
     assert any(url.endswith("/cpt-20702.html") for url in w.requests)
+
+
+LOADED_JS = """() => new Promise(done => requestAnimationFrame(() => setTimeout(() => done(performance.now()), 0)))"""
+# A keystroke in the filter box, timed inside the page until the next frame is ready (rows rendered and laid out).
+FILTER_JS = """text => new Promise(done => {
+  const input = document.getElementById('filter');
+  const start = performance.now();
+  input.value = text;
+  input.dispatchEvent(new Event('input', { bubbles: true }));
+  document.body.offsetHeight;
+  requestAnimationFrame(() => setTimeout(() => done(performance.now() - start), 0));
+})"""
+
+
+def large_manifest(n: int) -> dict:
+    """``n`` editions shaped like the demo's: five payers, five sources over three dates, HTML and PDF."""
+    payers = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
+    as_of = {f"{p} rates": "2026-10-01" for p in payers[:4]} | {"Cigna Health rates": "2026-09-01"}
+    editions = []
+    for i in range(1, n + 1):
+        code = f"{chr(ord('Z') - i // 10000)}{i % 10000:04d}"
+        editions.append(
+            {
+                "code": code,
+                "title": f"CPT {code}: Synthetic procedure number {i} for the catalogue at scale",
+                "key": "0" * 64,
+                "edition_date": "2026-10-15",
+                "data_as_of": {**as_of, "Medicare fee schedule": "2026-01-01"},
+                "payers": payers if i % 7 else payers[:2],
+                "demo": i % 2 == 0,
+                "engine": "builtin",
+                "outputs": {fmt: {"file": f"cpt-{code}.{fmt}", "sha256": "0" * 64} for fmt in ("html", "pdf")},
+                "build_seconds": 1.0,
+            }
+        )
+    return {"generator": "cptpub", "editions": editions}
+
+
+def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, watched, capsys) -> None:
+    """Load and filter times are measured inside the page (performance.now) and reported; the target (< 200 ms
+    each) is a benchmark figure, not asserted here: the test machine may be busy."""
+    from cptpub.publish.catalogue import write_catalogue
+
+    index = write_catalogue(tmp_path / "dist", large_manifest(10_000), report_dir=REPO / "report")
+    w = watched()
+    page = w.page
+    loads, filters = [], []
+    for _ in range(3):
+        page.goto(index.as_uri(), wait_until="load")
+        loads.append(page.evaluate(LOADED_JS))  # navigation start -> first rows rendered, next frame
+        rows = visible_codes(page)
+        assert len(rows) == 100 and rows[:2] == ["Y0000", "Z0001"] and rows[-1] == "Z0099", "sorted by code"
+        assert page.locator("#page-status").inner_text() == "Page 1 of 100: editions 1–100 of 10000."
+        filters.append(page.evaluate(FILTER_JS, "z0123 "))
+        assert visible_codes(page) == ["Z0123"]
+        assert page.locator("#filter-status").inner_text() == "Showing 1 of 10000 editions."
+        assert page.locator("#pager").is_hidden(), "one page of results: no pager"
+
+    page.locator("#filter").fill("")
+    page.get_by_role("button", name="Next page").click()
+    assert visible_codes(page)[0] == "Z0100" and page.locator("#page-status").inner_text().startswith("Page 2 of")
+    page.locator("#filter").fill("cigna")  # payers are searchable; a new filter starts at page 1
+    assert visible_codes(page)[0] == "Y0000"
+    assert page.locator("#filter-status").inner_text() == "Showing 8572 of 10000 editions."
+    page.get_by_role("button", name="Code").click()  # descending, over all matches, not only the page shown
+    assert visible_codes(page)[0] == "Z9999"
+    page.goto(index.as_uri() + "#code-Z5000")  # a link to one edition opens its page of rows
+    assert page.locator("tr[data-code='Z5000']").is_visible()
+    assert w.errors == [] and w.offline_only() == []
+    with capsys.disabled():
+        print(
+            f"\ncatalogue of 10,000 editions in Chromium: load to first rows {sorted(loads)[1]:.0f} ms, "
+            f"filter keystroke to rendered {sorted(filters)[1]:.0f} ms (median of 3; best {min(loads):.0f} / "
+            f"{min(filters):.0f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
+
+
+def test_catalogue_shows_only_demo_or_only_real_editions_offline(built_demo: Path, tmp_path: Path, watched) -> None:
+    import json
+
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = json.loads((built_demo / "dist" / "manifest.json").read_text())
+    real = {**manifest["editions"][0], "code": "27447", "title": "CPT 27447: Real-data Knee Arthroplasty"}
+    real.update(demo=False, outputs={})
+    manifest["editions"].append(real)
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=built_demo / "report")
+    w = watched()
+    page = w.page
+    page.goto(index.as_uri())
+    assert visible_codes(page) == ["20702", "20705", "27447"]
+    kinds = page.locator("#editions tbody tr").evaluate_all("rows => rows.map(r => [r.dataset.code, r.dataset.kind])")
+    assert kinds == [["20702", "demo"], ["20705", "demo"], ["27447", "real"]]
+    page.get_by_label("Demo data only").check()
+    assert visible_codes(page) == ["20702", "20705"]
+    assert page.locator("#filter-status").inner_text() == "Showing 2 of 3 editions."
+    page.get_by_label("Real data only").check()
+    assert visible_codes(page) == ["27447"]
+    page.get_by_label("Filter editions").fill("20702")  # the kind and the words filter together
+    assert visible_codes(page) == [] and page.locator("#no-match").is_visible()
+    page.get_by_label("Filter editions").fill("")
+    page.get_by_label("All editions").check()
+    assert visible_codes(page) == ["20702", "20705", "27447"]
+    page.goto(index.as_uri() + "?kind=demo")  # a link can choose the kind
+    assert visible_codes(page) == ["20702", "20705"] and page.get_by_label("Demo data only").is_checked()
+    assert w.errors == [], w.errors
+    assert w.offline_only() == [], w.offline_only()
+
+
+def test_catalogue_marks_updated_editions_and_filters_to_them_offline(built_demo: Path, tmp_path: Path, watched):
+    import json
+
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = json.loads((built_demo / "dist" / "manifest.json").read_text())
+    hostile = "<b>Aetna</b>: median $1.00 → $1.10 (+10.0%)"
+    manifest["editions"][1]["changes"] = {"since": "2026-10-01", "material": True, "summary": [hostile, "Cigna: new"]}
+    real = {**manifest["editions"][0], "code": "27447", "title": "CPT 27447: Real-data Knee Arthroplasty"}
+    real.update(demo=False, outputs={}, changes={"since": "2026-09-01", "material": True, "summary": []})
+    manifest["editions"].append(real)
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=built_demo / "report")
+    w = watched()
+    page = w.page
+    page.goto(index.as_uri())
+    assert page.locator("head link[rel=alternate]").get_attribute("href") == "feed.xml"
+    updated = page.locator("#editions tbody tr[data-updated='1']")
+    assert updated.evaluate_all("rows => rows.map(r => r.dataset.code)") == ["20705", "27447"]
+    row = page.locator("tr[data-code='20705']")
+    assert row.locator(".badge-updated").inner_text() == "UPDATED"
+    assert row.locator(".changes li").all_inner_texts() == [hostile, "Cigna: new"], "summary lines, as text"
+    assert row.locator("b").count() == 0
+    assert "since the edition of October 1, 2026" in row.locator("td").first.text_content()
+    only = page.get_by_label("Only editions updated since their previous edition")
+    only.check()
+    assert visible_codes(page) == ["20705", "27447"]
+    assert page.locator("#filter-status").inner_text() == "Showing 2 of 3 editions."
+    page.get_by_label("Demo data only").check()  # the filters combine
+    assert visible_codes(page) == ["20705"]
+    only.uncheck()
+    assert visible_codes(page) == ["20702", "20705"]
+    page.goto(index.as_uri() + "?updated=1&kind=real")  # a link can choose both
+    assert visible_codes(page) == ["27447"] and only.is_checked()
+    assert w.errors == [], w.errors
+    assert w.offline_only() == [], w.offline_only()
 
 
 # --- phone, print, contrast --------------------------------------------------------------------------------

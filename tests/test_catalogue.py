@@ -9,11 +9,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from cptpub import escape
 from cptpub.assemble.base import display_date
 from cptpub.errors import CptpubError
 from cptpub.publish import catalogue
@@ -65,6 +67,9 @@ class Page(HTMLParser):
         self._raw: str | None = None
         self._row: dict | None = None
         self._cell: list[str] | None = None
+        self._in_fallback = False
+        self.fallback: list[list[dict[str, str | None]]] = []  # the <noscript> list: each edition's links
+        self.fallback_badges: list[int] = []
         self.feed(text)
         self.close()
 
@@ -74,6 +79,15 @@ class Page(HTMLParser):
         if tag in ("script", "style"):
             self._raw = tag
             getattr(self, tag + "s").append("")
+        if tag == "noscript":
+            self._in_fallback = True
+        if self._in_fallback and tag == "li":
+            self.fallback.append([])
+            self.fallback_badges.append(0)
+        if self._in_fallback and tag == "a" and self.fallback:
+            self.fallback[-1].append(attributes)
+        if self._in_fallback and "badge-demo" in (attributes.get("class") or "") and self.fallback_badges:
+            self.fallback_badges[-1] += 1
         if tag == "tr" and "data-code" in attributes:
             self._row = {"attrs": attributes, "cells": [], "links": [], "badges": 0}
         if self._row is not None and tag in ("th", "td"):
@@ -84,6 +98,8 @@ class Page(HTMLParser):
             self._row["badges"] += 1
 
     def handle_endtag(self, tag):
+        if tag == "noscript":
+            self._in_fallback = False
         if tag in ("script", "style"):
             self._raw = None
         if self._row is not None and tag in ("th", "td") and self._cell is not None:
@@ -102,6 +118,38 @@ class Page(HTMLParser):
     def all(self, tag: str) -> list[dict[str, str | None]]:
         return [attrs for name, attrs in self.tags if name == tag]
 
+    @property
+    def entries(self) -> list[dict]:
+        """The editions the page's script renders, expanded from the embedded JSON as the script does."""
+        (data,) = [i for i, (tag, a) in enumerate(self.all_scripts()) if a.get("id") == "editions-data"]
+        document = json.loads(self.scripts[data])
+        strings, dates = document["strings"], document["dates"]
+        return [
+            {
+                "code": e["code"],
+                "title": e["title"],
+                "full_title": e.get("full_title", f"CPT {e['code']}: {e['title']}"),
+                "demo": e["demo"],
+                "payers": [strings[i] for i in e["payers"]],
+                "data_as_of": [(dates[d], [strings[i] for i in labels]) for d, labels in e["data_as_of"]],
+                "edition_date": None if e["edition_date"] is None else dates[e["edition_date"]],
+                "files": e["files"],
+            }
+            for e in document["editions"]
+        ]
+
+    def all_scripts(self) -> list[tuple[str, dict[str, str | None]]]:
+        return [(name, attrs) for name, attrs in self.tags if name == "script"]
+
+    @property
+    def page_script(self) -> str:
+        (script,) = [self.scripts[i] for i, (_, a) in enumerate(self.all_scripts()) if "type" not in a]
+        return script
+
+    def fallback_links(self) -> list[list[str | None]]:
+        """Per edition, the links of the no-JavaScript list (title, then the other formats)."""
+        return [[a.get("href") for a in item] for item in self.fallback]
+
 
 @pytest.fixture
 def page_text() -> str:
@@ -113,28 +161,51 @@ def page(page_text: str) -> Page:
     return Page(page_text)
 
 
+def date(iso: str) -> dict:
+    return {"iso": iso, "label": display_date(dt.date.fromisoformat(iso))}
+
+
 def test_every_edition_is_listed_with_its_details_and_links(page: Page) -> None:
-    assert [row["attrs"]["data-code"] for row in page.rows] == ["20702", "20705", "J1234"], "sorted by code"
-    first = page.rows[0]
-    code, title, payers, as_of, edition_date, files = first["cells"]
-    assert code == "20702"
-    assert title.startswith("Intramedullary Drug Delivery Device Preparation and Insertion")
-    assert payers == "Aetna, Blue Cross Blue Shield, Cigna Health, UnitedHealthcare, Medicare"
-    assert as_of == "October 1, 2026Aetna ratesJanuary 1, 2026Medicare fee schedule", "one line per date, newest first"
-    assert edition_date == "October 15, 2026"
-    assert "HTML" in files and "PDF" in files
-    assert first["links"] == ["cpt-20702.html", "cpt-20702.html", "cpt-20702.pdf"]
-    no_pdf = page.rows[2]
-    assert no_pdf["links"] == ["cpt-J1234.html", "cpt-J1234.html"], "no PDF built, no PDF link"
-    assert "No payer data" in no_pdf["cells"][2] and "Not available" in no_pdf["cells"][3]
+    entries = page.entries
+    assert [e["code"] for e in entries] == ["20702", "20705", "J1234"], "sorted by code"
+    first = entries[0]
+    assert first["title"] == "Intramedullary Drug Delivery Device Preparation and Insertion"
+    assert first["full_title"] == "CPT 20702: Intramedullary Drug Delivery Device Preparation and Insertion"
+    assert first["payers"] == ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
+    assert first["data_as_of"] == [
+        (date("2026-10-01"), ["Aetna rates"]),
+        (date("2026-01-01"), ["Medicare fee schedule"]),
+    ], "one line per date, newest first"
+    assert first["edition_date"] == {"iso": "2026-10-15", "label": "October 15, 2026"}
+    assert first["files"] == ["html", "pdf"]
+    no_pdf = entries[2]
+    assert no_pdf["files"] == ["html"], "no PDF built, no PDF link"
+    assert no_pdf["payers"] == [] and no_pdf["data_as_of"] == []
+    # Without JavaScript: a plain list of every edition, its title linking to the page, then its other files.
+    assert page.fallback_links() == [["cpt-20702.html", "cpt-20702.pdf"], ["cpt-20705.html", "cpt-20705.pdf"], [
+        "cpt-J1234.html"
+    ]]  # fmt: skip
 
 
 def test_demo_editions_are_visibly_marked(page: Page, page_text: str) -> None:
-    assert [row["badges"] for row in page.rows] == [1, 1, 0]
-    assert re.search(r'<span class="badge-demo">DEMO</span></td>', page_text)
+    assert [e["demo"] for e in page.entries] == [True, True, False]
+    assert page.fallback_badges == [1, 1, 0]
+    assert "createElement" in page.page_script and '"badge-demo"' in page.page_script
     assert "DEMO DATA — synthetic figures, not real prices" in page_text
     real_only = render_catalogue({"generator": "cptpub", "editions": [MANIFEST["editions"][2]]}, REPORT_DIR)
-    assert "DEMO" not in real_only
+    assert "DEMO" not in real_only.replace(Page(real_only).page_script, ""), "no demo note or badge"
+
+
+def test_rows_say_their_kind_and_a_mixed_catalogue_offers_the_show_choice(page: Page) -> None:
+    kinds = {e["code"]: "demo" if e["demo"] else "real" for e in page.entries}
+    assert kinds == {"20702": "demo", "20705": "demo", "J1234": "real"}
+    # the script's rows say it (checked in Chromium by test_browser.py::test_catalogue_shows_only_demo_or_...)
+    assert '"data-kind": entry.demo ? "demo" : "real"' in page.page_script
+    radios = [a for a in page.all("input") if a.get("name") == "kind"]
+    assert [(a["value"], "checked" in a) for a in radios] == [("all", True), ("real", False), ("demo", False)]
+    for only_one_kind in (MANIFEST["editions"][:2], MANIFEST["editions"][2:]):
+        single = Page(render_catalogue({**MANIFEST, "editions": only_one_kind}, REPORT_DIR))
+        assert not [a for a in single.all("input") if a.get("name") == "kind"], "nothing to choose between"
 
 
 def test_manifest_text_is_escaped_and_never_becomes_markup_or_a_link() -> None:
@@ -145,15 +216,21 @@ def test_manifest_text_is_escaped_and_never_becomes_markup_or_a_link() -> None:
     manifest = {"generator": HOSTILE, "editions": [hostile, other, {"code": '"><script>', "title": HOSTILE}]}
     text = render_catalogue(manifest, REPORT_DIR)
     page = Page(text)
-    assert len(page.all("script")) == 1, "only the page's own script"
+    scripts = [attrs for _, attrs in page.all_scripts()]
+    assert scripts == [{"type": "application/json", "id": "editions-data"}, {}], "the data, and the page's script"
     assert not page.all("img")
     for _, attrs in page.tags:
         assert not any(name.startswith("on") for name in attrs), attrs
     hrefs = {a.get("href") for a in page.all("a")} | {link.get("href") for link in page.all("link")}
-    assert hrefs == {"cpt-20702.html", "cpt-20703.pdf", "data:,"}, "only the editions' own file names are linked"
+    assert hrefs == {"cpt-20702.html", "cpt-20703.pdf", "data:,", "feed.xml"}, "only the site's own files are linked"
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
     assert HOSTILE not in text
     assert "<script>alert" not in text and "javascript:" not in text and "evil.example" not in text
+    # The data keeps the text as text (the script inserts it as text nodes, never as markup).
+    entries = {e["code"]: e for e in page.entries}
+    assert entries["20702"]["title"] == escape.clean(HOSTILE) and entries["20702"]["payers"] == [escape.clean(HOSTILE)]
+    assert entries["20702"]["files"] == ["html"] and entries["20703"]["files"] == ["pdf"]
+    assert "innerHTML" not in page.page_script and "insertAdjacentHTML" not in page.page_script
 
 
 def test_page_is_accessible(page: Page, page_text: str) -> None:
@@ -161,14 +238,18 @@ def test_page_is_accessible(page: Page, page_text: str) -> None:
     assert any(m.get("name") == "viewport" for m in page.all("meta"))
     assert len(page.all("h1")) == 1 and page.all("caption")
     column_headers = [th for th in page.all("th") if th.get("scope") == "col"]
-    row_headers = [th for th in page.all("th") if th.get("scope") == "row"]
-    assert len(column_headers) == 6 and len(row_headers) == 3
-    assert len(page.all("th")) == 9, "every header cell has a scope"
+    assert len(column_headers) == 6 and len(page.all("th")) == 6, "every header cell has a scope"
+    assert 'element("th", { scope: "row" }' in page.page_script, "the script's rows have a row header"
     assert [th.get("aria-sort") for th in column_headers] == ["ascending", None, None, None, None, None]
-    assert all(b.get("type") == "button" for b in page.all("button")) and len(page.all("button")) == 5
-    (label,) = page.all("label")
-    (search,) = page.all("input")
+    assert all(b.get("type") == "button" for b in page.all("button")) and len(page.all("button")) == 7
+    (pager,) = page.all("nav")
+    assert pager.get("aria-label") == "Pages of editions"
+    label = page.all("label")[0]
+    search = page.all("input")[0]
     assert label["for"] == search["id"] == "filter" and search["type"] == "search"
+    # the demo/real choice: radio buttons inside their labels, grouped under a legend
+    assert [a.get("type") for a in page.all("input")[1:]] == ["radio"] * 3 and len(page.all("label")) == 4
+    assert page.all("fieldset") and page.all("legend")
     assert any(p.get("role") == "status" and p.get("aria-live") == "polite" for p in page.all("p"))
     region = next(d for d in page.all("div") if d.get("class") == "table-scroll")
     assert region.get("role") == "region" and region.get("tabindex") == "0" and region.get("aria-labelledby")
@@ -196,6 +277,7 @@ def test_palette_meets_wcag_aa_contrast(page: Page) -> None:
         "links on stripe": (colours["accent"], colours["stripe"]),
         "header text": (colours["ink"], colours["header-bg"]),
         "demo badge": (colours["demo-ink"], colours["demo-bg"]),
+        "updated badge": (colours["accent"], colours["header-bg"]),
     }
     for name, (fg, bg) in pairs.items():
         assert contrast(fg, bg) >= 4.5, name
@@ -209,7 +291,7 @@ def test_content_security_policy_allows_exactly_the_inline_style_and_script(page
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
     assert policy["default-src"] == "'none'"
-    assert policy["script-src"] == sha(page.scripts[0])
+    assert policy["script-src"] == sha(page.page_script)
     assert policy["style-src"] == sha(page.styles[0])
 
 
@@ -291,13 +373,34 @@ def test_build_writes_the_catalogue_from_its_manifest(built_demo: Path) -> None:
     index = (dist / "index.html").read_text(encoding="utf-8")
     assert index == render_catalogue(manifest, built_demo / "report"), "index.html is the manifest's page"
     page = Page(index)
-    assert [row["attrs"]["data-code"] for row in page.rows] == ["20702", "20705"]
-    for row in page.rows:
-        code = row["attrs"]["data-code"]
-        assert row["badges"] == 1, "the demo is marked DEMO"
-        assert f"cpt-{code}.html" in row["links"] and f"cpt-{code}.pdf" in row["links"]
-        for href in set(row["links"]):
-            assert (dist / href).is_file(), href
+    assert [e["code"] for e in page.entries] == ["20702", "20705"]
+    for entry, links in zip(page.entries, page.fallback_links(), strict=True):
+        code = entry["code"]
+        assert entry["demo"], "the demo is marked DEMO"
+        assert entry["files"] == ["html", "pdf"] and links == [f"cpt-{code}.html", f"cpt-{code}.pdf"]
+        for href in links:
+            assert (dist / str(href)).is_file(), href
+
+
+def test_a_current_page_is_not_rewritten(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    shutil.copytree(REPORT_DIR, report)
+    dist = tmp_path / "dist"
+    page = write_catalogue(dist, MANIFEST, report_dir=report)
+    first = page.stat()
+    assert write_catalogue(dist, copy.deepcopy(MANIFEST), report_dir=report).stat().st_ino == first.st_ino
+    assert page.stat().st_mtime_ns == first.st_mtime_ns, "same manifest and template: the page is left alone"
+
+    changed = copy.deepcopy(MANIFEST)
+    changed["editions"][0]["title"] = "CPT 20705: Renamed"
+    write_catalogue(dist, changed, report_dir=report)
+    assert "Renamed" in page.read_text(encoding="utf-8"), "a changed manifest rewrites the page"
+
+    template = report / catalogue.TEMPLATE_NAME
+    template.write_text(template.read_text(encoding="utf-8").replace("Publications by code", "All editions"))
+    write_catalogue(dist, changed, report_dir=report)
+    assert "All editions" in page.read_text(encoding="utf-8"), "a changed template rewrites the page"
+    assert page.read_text(encoding="utf-8") == render_catalogue(changed, report)
 
 
 @pytest.mark.parametrize("code", ["20702", "20705"])
@@ -306,10 +409,12 @@ def test_each_edition_links_back_to_the_catalogue_and_its_pdf(built_demo: Path, 
     assert "index.html" in hrefs and f"cpt-{code}.pdf" in hrefs
 
 
-def test_data_as_of_is_grouped_by_date_newest_first_and_sorts_by_the_newest() -> None:
+def test_data_as_of_is_grouped_by_date_newest_first() -> None:
     as_of = {"Medicare fee schedule": "2026-01-01", "A rates": "2026-10-01", "Odd": "soon", "B rates": "2026-10-01"}
     page = Page(render_catalogue({"editions": [edition("20702", "T", data_as_of=as_of)]}, REPORT_DIR))
-    (row,) = page.rows
-    assert row["cells"][3] == "October 1, 2026A rates, B ratesJanuary 1, 2026Medicare fee schedulesoonOdd"
-    cell = next(attrs for tag, attrs in page.tags if tag == "td" and attrs.get("data-sort") == "2026-10-01")
-    assert cell is not None
+    (entry,) = page.entries
+    assert entry["data_as_of"] == [
+        (date("2026-10-01"), ["A rates", "B rates"]),
+        (date("2026-01-01"), ["Medicare fee schedule"]),
+        ({"label": "soon"}, ["Odd"]),
+    ], "dates newest first, then text that is not a date (the script sorts the column by the first date)"

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 
 from cptpub.demo import DEMO_MARKER, write_demo_inputs
+from cptpub.demo.generator import PPRRVU_FILE_NAME
 
 from .conftest import FIXTURES
 
@@ -32,6 +33,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
     assert other.tic_files[0].read_bytes() != again.tic_files[0].read_bytes()
 
 
-def test_pprrvu_demo_file_says_demo_in_its_title_line(demo_inputs: Path):
-    first = (demo_inputs / "PPRRVU26_DEMO.csv").read_text().splitlines()[0]
-    assert DEMO_MARKER in first
+def test_the_fee_schedule_file_is_cms_data_not_marked_demo(demo_inputs: Path):
+    text = (demo_inputs / PPRRVU_FILE_NAME).read_text()
+    assert DEMO_MARKER not in text
+    assert text.splitlines()[0].split(",")[2] == "2026 National Physician Fee Schedule Relative Value File July Release"

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 from pypdf import PdfReader
 
 from . import expected
@@ -84,6 +85,7 @@ def outputs(built_demo: Path) -> dict[str, Path]:
         "pdf": dist / "cpt-20702.pdf",
         "html05": dist / "cpt-20705.html",
         "pdf05": dist / "cpt-20705.pdf",
+        "record": built_demo / "data" / "codes" / "20702.yaml",
     }
 
 
@@ -97,8 +99,20 @@ def test_pdf_has_every_section_in_order_with_the_title(outputs):
         position = text.find(heading, start)
         assert position >= 0, f"{heading!r} missing (or out of order) in the PDF"
         positions.append(position)
-    for payer in PAYERS:
-        assert payer in text
+    # Payer Notes: one subsection per payer, in the catalogue's order, each holding that payer's notes from the record
+    notes = text[positions[SECTIONS.index("Payer Notes")] : positions[SECTIONS.index("Billing Considerations")]]
+    record = yaml.safe_load(outputs["record"].read_text())
+    at = 0
+    for index, payer in enumerate(PAYERS):
+        at = notes.find(payer, at)
+        assert at >= 0, f"no Payer Notes subsection for {payer} (or out of order)"
+        end = min([f for p in PAYERS[index + 1 :] if (f := notes.find(p, at + len(payer))) >= 0], default=len(notes))
+        mine = [n for n in record["payer_notes"] if n["payer"] == payer]
+        assert mine, f"the 20702 record has no note for {payer}"
+        for note in mine:
+            opening = " ".join(note["note"].split()[:6])
+            assert f"{note['topic']}: {opening}" in notes[at:end], f"{payer}: note {note['topic']!r} not in its section"
+        at = end
 
 
 def test_html_has_every_section_in_order(outputs):
@@ -162,6 +176,10 @@ def test_demo_data_is_labelled_in_html_and_pdf(outputs):
     pages = [squash(page.extract_text()) for page in PdfReader(outputs["pdf"]).pages]
     assert all(DEMO_NOTICE in page for page in pages), "a PDF page without the demo notice"
     assert "synthetic demo data" in " ".join(pages)
+    # the rates are synthetic; the fee schedule values are CMS's own, and the edition says which is which
+    text = squash(re.sub(r"<[^>]+>", " ", html))
+    assert "The payer rates below are synthetic demo data" in text
+    assert "The Medicare values are CMS's own 2026 national fee schedule figures." in text.replace("\u2019", "'")
     figure = next(img for img in Page(html).images if (img.get("alt") or "").startswith("Box plot"))
     svg = base64.b64decode(figure["src"].split(",", 1)[1]).decode()
     assert "<dc:title>CPT 20702: professional rates by payer (DEMO DATA, not real prices)</dc:title>" in svg

@@ -12,8 +12,9 @@ from cptpub.cli import main
 from cptpub.store import RatesStore
 from tests.test_ingest_pfs import pprrvu_csv
 
-REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+from .conftest import FIXTURES
+
+TIC = FIXTURES / "tic"
 NO_NPI = TIC / "v1/in-network-rates-no-npi.json"
 MULTI = TIC / "v2/in-network-rates-multiple-plans-sample.json"
 
@@ -54,11 +55,12 @@ def test_again_is_unchanged_and_replace_reloads(bare_project, capsys):
     assert status == 0 and out.startswith("replaced   in-network-rates-no-npi.json: Medicare, 1 rates kept")
 
 
-def test_default_codes_are_the_records_in_data_codes(bare_project, capsys):
+def test_every_code_is_kept_by_default_whatever_the_records(bare_project, capsys):
     (bare_project / "data" / "codes" / "27448.yaml").write_text("title: Femur and knee repair\n")
     status, out, _ = run(capsys, "ingest", "tic", str(MULTI))
-    assert status == 0 and "4 rates kept, 1 skipped" in out
-    assert stored(bare_project, "SELECT DISTINCT billing_code FROM negotiated_rates") == [("27448",)]
+    assert status == 0 and "12 rates kept, 0 skipped" in out
+    in_file = {item["billing_code"] for item in json.loads(MULTI.read_text())["in_network"]}
+    assert {c for (c,) in stored(bare_project, "SELECT DISTINCT billing_code FROM negotiated_rates")} == in_file
 
 
 def test_codes_file(bare_project, tmp_path, capsys):
@@ -68,8 +70,8 @@ def test_codes_file(bare_project, tmp_path, capsys):
     assert status == 0 and "12 rates kept, 0 skipped" in out
 
 
-def test_no_codes_anywhere_is_a_usage_error(bare_project, capsys):
-    status, _, err = run(capsys, "ingest", "tic", str(NO_NPI))
+def test_codes_listing_none_is_a_usage_error(bare_project, capsys):
+    status, _, err = run(capsys, "ingest", "tic", str(NO_NPI), "--codes", ",")
     assert status == 2
     assert "no codes to keep" in err and "--codes" in err
 
@@ -184,7 +186,7 @@ def test_a_folder_where_a_file_is_wanted_is_a_usage_error(bare_project, tmp_path
     folder.mkdir()
     status, _, err = run(capsys, "ingest", command, str(folder), *(["--codes", "99213"] if command == "pfs" else []))
     assert status == 2
-    assert "internal error" not in err and f"'{folder}' is a directory" in err
+    assert "internal error" not in err and (f"'{folder}' is a directory" in err or f"{folder} is a folder" in err)
 
 
 def test_paths_with_markup_are_printed_as_they_are(bare_project, tmp_path, capsys):

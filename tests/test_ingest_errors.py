@@ -22,8 +22,10 @@ from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
 
+from .conftest import FIXTURES
+
 REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+TIC = FIXTURES / "tic"
 GOOD = TIC / "v1/in-network-rates-multiple-plans-sample.json"
 V2_FFS = TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json"
 
@@ -117,19 +119,61 @@ def test_wrong_type_in_the_header(store, tmp_path):
     assert "last_updated_on: must be a date (YYYY-MM-DD), got 'last week'" in message
 
 
-def test_zero_rate(store, tmp_path):
+def _stored_rates(store: RatesStore, source_id: str) -> list[float]:
+    con = store.connect(read_only=True)
+    try:
+        rows = con.execute("SELECT negotiated_rate FROM negotiated_rates WHERE source_id = ?", [source_id]).fetchall()
+        return sorted(r[0] for r in rows)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "suspect"),
+    [
+        ("12.45", "0", 0.0),
+        ("1230.45", "-1230.45", -1230.45),
+        ("12.45", "0.01", 0.01),
+        ("12.45", "999999.99", 999999.99),
+    ],
+)
+def test_a_zero_negative_or_placeholder_price_is_stored_and_counted(store, tmp_path, replace, by, suspect):
+    """Real files carry $0.00, negative and placeholder prices: the file is ingested, the price stored with the
+    others (analysis recognises it with staging.SUSPECT_PRICE_SQL) and counted in the source's warnings."""
     path = _write(
-        tmp_path, "zero-rate.json", V2_FFS.read_text().replace('"negotiated_rate": 12.45', '"negotiated_rate": 0')
+        tmp_path,
+        "odd-price.json",
+        V2_FFS.read_text().replace(f'"negotiated_rate": {replace}', f'"negotiated_rate": {by}'),
+    )
+    result = ingest_tic_file(store, path, codes={"27447", "27448"}, catalogue=_catalogue())
+    assert result.status == "ingested"
+    assert suspect in _stored_rates(store, result.source_id)
+    unchanged = ingest_tic_file(
+        RatesStore(tmp_path / "plain.duckdb"), V2_FFS, codes={"27447", "27448"}, catalogue=_catalogue()
+    )
+    assert result.rows_kept == unchanged.rows_kept  # nothing dropped
+    assert any("1 price(s) of zero, a negative amount or a placeholder" in w for w in result.warnings)
+    con = store.connect(read_only=True)
+    warnings = con.execute("SELECT warnings FROM sources WHERE source_id = ?", [result.source_id]).fetchone()[0]
+    con.close()
+    assert warnings == result.warnings
+    from cptpub.ingest.staging import SUSPECT_PRICE_SQL
+
+    con = store.connect(read_only=True)
+    flagged = con.execute(
+        f"SELECT negotiated_rate FROM negotiated_rates WHERE source_id = ? AND {SUSPECT_PRICE_SQL}", [result.source_id]
+    ).fetchall()
+    con.close()
+    assert set(flagged) == {(suspect,)}
+
+
+def test_a_price_that_is_not_a_number_fails_the_file(store, tmp_path):
+    path = _write(
+        tmp_path, "text-rate.json", V2_FFS.read_text().replace('"negotiated_rate": 12.45', '"negotiated_rate": "12.45"')
     )
     message = _fails(store, path)
     assert "in_network item 1, billing code 27448" in message
-    assert "negotiated_rates[1].negotiated_prices[0].negotiated_rate: must be greater than 0, got 0" in message
-
-
-def test_negative_rate(store, tmp_path):
-    path = _write(tmp_path, "negative.json", V2_FFS.read_text().replace("1230.45", "-1230.45"))
-    message = _fails(store, path)
-    assert "must be greater than 0, got -1230.45" in message
+    assert "negotiated_rates[1].negotiated_prices[0].negotiated_rate: must be a number, got '12.45'" in message
 
 
 def test_empty_in_network(store, tmp_path):
@@ -175,13 +219,13 @@ def test_the_cli_ingests_the_good_files_and_exits_1_listing_the_bad(tmp_path, mo
     (project / "data" / "payers.yaml").write_text((REPO / "data" / "payers.yaml").read_text())
     monkeypatch.setenv("CPTPUB_PROJECT", str(project))
     monkeypatch.delenv("CPTPUB_STORE", raising=False)
-    bad = _write(tmp_path, "zero.json", V2_FFS.read_text().replace("12.45", "0"))
+    bad = _write(tmp_path, "text-rate.json", V2_FFS.read_text().replace("12.45", '"12.45"'))
     status = main(["ingest", "tic", str(GOOD), str(bad), str(V2_FFS), "--codes", "27447,27448"])
     captured = capsys.readouterr()
     assert status == 1
     assert "1 of 3 file(s) failed" in captured.err
     assert f"  {bad}" in captured.err
-    assert "must be greater than 0" in captured.err
+    assert "must be a number, got '12.45'" in captured.err
     con = RatesStore(project / "build" / "rates.duckdb").connect(read_only=True)
     assert sorted(r[0] for r in con.execute("SELECT file_name FROM sources").fetchall()) == sorted(
         [GOOD.name, V2_FFS.name]
@@ -238,10 +282,10 @@ def test_a_named_pipe_is_refused_before_it_is_opened(store, tmp_path, fifo):
 
 def test_an_io_error_while_reading(store, tmp_path, monkeypatch):
     def failing_blocks(self):
-        yield self.path.read_bytes()[:100]
+        yield Path(self.source).read_bytes()[:100]
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(RateFile, "_blocks", failing_blocks)
+    monkeypatch.setattr(RateFile, "_raw_blocks", failing_blocks)
     path = _write(tmp_path, "flaky.json", V2_FFS.read_text())
     assert "cannot read the file: Input/output error" in _fails(store, path)
 
@@ -256,14 +300,24 @@ def _remote_refs(tmp_path: Path) -> tuple[Path, Path]:
     return path, refs
 
 
-def test_a_gzip_provider_reference_file_is_sniffed_not_slurped(store, tmp_path, monkeypatch):
+def test_a_gzip_provider_reference_file_is_streamed_not_slurped(store, tmp_path):
+    """A provider-reference file of 60 MB (decompressed) is read with a bounded window: peak Python memory during
+    the ingest stays far below its size (a whole-file read would hold all of it at once)."""
+    import tracemalloc
+
     path, refs = _remote_refs(tmp_path)
-    (refs / "some_provider_group.json.gz").write_bytes(gzip.compress((TIC / "v1/provider-reference.json").read_bytes()))
-    read_whole = []
-    read_bytes = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: read_whole.append(self) or read_bytes(self))
-    result = ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
-    assert result.warnings == [] and read_whole == []
+    document = json.loads((TIC / "v1/provider-reference.json").read_text())
+    padding = json.dumps({"padding": [0] * 30_000_000})[1:-1]  # 60 MB of an array nobody reads
+    text = json.dumps(document)[:-1] + ", " + padding + "}"
+    (refs / "some_provider_group.json.gz").write_bytes(gzip.compress(text.encode(), compresslevel=1))
+    tracemalloc.start()
+    try:
+        result = ingest_tic_file(store, path, codes={"27448"}, catalogue=_catalogue(), provider_refs_dir=refs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.warnings == []
+    assert peak < 25e6, f"peak {peak / 1e6:.0f} MB while reading a 60 MB file"
 
 
 def test_a_cut_short_provider_reference_file(store, tmp_path):

@@ -211,15 +211,24 @@ def test_amounts_round_half_up_on_the_exact_decimals(store, tmp_path):
     assert _rows(store)[0][12:14] == (47.13, 47.13)
 
 
-def test_demo_data_is_flagged_and_matches_the_generators_amounts(store, tmp_path):
-    from cptpub.demo import write_demo_inputs
-    from cptpub.demo.generator import DEMO_RVUS, medicare_amounts
+def test_the_demo_fee_schedule_is_cms_data_and_matches_the_generators_amounts(store, tmp_path):
+    from cptpub.demo import DEMO_CODES, write_demo_inputs
+    from cptpub.demo.generator import medicare_amounts
 
     inputs = write_demo_inputs(tmp_path / "demo")
-    result = ingest_pfs_file(store, inputs.pprrvu_file, codes=set(DEMO_RVUS))
-    assert result.is_demo and _source(store)["is_demo"]
-    assert {row[0]: (row[12], row[13]) for row in _rows(store)} == {c: medicare_amounts(c) for c in DEMO_RVUS}
+    result = ingest_pfs_file(store, inputs.pprrvu_file, codes=set(DEMO_CODES))
+    assert not result.is_demo and not _source(store)["is_demo"]  # CMS's values: the edition must not call them demo
+    assert {row[0]: (row[12], row[13]) for row in _rows(store)} == {c: medicare_amounts(c) for c in DEMO_CODES}
     assert {row[-1] for row in _rows(store)} == {2026}
+    assert result.schema_version == "RVU26C"
+
+
+def test_a_fee_schedule_file_marked_demo_is_flagged(store, tmp_path):
+    from cptpub.demo import DEMO_MARKER
+
+    title = f"{DEMO_MARKER} 2024 National Physician Fee Schedule Relative Value File January Release"
+    result = ingest_pfs_file(store, _write(tmp_path, "PPRRVU24_JAN.csv", pprrvu_csv(title=title)), codes={"99213"})
+    assert result.is_demo and _source(store)["is_demo"]
 
 
 def test_reingest_is_a_no_op_and_replace_reloads(store, tmp_path):

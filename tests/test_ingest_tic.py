@@ -27,8 +27,10 @@ from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
 
+from .conftest import FIXTURES
+
 REPO = Path(__file__).resolve().parents[1]
-TIC = REPO.parent / "shared" / "fixtures" / "tic"
+TIC = FIXTURES / "tic"
 ALL_FIXTURE_CODES = {"27447", "27448", "81.54", "99214", "97110", "0200", "80053", "99285"}
 AS_OF = dt.date(2020, 8, 27)
 
@@ -465,18 +467,34 @@ def test_replace_reloads_a_files_rows(store, catalogue):
     assert source_row(store, result.source_id)["payer"] == "Cigna Health"
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_the_duckdb_batches_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
+    """Items are flattened by DuckDB in batches; a batch it refuses goes through the checking parser. Both paths
+    must store the same rows (forced here by refusing every batch)."""
+    from cptpub.ingest import flatten
+
+    options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
+    fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
+    monkeypatch.setattr(flatten.Flattener, "stage", lambda self, items: None)
+    checked = ingest_tic_file(RatesStore(tmp_path / "checked.duckdb"), TIC / name, **options)
+    assert fast.rows_kept == checked.rows_kept > 0
+    assert stored_rows(RatesStore(tmp_path / "fast.duckdb"), fast.source_id) == stored_rows(
+        RatesStore(tmp_path / "checked.duckdb"), checked.source_id
+    )
+
+
 def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
     from cptpub.ingest import tic
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    original = tic._Staging.publish
+    original = tic.publish
 
-    def publish_then_fail(self, *args):
-        original(self, *args)  # the rows are in negotiated_rates, inside the transaction
+    def publish_then_fail(*args):
+        original(*args)  # the rows are in negotiated_rates, inside the transaction
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tic._Staging, "publish", publish_then_fail)
+    monkeypatch.setattr(tic, "publish", publish_then_fail)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
@@ -484,24 +502,24 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
 
 
 def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
-    from cptpub.ingest import tic
+    from cptpub.ingest import flatten
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    monkeypatch.setattr(tic, "_STAGE_BATCH", 1)  # every rate reaches the staging table before the interrupt
-    original, calls = tic._Staging.add_rates, []
+    original, staged = flatten.Flattener.stage, []
 
-    def interrupt_on_the_third(self, *args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        original(self, *args)
+    def interrupt_once_staged(self, items):
+        staged.append(original(self, items))  # the batch's rows are in the staging files
+        assert list(self.staging.folder.glob("rows-*.parquet"))
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(tic._Staging, "add_rates", interrupt_on_the_third)
+    monkeypatch.setattr(flatten.Flattener, "stage", interrupt_once_staged)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
+    assert staged and staged[0] is not None
     assert counts(store) == before
+    assert not any((store.path.parent / "ingest-staging").iterdir())  # the scratch folder went with it
 
 
 def test_demo_files_are_flagged_and_mapped_to_their_payers(store, catalogue, tmp_path):

@@ -177,6 +177,9 @@ def test_watch_plan_picks_the_codes_inputs_only(project: Path) -> None:
         "report/styles.css~",
         "build/20702/01-summary.ipynb",
         "dist/cpt-20702.html",
+        "build/preview/cpt-20702.html",
+        "build/.pinned/123.0.duckdb",
+        "build/.rates.duckdb.123.staging",
     ]
     assert [a for a in accepted if not plan.accepts(p / a)] == []
     assert [r for r in refused if plan.accepts(p / r)] == []
@@ -199,7 +202,8 @@ def fake_build(project: Project, code: str, engine, **options) -> EditionResult:
     if "BROKEN" in text:
         raise CptpubError("title: expected text", where=f"{record}:3")
     title = re.search(r"^title: (.*)$", text, re.MULTILINE).group(1)
-    out = project.dist_dir / f"cpt-{code}.html"
+    out = options["out_dir"] / f"cpt-{code}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"<!DOCTYPE html><html><body><h1>{title}</h1></body></html>", encoding="utf-8")
     return EditionResult(code=code, outputs={"html": out}, engine="fake", meta=None)  # type: ignore[arg-type]
 
@@ -298,7 +302,8 @@ def test_preview_command_rebuilds_the_served_page_and_stops_on_sigint(tmp_path: 
         status, page = fetch(url.group(0))
         assert status == 200 and b"CPT 20702: Intramedullary Drug Delivery Device" in page
         assert b"data-cptpub-preview" in page
-        assert b"data-cptpub-preview" not in (root / "dist" / "cpt-20702.html").read_bytes()
+        assert b"data-cptpub-preview" not in (root / "build" / "preview" / "cpt-20702.html").read_bytes()
+        assert not (root / "dist").exists(), "preview never writes dist/ (the build's, with its manifest)"
         assert fetch(base + "/cpt-20702.pdf")[1].startswith(b"%PDF")
 
         record = root / "data" / "codes" / "20702.yaml"
@@ -335,17 +340,18 @@ def test_preview_command_rebuilds_the_served_page_and_stops_on_sigint(tmp_path: 
     assert any("build of 20702 failed" in line for line in errors), "".join(errors)
 
 
-def test_busy_port_and_unusable_dist_are_clear_errors(project: Path) -> None:
+def test_busy_port_and_unusable_preview_folder_are_clear_errors(project: Path) -> None:
     state = BuildState(code="20702")
-    (project / "dist").mkdir()
+    served = project / "build" / "preview"
+    served.mkdir(parents=True)
     with (
-        PreviewServer(project / "dist", state) as busy,
+        PreviewServer(served, state) as busy,
         pytest.raises(UsageError, match=f"cannot serve on 127.0.0.1:{busy.port}") as caught,
     ):
         run_preview(Project(project), "20702", object(), port=busy.port, notify=lambda e: None)
     assert "--port" in str(caught.value)
-    (project / "dist").rmdir()
-    (project / "dist").write_text("a file where the dist folder should be")
-    with pytest.raises(CptpubError, match="cannot use the output folder") as caught:
+    served.rmdir()
+    served.write_text("a file where the preview folder should be")
+    with pytest.raises(CptpubError, match="cannot use the preview folder") as caught:
         run_preview(Project(project), "20702", object(), notify=lambda e: None)
-    assert caught.value.where == str(project / "dist")
+    assert caught.value.where == str(served)

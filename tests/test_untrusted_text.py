@@ -27,6 +27,7 @@ from pypdf import PdfReader
 from cptpub import escape, sections
 from cptpub.assemble import get_engine
 from cptpub.assemble.base import AssemblyJob
+from cptpub.demo.generator import PPRRVU_FILE_NAME
 from cptpub.edition import edition_meta
 from cptpub.inline import MARKDOWN, USER_EXPRESSIONS, inline_expressions
 from cptpub.records.schema import CodeRecord
@@ -205,7 +206,7 @@ def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):
     document["reporting_entity_name"] = HOSTILE
     hostile_file = project / "hostile.json"
     hostile_file.write_text(json.dumps(document))
-    run_cptpub(project, "ingest", "pfs", str(demo_inputs / "PPRRVU26_DEMO.csv"))
+    run_cptpub(project, "ingest", "pfs", str(demo_inputs / PPRRVU_FILE_NAME))
     run_cptpub(project, "ingest", "tic", str(hostile_file), "--payer", "Aetna")
     run_cptpub(project, "build", "20702", "--engine", "builtin")
     html = (project / "dist" / "cpt-20702.html").read_text()
@@ -220,3 +221,29 @@ def test_hostile_text_through_the_real_cli(project: Path, demo_inputs: Path):
 def test_a_nul_byte_in_a_title_renders(base):
     """Found by hypothesis: a NUL in record text must not reach a command-line argument."""
     render(with_text(base, "before\x00after"), base[2] / "nul")
+
+
+BIDI_AND_INVISIBLE = (
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\u200c\u200d\u2060\ufeff"
+)
+
+
+def test_every_invisible_formatting_character_of_this_unicode_is_dropped():
+    import sys
+    import unicodedata
+
+    format_chars = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert format_chars and all(escape.clean(f"a{c}b") == "ab" for c in format_chars)
+    assert [c for c in format_chars if c in escape.typst_string(c)] == []
+
+
+def test_a_right_to_left_override_in_a_title_does_not_reverse_the_pdf_or_the_page(base):
+    """U+202E before "Def Ghi" made Typst lay out "ihG feD"; every bidi control and zero-width character goes."""
+    title = f"Abc {BIDI_AND_INVISIBLE[4]}Def Ghi {BIDI_AND_INVISIBLE}Jkl\ufeffMno"
+    outputs = render(with_text(base, title), base[2] / "bidi")
+    page = outputs["html"].read_text(encoding="utf-8")
+    assert "Abc Def Ghi JklMno" in page
+    assert not [c for c in BIDI_AND_INVISIBLE if c in page]
+    text = "".join(p.extract_text() for p in PdfReader(outputs["pdf"]).pages)
+    assert "AbcDefGhiJklMno" in squash(text), squash(text)[:400]
+    assert "ihGfeD" not in squash(text)

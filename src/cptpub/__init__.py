@@ -1,8 +1,9 @@
 """cptpub: per-code healthcare billing publications.
 
-Pipeline stages, one subpackage each:
+Pipeline stages:
 records and data (``records``, ``store``, ``ingest``, ``demo``) -> section content (``analysis``, ``sections``,
-``notebooks/``) -> execution (``execute``) -> assembly (``assemble``) -> outputs (``build``).
+``notebooks/``) -> execution (``execute``) -> assembly (``assemble``) -> outputs (``edition``, ``batch``,
+``publish``).
 """
 
 from importlib.metadata import PackageNotFoundError, version

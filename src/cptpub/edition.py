@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cptpub.assemble import Engine
 from cptpub.assemble.base import FORMATS, AssemblyJob, EditionMeta
-from cptpub.errors import CptpubError
 from cptpub.execute import FRESH_ENGINE, run_sections
 from cptpub.project import Project, check_code
 from cptpub.sections.context import EditionContext, load_context, save_context
+from cptpub.store import RatesStore
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class EditionResult:
     engine: str
     meta: EditionMeta
     key_payers: tuple[str, ...] = ()  # payers with data for the code, in the catalogue's order (for the manifest)
+    context: EditionContext | None = None  # what the edition was written from (its figures: dist/data/)
 
 
 def edition_meta(ctx: EditionContext) -> EditionMeta:
@@ -50,12 +51,7 @@ def build_edition(
     atomically, so ``dist/`` never holds a half-written file. The edition context is computed once, here, and
     saved in the build folder for the section notebooks (``cptpub.sections.load_edition``)."""
     code = check_code(code)
-    if not project.store_path.exists():
-        raise CptpubError(
-            "the rates store does not exist yet: an edition needs its rates and Medicare values",
-            where=project.store_path,
-            hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
-        )
+    RatesStore(project.store_path).require()
     ctx = load_context(code, project.data_dir, project.store_path)
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one
@@ -66,4 +62,6 @@ def build_edition(
     meta = edition_meta(ctx)
     job = AssemblyJob(meta=meta, notebooks=tuple(executed), workdir=workdir, report_dir=project.report_dir)
     outputs = engine.render(job, formats, out_dir or project.dist_dir)
-    return EditionResult(code=code, outputs=outputs, engine=engine.name, meta=meta, key_payers=tuple(ctx.key_payers))
+    return EditionResult(
+        code=code, outputs=outputs, engine=engine.name, meta=meta, key_payers=tuple(ctx.key_payers), context=ctx
+    )

@@ -37,6 +37,11 @@ class RecordError(CptpubError):
     """A code record or the payer catalogue is invalid. ``where`` is ``file:line``."""
 
 
+def cell_label(cell: int | None) -> str:
+    """How a failing notebook cell is named in messages: 'cell 3' (1-based), or 'an unknown cell'."""
+    return f"cell {cell}" if cell is not None else "an unknown cell"
+
+
 class SectionFailed(CptpubError):
     """A section notebook raised while executing for one code."""
 
@@ -54,9 +59,8 @@ class SectionFailed(CptpubError):
         self.cell = cell
         self.executed_path = executed_path
         self.error = error
-        cell_text = f"cell {cell}" if cell is not None else "an unknown cell"
         super().__init__(
-            f"CPT {code}: notebook {notebook} failed in {cell_text}: {error}",
+            f"CPT {code}: notebook {notebook} failed in {cell_label(cell)}: {error}",
             hint=f"the executed notebook is kept for inspection at {executed_path}",
         )
 

@@ -13,8 +13,8 @@ import nbformat
 from cptpub.assemble.config import load_config
 from cptpub.errors import CptpubError
 from cptpub.execute.runner import parameter_problems
-from cptpub.project import Project
-from cptpub.records import known_codes, load_payers, load_record
+from cptpub.project import Project, known_codes
+from cptpub.records import load_payers, load_record
 from cptpub.records.schema import FIELD_LABELS
 from cptpub.sections.context import EditionContext
 

@@ -1,7 +1,8 @@
 """Reimbursement benchmarks for one code: the single computation behind the payer section's table, figure and text.
 
 The rules are ``METHOD_NOTES`` below; every edition's Methodology section prints them, so the published
-description and the computation cannot drift apart.
+description and the computation cannot drift apart. Only current releases count: a file superseded by a newer
+release of the same series (:mod:`cptpub.store.releases`) stays in the store as history and out of every figure.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ SELECT DISTINCT
     array_to_string(list_sort(coalesce(billing_code_modifiers, []::VARCHAR[])), ',') AS modifiers,
     negotiation_arrangement
 FROM negotiated_rates
-WHERE billing_code = ?
+WHERE billing_code = ? AND source_id IN (SELECT source_id FROM current_sources)
 """
 
 
@@ -175,7 +176,7 @@ def load_medicare(con, code: str) -> MedicareAmounts | None:
     row = con.execute(
         """SELECT p.year, p.nonfacility_amount, p.facility_amount, p.global_days, p.status_code, p.work_rvu,
                   p.nonfacility_total, p.facility_total, p.conversion_factor, p.source_id
-           FROM medicare_pfs p JOIN sources s USING (source_id)
+           FROM medicare_pfs p JOIN current_sources s USING (source_id)
            WHERE p.hcpcs = ? AND p.modifier IS NULL
            ORDER BY p.year DESC, s.schema_version DESC, s.ingested_at DESC LIMIT 1""",
         [code],
@@ -188,7 +189,7 @@ def load_sources(con, code: str, medicare: MedicareAmounts | None) -> tuple[Sour
     rows = con.execute(
         """SELECT source_id, kind, file_name, payer, publisher, plans, last_updated_on, schema_version, rows_kept,
                   coalesce(warnings, []::VARCHAR[]), is_demo
-           FROM sources
+           FROM current_sources
            WHERE source_id IN (SELECT source_id FROM negotiated_rates WHERE billing_code = $1) OR source_id = $2
            ORDER BY kind DESC, payer, file_name""",
         [code, medicare.source_id if medicare else None],

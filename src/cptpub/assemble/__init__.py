@@ -1,6 +1,6 @@
 """Assembly: executed section notebooks -> one HTML page and one PDF per code.
 
-Two engines read the same ``report/`` template project: ``quarto`` (when Quarto >= 1.7 is
+Two engines read the same ``report/`` template project: ``quarto`` (when Quarto >= 1.7.19 is
 installed) and ``builtin`` (Pandoc + Typst from the Python dependencies).
 """
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.atomic import write_atomic as write_atomic  # engines' outputs are written atomically
-from cptpub.errors import AssemblyError
+from cptpub.errors import AssemblyError, UsageError
 from cptpub.project import CODE_PATTERN
 
 FORMATS = ("html", "pdf")
@@ -56,15 +55,15 @@ def output_name(code: str, fmt: str) -> str:
     return f"cpt-{code}.{fmt}"
 
 
-def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    """The requested formats, de-duplicated, in a fixed order; unknown or no format is an error."""
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        raise AssemblyError(
-            f"cannot render format(s) {', '.join(unknown) or '(none)'}",
-            hint=f"choose from {', '.join(FORMATS)}",
-        )
-    return tuple(f for f in FORMATS if f in formats)
+def check_formats(formats: Iterable[str], given_as: str | None = None) -> tuple[str, ...]:
+    """The requested formats (any case, spaces around ignored), de-duplicated, in FORMATS' order; an unknown format
+    or none is a usage error naming what was given (``given_as``, e.g. ``--to 'docx'``) and the valid choices."""
+    wanted = {f.strip().lower() for f in formats if f.strip()}
+    unknown = sorted(wanted - set(FORMATS))
+    if not wanted or unknown:
+        given_as = given_as or f"unknown output format {', '.join(unknown) or '(none)'}"
+        raise UsageError(f"{given_as}: choose one or more of {', '.join(FORMATS)} (comma-separated)")
+    return tuple(f for f in FORMATS if f in wanted)
 
 
 def display_date(day: datetime.date) -> str:

@@ -20,12 +20,12 @@ from cptpub.assemble.base import (
     check_formats,
     display_date,
     output_name,
-    write_atomic,
 )
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import pandoc_version, run_pandoc
 from cptpub.assemble.typst_values import Length, typst_value
+from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
 
 TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it

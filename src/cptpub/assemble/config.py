@@ -27,7 +27,10 @@ from cptpub.yamlfile import read_yaml
 CONFIG_NAME = "_quarto.yml"
 
 _PAPER = re.compile(r"^[a-z0-9-]+$")
-_MARGIN_SIDES = ("x", "y", "top", "bottom", "left", "right", "inside", "outside")
+# The sides Quarto's Typst `margin` option accepts: a closed object of x, y, top, bottom, left, right
+# (quarto-cli src/resources/schema/document-reveal-layout.yml v1.7.32 and v1.8.27, document-layout.yml v1.9.38);
+# Quarto refuses a project with any other side, so the builtin engine does too.
+_MARGIN_SIDES = ("x", "y", "top", "bottom", "left", "right")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -206,7 +209,9 @@ class _Reader:
         sides = []
         for side, length in value.items():
             if side not in _MARGIN_SIDES:
-                raise self._fail(keys, f"unknown side {side!r}; use {', '.join(_MARGIN_SIDES)}")
+                raise self._fail(
+                    keys, f"unknown side {side!r}; Quarto's Typst margin takes only {', '.join(_MARGIN_SIDES)}"
+                )
             if not isinstance(length, str) or not LENGTH_PATTERN.fullmatch(length):
                 raise self._fail((*keys, side), f"expected a length such as 2cm, got {length!r}")
             sides.append((side, length))

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from cptpub import escape
-from cptpub.assemble.base import write_atomic
 from cptpub.assemble.config import ExecuteSettings
+from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
 from cptpub.inline import resolve_inline, stored_results
 

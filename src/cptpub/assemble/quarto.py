@@ -1,21 +1,24 @@
-"""The quarto engine: a small Quarto project in the code's build folder, rendered with execution off.
+"""The quarto engine: Quarto renders the executed section notebooks themselves, with execution off.
 
-The project's one input, ``cpt-<code>.qmd``, holds only front matter. The section content (from
-:func:`notebooks_to_markdown`) is saved beside it, and a generated Lua filter, run by Quarto
-before its own filters, reads it with the same safe reader and safety filter as the builtin
-engine and puts it in the document. Why not a merged notebook or Markdown in the ``.qmd``:
+The executed notebooks are joined, in publication order, into one notebook per edition,
+``build/<code>/cpt-<code>.ipynb``, whose first cell is a raw cell of YAML front matter (title, date,
+authors, keywords), as Quarto writes front matter into notebooks (``src/core/jupyter/jupyter.ts``,
+quarto-cli v1.7.32). ``quarto render cpt-<code>.ipynb --to html|typst --no-execute`` then applies
+Quarto's own handling of notebook outputs, cell options (``#| echo``, ``#| output``, ``#| include``,
+``#| label``, ``#| fig-cap``, ``#| tbl-cap``) and cross-references. Quarto never executes a
+notebook unless asked (``src/execute/jupyter/jupyter.ts`` v1.7.32: "otherwise default to NOT
+executing"); ``--no-execute`` and ``execute: enabled: false`` say so twice.
 
-* the contract already drops code, text/plain and error outputs and parameter cells, so after
-  selection there is nothing but Markdown left to hand over;
-* Quarto reads documents with raw HTML, raw attributes and shortcodes enabled, and Pandoc's
-  Markdown writer does not escape everything that matters under that reader (``{=html}``
-  right after inline code becomes a raw block), so the content must never pass through it;
-* a ``.qmd`` without code cells and with ``engine: markdown`` cannot start a Jupyter kernel,
-  so nothing is re-executed.
+What the notebooks alone do not give, the generated project adds, with options Quarto's schema
+accepts: the builtin engine's safety filter (options passed through ``_G``, see
+:func:`safety_loader`), captions kept on every table in the PDF (:data:`TABLE_CAPTIONS_FILTER`),
+the site navigation, demo banner and data dates under the title, PDF metadata and the table
+rules of ``report/publication.typ``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -35,40 +38,81 @@ from cptpub.assemble.base import (
     check_formats,
     display_date,
     output_name,
-    write_atomic,
 )
 from cptpub.assemble.config import ReportConfig, load_config
-from cptpub.assemble.markdown import notebooks_to_markdown
-from cptpub.assemble.pandoc import READER, safety_filter
+from cptpub.assemble.markdown import SKIPPED_TAGS
+from cptpub.assemble.pandoc import safety_filter
 from cptpub.assemble.typst_values import typst_value
+from cptpub.atomic import write_atomic
 from cptpub.errors import AssemblyError
 
-# Quarto runs the Typst it bundles, so the Typst features in the generated include files set the minimum Quarto:
-# Quarto 1.4 bundles Typst 0.10, 1.5 and 1.6 bundle Typst 0.11, 1.7 bundles Typst 0.13 (quarto-cli
-# news/changelog-1.5.md "Upgrade Typst to 0.11.0"; quarto-cli issues #10047 and #11294, "Quarto 1.6 is using
-# Typst 0.11"; quarto-ext/typst-templates#17, "Quarto 1.7 and typst 0.13"). in-header.typ needs:
-#   `context` and `counter(page).final()` without a location         Typst 0.11
-#   `#set document` after other rules, `block(sticky: true)`          Typst 0.12
-#   `document(description: ...)`                                      Typst 0.13
-# (typst docs/changelog/0.11.0.md, 0.12.0.md, 0.13.0.md). No Quarto shipped Typst 0.12, so the first that can
-# compile these files is 1.7.
-MIN_VERSION = (1, 7)
+# Quarto runs the Typst it bundles, so the Typst features of the generated include files set the minimum Quarto.
+# quarto-cli's `configuration` file pins the bundled Typst: `export TYPST=0.11.0` up to v1.7.18, `0.13.0` from
+# v1.7.19 (commit "chore/pandoc-3.6", PR #12262) through v1.8.x, `0.14.2` in v1.9.38. in-header.typ needs
+# `document(description:)` (Typst 0.13) and `block(sticky:)` (Typst 0.12) (typst docs/changelog/0.12.0.md,
+# 0.13.0.md), so Quarto 1.7.0-1.7.18 fail to compile it.
+MIN_VERSION = (1, 7, 19)
+MIN_VERSION_REASON = "Quarto 1.7.0-1.7.18 bundle Typst 0.11, which cannot compile cptpub's PDF settings (Typst 0.13)"
 QUARTO_FORMATS = {"html": "html", "pdf": "typst"}
-SUPPORT_DIR = "_cptpub"  # generated include files, content and filters, inside the build folder
-CONTENT_NAME = "content.md"
-CONTENT_FILTER_NAME = "content.lua"
+SUPPORT_DIR = "_cptpub"  # generated include files and filters, inside the build folder
 RENDER_TIMEOUT_SECONDS = 600
 _MIN_TEXT = ".".join(map(str, MIN_VERSION))
 _NOT_FOUND_HINT = f"install Quarto >= {_MIN_TEXT}, set QUARTO_PATH to the quarto executable, or use the builtin engine"
-# The table layout rules of report/publication.typ, which Quarto's own Typst template does not have: rows never
-# split across pages, a long table (Pandoc's `table` figures or Quarto's captioned `quarto-float-tbl` floats) may
-# continue on the next page, and a caption above a table stays on the page where the table starts.
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+# The table rules of report/publication.typ, which Quarto's Typst template lacks: its typst-template.typ ends with
+# `#set table(inset: 6pt, stroke: none)` (v1.7.32), and header-includes come after it (pandoc/quarto/template.typ),
+# so these win. Quarto renders a captioned table as `figure(kind: "quarto-float-tbl")` (customnodes/
+# floatreftarget.lua) and every other table as a bare `table` (quarto-post/typst.lua marks tables
+# `typst:no-figure`), so the figure rules name both kinds.
 TABLE_RULES = """\
+#set table(
+  stroke: (x, y) => (bottom: 0.4pt + luma(205)),
+  fill: (x, y) => if y == 0 { luma(236) },
+  inset: (x: 0.55em, y: 0.4em),
+)
 #set table.cell(breakable: false)
+#show table.cell.where(y: 0): set text(weight: "bold")
+#show table: set text(size: 0.92em)
+#show table: set par(justify: false)
 #show figure.where(kind: table): set block(breakable: true)
 #show figure.where(kind: "quarto-float-tbl"): set block(breakable: true)
 #show figure.where(kind: table): set figure.caption(position: top)
+#show figure.where(kind: "quarto-float-tbl"): set figure.caption(position: top)
 #show figure.caption.where(position: top): it => block(sticky: true, width: 100%, it)
+"""
+
+# Quarto keeps a table's caption only when the table is a cross-reference target: quarto-pre/parsefiguredivs.lua
+# (v1.7.32, `Table = function(el)`) empties, in place, the caption of a table without an identifier, and
+# quarto-post/typst.lua then writes it as a bare `table(...)`. This filter runs at Quarto's `pre-ast` entry
+# point (main.lua), before parsefiguredivs, and gives every captioned table and every cell with a `tbl-cap`
+# option a `tbl-` identifier, which makes it a numbered "Table N:" float with its caption in HTML and in the PDF.
+# A cell's options reach it as attributes of the cell's Div, whose identifier is the `#| label`, or in HTML the
+# notebook cell's id (src/core/jupyter/jupyter.ts v1.7.32: `tbl-cap` is not an internal option, so it is kept).
+TABLE_CAPTIONS_FILTER = """\
+-- Generated by cptpub: captioned tables without a label get one, so Quarto keeps their captions.
+local count = 0
+local function next_id()
+  count = count + 1
+  return "tbl-cptpub-" .. count
+end
+
+return {
+  {
+    Table = function(tbl)
+      if tbl.identifier == "" and #tbl.caption.long > 0 then
+        tbl.identifier = next_id()
+        return tbl
+      end
+    end,
+    Div = function(div)
+      if div.classes:includes("cell") and div.attributes["tbl-cap"] and not div.identifier:match("^tbl%-") then
+        div.identifier = next_id()
+        return div
+      end
+    end,
+  },
+}
 """
 
 
@@ -78,6 +122,12 @@ def find_quarto() -> str | None:
     if configured:
         return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
     return shutil.which("quarto")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """``1.7.32`` -> (1, 7, 32); a missing patch counts as 0; None when ``text`` does not start with a version."""
+    match = _VERSION.match(text.strip())
+    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
 class QuartoEngine:
@@ -96,16 +146,16 @@ class QuartoEngine:
         if self._version is None:
             result = _run([self.executable, "--version"], cwd=None, timeout=60)
             text = result.stdout.strip()
-            match = re.match(r"(\d+)\.(\d+)", text)
-            if result.returncode != 0 or not match:
+            parsed = parse_version(text)
+            if result.returncode != 0 or parsed is None:
                 raise AssemblyError(
                     f"`{self.executable} --version` failed (exit status {result.returncode}): "
                     f"{result.stderr.strip() or text}",
                     hint=_NOT_FOUND_HINT,
                 )
-            if (int(match[1]), int(match[2])) < MIN_VERSION:
+            if parsed < MIN_VERSION:
                 raise AssemblyError(
-                    f"quarto {text} is too old: cptpub's Typst files need Quarto {_MIN_TEXT} or newer (Typst 0.13)",
+                    f"quarto {text} is too old: cptpub needs Quarto {_MIN_TEXT} or newer ({MIN_VERSION_REASON})",
                     hint=_NOT_FOUND_HINT,
                 )
             self._version = text
@@ -137,50 +187,115 @@ class QuartoEngine:
 
 
 def quarto_command(executable: str, job: AssemblyJob, fmt: str) -> list[str]:
-    """The argv that renders ``fmt`` (html or pdf) from the project :func:`write_project` made; run in workdir."""
+    """The argv that renders ``fmt`` (html or pdf) from the edition notebook; run in the build folder."""
     return [executable, "render", source_name(job.meta.code), "--to", QUARTO_FORMATS[fmt], "--no-execute"]
 
 
 def source_name(code: str) -> str:
-    return output_name(code, "qmd")
+    return output_name(code, "ipynb")
 
 
 def write_project(job: AssemblyJob, config: ReportConfig) -> Path:
-    """Write ``_quarto.yml``, the ``.qmd``, the content, filters and include files; return the ``.qmd``."""
+    """Write ``_quarto.yml``, the edition notebook, filters and include files; return the notebook."""
     support = job.workdir / SUPPORT_DIR
     support.mkdir(parents=True, exist_ok=True)
     for css in config.html.css:
         shutil.copyfile(css, support / css.name)
     shutil.copyfile(safety_filter(), support / "safety.lua")
-    (support / CONTENT_NAME).write_text(notebooks_to_markdown(job.notebooks), encoding="utf-8")
-    (support / CONTENT_FILTER_NAME).write_text(content_filter(job.workdir), encoding="utf-8")
+    (support / "safety-options.lua").write_text(safety_loader(job.workdir), encoding="utf-8")
+    (support / "table-captions.lua").write_text(TABLE_CAPTIONS_FILTER, encoding="utf-8")
     (support / "before-body.html").write_text(html_before_body(job.meta), encoding="utf-8")
-    (support / "in-header.typ").write_text(typst_in_header(job.meta), encoding="utf-8")
-    (support / "before-body.typ").write_text(typst_before_body(job.meta), encoding="utf-8")
+    (support / "data-dates.lua").write_text(data_dates_filter(job.meta), encoding="utf-8")
+    (support / "in-header.typ").write_text(typst_in_header(job.meta, config), encoding="utf-8")
+    (support / "before-body.typ").write_text(typst_before_body(job.meta, config), encoding="utf-8")
     project_yaml = yaml.safe_dump(project_settings(config), sort_keys=False, allow_unicode=True)
     (job.workdir / "_quarto.yml").write_text(project_yaml, encoding="utf-8")
     source = job.workdir / source_name(job.meta.code)
-    source.write_text(front_matter(job.meta, config), encoding="utf-8")
+    source.write_text(edition_notebook(job, config), encoding="utf-8")
     return source
 
 
-def content_filter(workdir: Path) -> str:
-    """The Lua filter that fills Quarto's document with the content, read as the builtin engine reads it."""
-    support = workdir.resolve() / SUPPORT_DIR
-    return f"""-- Generated by cptpub: the section content, read with the safe reader and cleaned by safety.lua.
-CPTPUB_SAFETY_OPTIONS = {{ keep_fig_alt = true, base = {lua_string(str(workdir.resolve()))} }}
-local safety = dofile({lua_string(str(support / "safety.lua"))})
+def edition_notebook(job: AssemblyJob, config: ReportConfig) -> str:
+    """The executed notebooks as one notebook: front matter, then every cell but the parameter cells.
 
-function Pandoc(doc)
-  local file = assert(io.open({lua_string(str(support / CONTENT_NAME))}, "rb"))
-  local content = pandoc.read(file:read("a"), {lua_string(READER)})
-  file:close()
-  for _, filter in ipairs(safety) do
-    content = content:walk(filter)
-  end
-  doc.blocks = content.blocks
-  return doc
-end
+    Cells keep their outputs, metadata and ``#|`` options; ids are made unique across notebooks
+    (nbformat 4.5 requires it; Quarto uses them as HTML anchors); Quarto shortcodes in text are escaped
+    (:func:`escape_shortcodes`). Stream outputs (stdout, stderr) are left out: cptpub publishes none, in
+    either engine, while Quarto would print every one as a ``cell-output-stdout`` block whatever the
+    ``echo`` and ``warning`` options say.
+    """
+    import nbformat  # slow to import; a no-op batch build never renders
+    from nbformat.v4 import new_notebook, new_raw_cell
+
+    front = new_raw_cell(front_matter(job.meta, config), id="cptpub-front-matter")
+    cells = [front]
+    metadata: dict[str, Any] = {}
+    for number, path in enumerate(job.notebooks, start=1):
+        try:
+            notebook = nbformat.read(path, as_version=4)
+        except FileNotFoundError:
+            raise AssemblyError("executed notebook not found", where=path) from None
+        except Exception as err:  # nbformat raises several unrelated types for unreadable files
+            raise AssemblyError(f"not a readable notebook: {err}", where=path) from None
+        metadata = metadata or {
+            key: notebook.metadata[key] for key in ("kernelspec", "language_info") if key in notebook.metadata
+        }
+        for index, cell in enumerate(notebook.cells):
+            if SKIPPED_TAGS.intersection(cell.get("metadata", {}).get("tags", ())):
+                continue
+            cell = copy.deepcopy(cell)
+            cell["id"] = f"nb{number}-cell{index}"
+            if "outputs" in cell:
+                cell["outputs"] = [output for output in cell["outputs"] if output.get("output_type") != "stream"]
+            escape_cell_shortcodes(cell)
+            cells.append(cell)
+    combined = new_notebook(cells=cells, metadata=metadata)
+    return nbformat.writes(combined)
+
+
+# Quarto's shortcode escape is `{{{< name >}}}`, printed as `{{< name >}}` in text (filters/modules/
+# astshortcode.lua) and in code spans and code blocks (customnodes/shortcodes.lua, the `escaped` rule of the code
+# shortcode parser), v1.7.32. Code spans in Markdown and raw HTML are searched for shortcodes too (`code_handler`
+# there), so text from data in any of them could otherwise run `{{< env NAME >}}` or `{{< include FILE >}}`.
+_SHORTCODE_OPEN = re.compile(r"\{\{(?=<)")
+_SHORTCODE_CLOSE = re.compile(r"(?<=>)\}\}")
+_TEXT_MIMES = ("text/markdown", "text/html", "text/latex")
+
+
+def escape_shortcodes(text: str) -> str:
+    """``text`` with every ``{{<`` and ``>}}`` in Quarto's escaped form, so Quarto prints them literally."""
+    return _SHORTCODE_CLOSE.sub("}}}", _SHORTCODE_OPEN.sub("{{{", text))
+
+
+def escape_cell_shortcodes(cell: Any) -> None:
+    """Escape shortcodes in a Markdown cell, in the results of its inline expressions, and in the text outputs of a
+    code cell (in place). Quarto puts a Markdown cell's ``metadata.user_expressions`` results in place of its
+    `` `{python} expr` `` code (src/core/jupyter/jupyter-inline.ts, v1.7.32), so those are text it reads too."""
+    if cell.get("cell_type") == "markdown":
+        cell["source"] = escape_shortcodes(_joined(cell.get("source", "")))
+    results = [expression.get("result", {}) for expression in cell.get("metadata", {}).get("user_expressions", ())]
+    for output in [*cell.get("outputs", ()), *results]:
+        data = output.get("data", {})
+        for mime in _TEXT_MIMES:
+            if mime in data:
+                data[mime] = escape_shortcodes(_joined(data[mime]))
+
+
+def _joined(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else "".join(value)
+
+
+def safety_loader(workdir: Path) -> str:
+    """The filter Quarto runs for the safety filter, with the options ``safety.lua`` reads.
+
+    Quarto loads a user filter with ``loadfile(scriptFile, "bt", env)`` into a private environment
+    (``src/resources/filters/common/wrapped-filter.lua``, v1.7.32 to v1.9.38), so a global set here is
+    not seen by a file run with ``dofile``, which uses the real globals. ``_G`` is the one table both share.
+    """
+    support = workdir.resolve() / SUPPORT_DIR
+    return f"""-- Generated by cptpub: runs safety.lua with the options for Quarto (which reads fig-alt itself).
+_G.CPTPUB_SAFETY_OPTIONS = {{ keep_fig_alt = true, base = {lua_string(str(workdir.resolve()))} }}
+return dofile({lua_string(str(support / "safety.lua"))})
 """
 
 
@@ -194,16 +309,31 @@ def lua_string(text: str) -> str:
 
 
 def project_settings(config: ReportConfig) -> dict[str, Any]:
-    """``report/_quarto.yml`` with the css moved to the support folder, execution off and the includes added."""
+    """``report/_quarto.yml`` with the css moved to the support folder, execution off, filters and includes added.
+
+    The PDF's table of contents is written by ``before-body.typ`` (under the banner and data dates), so Quarto's
+    own is turned off: its ``article()`` (typst-template.typ, v1.7.32) prints the contents before any include.
+    """
     settings = {key: value for key, value in config.raw.items() if key != "cptpub"}
     settings["project"] = {**(settings.get("project") or {}), "type": "default"}
-    settings["execute"] = {"enabled": False}
-    settings["filters"] = [f"{SUPPORT_DIR}/{CONTENT_FILTER_NAME}", *_as_list(settings.get("filters"))]
+    # The report's execution options (echo, output, warning, ...) apply as Quarto defaults; cptpub publishes no code
+    # unless the report asks for it (Quarto's own default is echo: true).
+    settings["execute"] = {"echo": False, **dict(settings.get("execute") or {}), "enabled": False}
+    settings["filters"] = [
+        {"path": f"{SUPPORT_DIR}/table-captions.lua", "at": "pre-ast"},
+        *_as_list(settings.get("filters")),
+        f"{SUPPORT_DIR}/safety-options.lua",
+        {"path": f"{SUPPORT_DIR}/data-dates.lua", "at": "post-render"},
+    ]
     formats = {name: dict(options or {}) for name, options in (settings.get("format") or {}).items()}
     page = formats.setdefault("html", {})
     page["css"] = [f"{SUPPORT_DIR}/{css.name}" for css in config.html.css]
     page["include-before-body"] = [*_as_list(page.get("include-before-body")), f"{SUPPORT_DIR}/before-body.html"]
     pdf = formats.setdefault("typst", {})
+    pdf["margin"] = dict(config.typst.margin)
+    pdf["toc"] = False
+    pdf.pop("toc-title", None)
+    pdf.pop("toc-depth", None)
     pdf["include-in-header"] = [*_as_list(pdf.get("include-in-header")), f"{SUPPORT_DIR}/in-header.typ"]
     pdf["include-before-body"] = [*_as_list(pdf.get("include-before-body")), f"{SUPPORT_DIR}/before-body.typ"]
     settings["format"] = formats
@@ -211,12 +341,13 @@ def project_settings(config: ReportConfig) -> dict[str, Any]:
 
 
 def front_matter(meta: EditionMeta, config: ReportConfig) -> str:
-    """YAML front matter; strings are Markdown-escaped because Quarto parses metadata as Markdown."""
+    """YAML front matter; strings are Markdown-escaped because Quarto parses metadata as Markdown (which also
+    breaks up any ``{{<``, so no shortcode can form)."""
     fields: dict[str, Any] = {
         "title": escape.md(meta.title),
-        "date": meta.edition_date.isoformat(),
-        "date-format": "MMMM D, YYYY",
-        "engine": "markdown",
+        # The `date` object of Quarto's schema (schema/definitions.yml, document-attributes.yml v1.7.32), formatted by
+        # src/core/date.ts resolveAndFormatDate; `date-format` is no document option there.
+        "date": {"value": meta.edition_date.isoformat(), "format": "MMMM D, YYYY"},
     }
     if config.authors:
         fields["author"] = [escape.md(name) for name in config.authors]
@@ -224,11 +355,11 @@ def front_matter(meta: EditionMeta, config: ReportConfig) -> str:
         fields["description"] = escape.md(meta.subject)
     if meta.keywords:
         fields["keywords"] = [escape.md(word) for word in meta.keywords]
-    return "---\n" + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True) + "---\n"
+    return "---\n" + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True) + "---"
 
 
 def html_before_body(meta: EditionMeta) -> str:
-    """Navigation links, the demo banner and the data dates, for the top of the page."""
+    """Navigation links and the demo banner, for the top of the page (above the title, as in the builtin page)."""
     pdf = output_name(meta.code, "pdf")
     lines = [
         '<nav class="site-nav" aria-label="Publication">',
@@ -238,19 +369,53 @@ def html_before_body(meta: EditionMeta) -> str:
     ]
     if meta.demo:
         lines.append(f'<p class="demo-banner" role="note"><strong>{escape.html(DEMO_NOTICE)}</strong></p>')
-    if meta.data_as_of:
-        lines.append('<dl class="edition"><dt>Data as of</dt><dd><ul>')
-        lines += [f"  <li>{escape.html(label)}: {display_date(day)}</li>" for label, day in meta.data_as_of]
-        lines.append("</ul></dd></dl>")
     return "\n".join(lines) + "\n"
 
 
-def typst_in_header(meta: EditionMeta) -> str:
-    """Document metadata, the running footer (code, page X of Y, demo notice) and the table layout rules of
-    ``report/publication.typ`` (:data:`TABLE_RULES`), for Quarto's Typst template."""
+def html_data_dates(meta: EditionMeta) -> str:
+    """The data dates as HTML (escaped), or nothing when the edition has none."""
+    if not meta.data_as_of:
+        return ""
+    lines = ['<dl class="edition"><dt>Data as of</dt><dd><ul>']
+    lines += [f"  <li>{escape.html(label)}: {display_date(day)}</li>" for label, day in meta.data_as_of]
+    lines.append("</ul></dd></dl>")
+    return "\n".join(lines) + "\n"
+
+
+def data_dates_filter(meta: EditionMeta) -> str:
+    """The filter that puts the data dates first in the HTML body, right under Quarto's title block.
+
+    Quarto's HTML template (formats/html/pandoc/template.html, v1.7.32) places ``include-before-body`` above the
+    title block and ``$body$`` after it. The filter runs at ``post-render``, after the safety filter, which
+    removes every raw block of the content; this one is cptpub's own escaped HTML.
+    """
+    return f"""-- Generated by cptpub: the data dates under the title of the HTML page.
+local dates = {lua_string(html_data_dates(meta))}
+return {{
+  {{
+    Pandoc = function(doc)
+      if dates ~= "" and FORMAT:match("html") then
+        doc.blocks:insert(1, pandoc.RawBlock("html", dates))
+        return doc
+      end
+    end,
+  }},
+}}
+"""
+
+
+def typst_in_header(meta: EditionMeta, config: ReportConfig) -> str:
+    """PDF metadata, the running footer (code, page X of Y, demo notice) and the table rules of
+    ``report/publication.typ`` (:data:`TABLE_RULES`), for Quarto's Typst template.
+
+    Quarto sets the PDF title and author itself only from v1.9.17 (``set document(title: title, ...)`` in
+    typst-template.typ); earlier versions set none, so they are set here, as plain strings, for every version.
+    """
     values = typst_value(
         {
             "code": meta.code,
+            "title": escape.clean(meta.title),
+            "authors": config.authors or tuple(filter(None, [config.publisher])),
             "label": display_date(meta.edition_date),
             "demo": meta.demo,
             "notice": DEMO_NOTICE,
@@ -260,7 +425,13 @@ def typst_in_header(meta: EditionMeta) -> str:
         }
     )
     return f"""#let cptpub = {values}
-#set document(keywords: cptpub.keywords, description: cptpub.subject, date: cptpub.date)
+#set document(
+  title: cptpub.title,
+  author: cptpub.authors,
+  keywords: cptpub.keywords,
+  description: cptpub.subject,
+  date: cptpub.date,
+)
 #set page(footer: context {{
   set text(size: 0.8em, fill: luma(85))
   if cptpub.demo {{ align(center, text(fill: rgb("#9b1c1c"), weight: "bold", cptpub.notice)) }}
@@ -273,13 +444,20 @@ def typst_in_header(meta: EditionMeta) -> str:
 {TABLE_RULES}"""
 
 
-def typst_before_body(meta: EditionMeta) -> str:
-    """The demo banner and data dates under Quarto's title block."""
+def typst_before_body(meta: EditionMeta, config: ReportConfig) -> str:
+    """The demo banner, the data dates and the table of contents, in that order, under Quarto's title block.
+
+    ``include-before-body`` is placed after ``typst-show.typ`` (pandoc/quarto/template.typ, v1.7.32 to v1.9.38),
+    so it is the start of the body ``article()`` prints after the title, authors and date.
+    """
     values = typst_value(
         {
             "demo": meta.demo,
             "notice": DEMO_NOTICE,
             "as-of": tuple((label, display_date(day)) for label, day in meta.data_as_of),
+            "toc": config.typst.toc,
+            "toc-title": config.typst.toc_title,
+            "toc-depth": config.typst.toc_depth,
         }
     )
     return f"""#let cptpub-front = {values}
@@ -290,6 +468,9 @@ def typst_before_body(meta: EditionMeta) -> str:
 #if cptpub-front.as-of.len() > 0 {{
   [*Data as of:* ]
   cptpub-front.as-of.map(((label, when)) => [#label: #when]).join([; ])
+}}
+#if cptpub-front.toc {{
+  block(above: 1.5em, below: 2em, outline(title: cptpub-front.toc-title, depth: cptpub-front.toc-depth))
 }}
 """
 

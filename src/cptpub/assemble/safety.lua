@@ -14,8 +14,9 @@ the remaining ways Markdown text can become markup or read files:
   * citations go back to their text (the Typst writer would emit `#cite`);
   * any raw element that still appears is removed.
 
-Options (set by the Quarto content filter before loading this file):
-CPTPUB_SAFETY_OPTIONS = { keep_fig_alt = true, base = "/path/to/build/folder" }.
+Options, read from the real globals (`_G`): Quarto runs its user filters in a private
+environment, so the quarto engine's loader sets `_G.CPTPUB_SAFETY_OPTIONS = { keep_fig_alt = true,
+base = "/path/to/build/folder" }` before running this file with dofile.
 ]]
 
 local options = CPTPUB_SAFETY_OPTIONS or {}

@@ -2,10 +2,11 @@
 
 Without an address it starts a ``LocalCluster`` of single-threaded worker processes (``-j`` of them); with
 ``--scheduler tcp://HOST:PORT`` it connects to a running cluster. No shared filesystem is assumed: the client
-sends each worker the project's inputs once (notebooks, report template, payer catalogue and rates store, as one
-broadcast bundle) and each task its code's record. Workers build in a temporary folder of their own and return the
-rendered files' bytes; the client writes them into ``dist/``. A failed notebook comes back too, so the client can
-keep it under ``build/failed/<code>/`` for inspection.
+sends each worker the project's inputs once (notebooks, report template and payer catalogue, as one broadcast
+bundle) and each task its code's record and its slice of the rates store (:meth:`cptpub.store.RatesStore.extract`:
+the rows its key hashes, taken from the batch's pinned store), never the whole store file. Workers build in a
+temporary folder of their own and return the rendered files' bytes; the client writes them into ``dist/``. A
+failed notebook comes back too, so the client can keep it under ``build/failed/<code>/`` for inspection.
 
 Worker processes keep one warm kernel each between tasks (as local workers do) and shut it down, and remove their
 temporary folders, when they close (a worker plugin), so kernels stay warm across builds on a long-lived cluster.
@@ -34,7 +35,6 @@ from cptpub.errors import CptpubError
 from cptpub.project import Project
 
 PLUGIN_NAME = "cptpub-worker-cleanup"
-STORE_IN_BUNDLE = "build/rates.duckdb"
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,11 @@ def project_bundle(project: Project) -> ProjectBundle:
             files.append((path.relative_to(project.root).as_posix(), path.read_bytes()))
     if project.payers_file.exists():
         files.append(("data/payers.yaml", project.payers_file.read_bytes()))
-    store = project.store_path
-    if store.exists():
-        files.append((STORE_IN_BUNDLE, store.read_bytes()))
-        wal = store.with_name(store.name + ".wal")
-        if wal.exists():
-            files.append((STORE_IN_BUNDLE + ".wal", wal.read_bytes()))
     h = hashlib.sha256()
     for name, data in files:
         h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
     return ProjectBundle(h.hexdigest(), tuple(files))
-
-
-@dataclass(frozen=True)
-class _ShippedProject(Project):
-    """A project materialised on a worker: its store is the shipped copy, whatever ``CPTPUB_STORE`` says there."""
-
-    @property
-    def store_path(self) -> Path:
-        return self.root / STORE_IN_BUNDLE
 
 
 # Worker-side state, per worker process: the materialised bundle (only the newest is kept).
@@ -98,17 +83,32 @@ def _materialise(bundle: ProjectBundle) -> Path:
         return root
 
 
-def build_on_worker(task: EditionTask, record: bytes, bundle: ProjectBundle) -> EditionOutcome:
+def store_slice(project: Project, code: str, folder: Path) -> bytes:
+    """The bytes of a store holding only ``code``'s slice of the project's (pinned) store."""
+    from cptpub.store import RatesStore
+
+    return RatesStore(project.store_path).extract([code], folder / f"{code}.duckdb").read_bytes()
+
+
+def build_on_worker(task: EditionTask, record: bytes, store: bytes, bundle: ProjectBundle) -> EditionOutcome:
     """The dask task: build one edition in this worker's own folder and return the files' bytes."""
     from distributed import get_worker
 
     root = _materialise(bundle)
     (root / "data" / "codes" / f"{task.code}.yaml").write_bytes(record)
+    store_path = root.parent / "stores" / f"{task.code}.duckdb"
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    store_path.write_bytes(store)
     try:
         name = f"dask:{get_worker().name}"
     except ValueError:
         name = "dask"
-    return run_task(_ShippedProject(root), task, root.parent / "work" / task.code, worker=name, ship_executed=True)
+    try:
+        return run_task(
+            Project(root, store=store_path), task, root.parent / "work" / task.code, worker=name, ship_executed=True
+        )
+    finally:
+        store_path.unlink(missing_ok=True)
 
 
 def _cleanup_worker() -> None:
@@ -177,12 +177,20 @@ class DaskExecutor:
             client.register_plugin(WorkerCleanup(), name=PLUGIN_NAME)
             [bundle] = client.scatter([project_bundle(self.project)], broadcast=True)
             submitted = time.perf_counter()
-            for task in tasks:
-                record = self.project.record_path(task.code).read_bytes()
-                future = client.submit(
-                    build_on_worker, task, record, bundle, key=f"cptpub-{task.code}-{task.key[:16]}", pure=False
-                )
-                futures[future] = task
+            with tempfile.TemporaryDirectory(prefix="cptpub-slices-") as slices:
+                for task in tasks:
+                    record = self.project.record_path(task.code).read_bytes()
+                    store = store_slice(self.project, task.code, Path(slices))
+                    future = client.submit(
+                        build_on_worker,
+                        task,
+                        record,
+                        store,
+                        bundle,
+                        key=f"cptpub-{task.code}-{task.key[:16]}",
+                        pure=False,
+                    )
+                    futures[future] = task
             pending = as_completed(list(futures), raise_errors=False)
             while not pending.is_empty() and not stopped():
                 batch = pending.next_batch(block=False)

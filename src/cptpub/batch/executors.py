@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import socket
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from cptpub.batch.tasks import EditionOutcome, EditionTask, Failure
 from cptpub.errors import UsageError
-from cptpub.project import Project
+from cptpub.project import STORE_ENV, Project
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -113,6 +114,7 @@ class LocalExecutor:
                         str(self.project.root),
                         worker_id,
                     ],
+                    env={**os.environ, STORE_ENV: str(self.project.store_path)},  # the batch's pinned store
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=log_file,

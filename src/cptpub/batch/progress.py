@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,13 +17,13 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
 from cptpub.batch.runner import BatchResult
 from cptpub.batch.tasks import EditionOutcome
+from cptpub.errors import cell_label
 
 
 def _duration(seconds: float) -> str:
@@ -36,25 +37,33 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def rate_and_eta(done: int, total: int, elapsed: float) -> str:
+    """``2.50 editions/s, ETA 1h06m``: the average rate so far and the time the rest take at that rate."""
+    if done <= 0 or elapsed <= 0:
+        return "– editions/s, ETA –"
+    rate = done / elapsed
+    return f"{rate:.2f} editions/s, ETA {_duration(max(0, total - done) / rate)}"
+
+
 def describe_failure(outcome: EditionOutcome) -> str:
     f = outcome.failure
     if f is None:
         return ""
     if f.notebook:
-        cell = f"cell {f.cell}" if f.cell is not None else "an unknown cell"
-        return f"{f.notebook} {cell}: {f.message} (executed notebook: {f.executed_path})"
+        return f"{f.notebook} {cell_label(f.cell)}: {f.message} (executed notebook: {f.executed_path})"
     return f.message
 
 
 class _BaseReporter:
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Callable[[], float] = time.perf_counter) -> None:
         self.console = console
+        self.clock = clock
         self.total = 0
         self.done = 0
         self.built = 0
         self.failed = 0
         self.skipped = 0
-        self.started = time.perf_counter()
+        self.started = clock()
 
     def engine(self, label: str, chosen_by_auto: bool) -> None:
         how = " (chosen by --engine auto)" if chosen_by_auto else ""
@@ -81,16 +90,14 @@ class PlainReporter(_BaseReporter):
 
     def plan(self, total: int, to_build: int, skipped: int, executor: str, kernels: str) -> None:
         self.total, self.skipped = to_build, skipped
-        self.started = time.perf_counter()
+        self.started = self.clock()
         self.console.print(
             self._plan_line(total, to_build, skipped, executor, kernels), highlight=False, soft_wrap=True
         )
 
     def outcome(self, outcome: EditionOutcome) -> None:
         self._count(outcome)
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate else 0.0
+        elapsed = self.clock() - self.started
         width = len(str(self.total))
         where = f"[{self.done:>{width}}/{self.total}]"
         if outcome.ok:
@@ -98,7 +105,7 @@ class PlainReporter(_BaseReporter):
         else:
             line = f"{where} FAILED {outcome.code}: {describe_failure(outcome)}"
         self.console.print(
-            f"{escape(line)}  ({rate:.2f} codes/s, ETA {_duration(eta)})", highlight=False, soft_wrap=True
+            f"{escape(line)}  ({rate_and_eta(self.done, self.total, elapsed)})", highlight=False, soft_wrap=True
         )
 
     def interrupting(self) -> None:
@@ -108,17 +115,19 @@ class PlainReporter(_BaseReporter):
         pass
 
 
-class _RateColumn(ProgressColumn):
+class RateEtaColumn(ProgressColumn):
+    """Editions per second so far and the time the rest will take, as the plain reporter's lines say them."""
+
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f} codes/s" if speed else "– codes/s", style="progress.data.speed")
+        elapsed = task.elapsed or 0.0
+        return Text(rate_and_eta(int(task.completed), int(task.total or 0), elapsed), style="progress.data.speed")
 
 
 class RichReporter(_BaseReporter):
     """A live bar: built / failed / skipped counts, rate and ETA; failures are printed above it as they happen."""
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console)
+    def __init__(self, console: Console, clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__(console, clock)
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -128,12 +137,11 @@ class RichReporter(_BaseReporter):
                 "[green]{task.fields[built]} built[/] [red]{task.fields[failed]} failed[/] "
                 "[dim]{task.fields[skipped]} skipped[/]"
             ),
-            _RateColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            RateEtaColumn(),
             console=console,
             transient=False,
+            get_time=clock,
         )
         self.task_id: TaskID | None = None
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from cptpub.project import Project
 
+DATA = "data"  # EditionOutcome.files key of the edition's figures
+
 
 @dataclass(frozen=True)
 class EditionTask:
@@ -43,7 +45,8 @@ class EditionOutcome:
     key: str
     seconds: float
     worker: str = ""
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # format -> (file name, bytes)
+    # format -> (file name, bytes); "data": the edition's figures (cptpub.analysis.snapshot, without "changes")
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # manifest fields: title, edition_date, data_as_of, payers, demo
     failure: Failure | None = None
 
@@ -86,14 +89,15 @@ def run_task(
     *,
     worker: str = "",
     ship_executed: bool = False,
-    janitor: WorkdirJanitor | None = None,
 ) -> EditionOutcome:
     """Build ``task.code`` in ``workdir`` (its notebooks and figures) and return the rendered files.
 
     Never raises for a failed edition: the failure comes back in the outcome. The working folder is kept on
-    failure (the executed notebook is the evidence) and handed to ``janitor`` on success (removed at once
-    without one). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to stop) propagate.
+    failure (the executed notebook is the evidence) and removed on success (a warm kernel still sitting in it
+    changes directory first thing in its next reset). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to
+    stop) propagate.
     """
+    from cptpub.analysis.snapshot import current_figures, snapshot_bytes, snapshot_name
     from cptpub.edition import build_edition
     from cptpub.errors import CptpubError, SectionFailed
     from cptpub.execute.runner import FRESH_ENGINE, WARM_ENGINE
@@ -116,6 +120,8 @@ def run_task(
             cell_timeout=task.cell_timeout,
         )
         files = {fmt: (path.name, path.read_bytes()) for fmt, path in result.outputs.items()}
+        if result.context is not None:
+            files[DATA] = (snapshot_name(task.code), snapshot_bytes(current_figures(result.context)))
         meta = manifest_fields(result.meta, result.key_payers)
     except SectionFailed as exc:
         executed = Path(exc.executed_path)
@@ -134,10 +140,7 @@ def run_task(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if failure is None:
-        if janitor is not None:
-            janitor.done(workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     return EditionOutcome(
         code=task.code,
         key=task.key,
@@ -147,29 +150,6 @@ def run_task(
         meta=meta,
         failure=failure,
     )
-
-
-class WorkdirJanitor:
-    """Removes a worker's finished working folders one task late.
-
-    The warm kernel still sits in the last notebook's folder until its next notebook resets it: removing that
-    folder at once would leave the kernel in a deleted directory, fail the reset and cost a kernel restart per
-    code. So a finished folder goes when the next task has finished (the kernel has moved on by then), and the
-    last one when the worker stops.
-    """
-
-    def __init__(self) -> None:
-        self._previous: Path | None = None
-
-    def done(self, workdir: Path) -> None:
-        if self._previous is not None and self._previous != workdir:
-            shutil.rmtree(self._previous, ignore_errors=True)
-        self._previous = workdir
-
-    def close(self) -> None:
-        if self._previous is not None:
-            shutil.rmtree(self._previous, ignore_errors=True)
-            self._previous = None
 
 
 def _read(path: Path) -> bytes | None:

@@ -23,12 +23,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, _terminate)
     conn = Connection(fd)
-    from cptpub.batch.tasks import WorkdirJanitor, run_task
+    from cptpub.batch.tasks import run_task
     from cptpub.project import Project
 
     project = Project(root)
     workdir = project.build_dir / "work" / worker_id
-    janitor = WorkdirJanitor()
     try:
         while True:
             try:
@@ -37,7 +36,7 @@ def main(argv: list[str]) -> int:
                 break
             if task is None:
                 break
-            outcome = run_task(project, task, workdir / task.code, worker=worker_id, janitor=janitor)
+            outcome = run_task(project, task, workdir / task.code, worker=worker_id)
             try:
                 conn.send(outcome)
             except OSError:
@@ -48,7 +47,6 @@ def main(argv: list[str]) -> int:
 
             shutdown_warm_kernels()
         finally:
-            janitor.close()
             conn.close()
     return 0
 

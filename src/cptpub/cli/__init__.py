@@ -41,7 +41,7 @@ def _root(
 
 def _register() -> None:
     # Sub-command modules attach themselves to ``app``; imported here so ``cptpub --help`` lists them all.
-    from cptpub.cli import authoring, build, demo, ingest, preview  # noqa: F401
+    from cptpub.cli import authoring, build, demo, ingest, preview, refresh  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,31 +12,56 @@ from cptpub.project import Project, check_code
 
 
 @app.command(name="list")
-def list_codes() -> None:
-    """List the codes that have a record, with their titles and the payers that have rates."""
-    from cptpub.records import known_codes, load_record
-    from cptpub.store import RatesStore
+def list_codes(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per code) for scripts."),
+) -> None:
+    """List every code that can be published: each code with a record in data/codes/, and each CPT or HCPCS code
+    with payers' rates in the rates store (built from its data when it has no record). Fee schedule and NCCI rows
+    alone do not list a code. The title is the record's, else CMS's short descriptor."""
+    import json
+
+    from cptpub.publishable import cms_titles, publishable_codes
+    from cptpub.records import load_record
 
     project = Project.find()
-    payers_by_code: dict[str, str] = {}
-    store = RatesStore(project.store_path)
-    if store.exists():
-        con = store.connect(read_only=True)
-        try:
-            for code, payers in con.execute(
-                "SELECT billing_code, string_agg(DISTINCT payer, ', ' ORDER BY payer) FROM negotiated_rates GROUP BY 1"
-            ).fetchall():
-                payers_by_code[code] = payers
-        finally:
-            con.close()
+    entries = publishable_codes(project)
+    cms = cms_titles(project.store_path, [e.code for e in entries])
+    rows = []
+    for entry in entries:
+        row: dict[str, object] = {
+            "code": entry.code,
+            "title": None,
+            "title_source": None,
+            "record": "none",
+            "demo": False,
+            "payers": list(entry.payers),
+        }
+        if entry.has_record:
+            try:
+                record = load_record(project.codes_dir, entry.code)
+                row.update(record="valid", demo=record.demo)
+                if record.title:
+                    row.update(title=record.title, title_source="record")
+            except CptpubError:
+                row["record"] = "invalid"
+        if row["title"] is None and entry.code in cms:
+            row.update(title=cms[entry.code], title_source="CMS")
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no codes yet: add a record with `cptpub new CODE`, or ingest rates with `cptpub ingest tic`")
+        return
     table = Table("Code", "Title", "Payers with rates", "Record")
-    for code in known_codes(project.codes_dir):
-        try:
-            record = load_record(project.codes_dir, code)
-            title, note = record.title or "", "demo" if record.demo else ""
-        except CptpubError:
-            title, note = "", "[red]invalid — run cptpub validate[/]"
-        table.add_row(code, escape(title), payers_by_code.get(code, "none"), note)
+    for row in rows:
+        note = {
+            "valid": "demo" if row["demo"] else "yes",
+            "invalid": "[red]invalid — run cptpub validate[/]",
+            "none": "[dim]none: built from data[/]",
+        }[str(row["record"])]
+        title = escape(str(row["title"] or "")) + (" [dim](CMS)[/]" if row["title_source"] == "CMS" else "")
+        table.add_row(row["code"], title, ", ".join(row["payers"]) or "none", note)  # type: ignore[arg-type]
     console.print(table)
 
 

@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import typer
 
+from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT
 from cptpub.cli import app, console
-from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project
+from cptpub.errors import CptpubError, UsageError, cell_label
+from cptpub.project import Project, read_codes_file
 
 
 class Interrupted(CptpubError):
-    """Ctrl-C stopped the batch: exit status 130, like any program stopped by SIGINT."""
+    """A signal stopped the batch: exit status 128 + its number (130 for Ctrl-C), like any program it stops."""
 
-    exit_code = 130
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 def parse_formats(value: str) -> tuple[str, ...]:
-    from cptpub.assemble.base import FORMATS
+    from cptpub.assemble.base import check_formats
 
-    formats = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsageError(f"--to {value!r}: choose one or more of {', '.join(FORMATS)} (comma-separated)")
-    return formats
+    return check_formats(value.split(","), given_as=f"--to {value!r}")
 
 
 @app.command()
 def build(
     codes: list[str] = typer.Argument(None, help="Codes to build, e.g. 20702 20704."),
-    all_codes: bool = typer.Option(False, "--all", help="Build every code that has a record in data/codes/."),
+    all_codes: bool = typer.Option(
+        False,
+        "--all",
+        help="Build every code that has a record in data/codes/ or payers' rates in the store (see cptpub list).",
+    ),
     codes_file: Path = typer.Option(
         None,
         "--codes-file",
@@ -51,11 +55,17 @@ def build(
     scheduler: str = typer.Option(
         None, "--scheduler", help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 (implies dask)."
     ),
-    timeout: float = typer.Option(None, "--timeout", help="Seconds a notebook cell may run before it fails.", min=0),
+    timeout: float = typer.Option(
+        None,
+        "--timeout",
+        help="Seconds a notebook cell may run before it fails (0: no limit). Default: cptpub.cell-timeout in "
+        f"report/_quarto.yml, else {DEFAULT_CELL_TIMEOUT:g}.",
+        min=0,
+    ),
 ) -> None:
     """Build publications into dist/ (cpt-CODE.html, cpt-CODE.pdf, manifest.json); skip what is up to date."""
     from cptpub.batch.progress import print_summary, reporter_for
-    from cptpub.batch.runner import BatchOptions, read_codes_file, run_batch
+    from cptpub.batch.runner import BatchOptions, run_batch
 
     requested = list(codes or [])
     if codes_file is not None:
@@ -72,7 +82,7 @@ def build(
         force=force,
         executor=executor or ("dask" if scheduler else "local"),
         scheduler=scheduler,
-        cell_timeout=timeout or None,
+        cell_timeout=timeout,
     )
     project = Project.find()
     result = run_batch(project, options, reporter_for(console))
@@ -81,9 +91,11 @@ def build(
     if result.catalogue:
         console.print(f"catalogue: {result.catalogue}", highlight=False, soft_wrap=True)
     if result.interrupted:
+        name = signal.Signals(result.stop_signal or signal.SIGINT).name
         raise Interrupted(
-            f"interrupted: {len(result.built)} built and published, {len(result.not_built)} not built; "
-            "run the same command again to resume"
+            f"interrupted ({name}): {len(result.built)} built and published, {len(result.not_built)} not built; "
+            "run the same command again to resume",
+            signum=result.stop_signal or signal.SIGINT,
         )
     if result.failed:
         lines = []
@@ -92,9 +104,9 @@ def build(
             if f is None:
                 continue
             if f.notebook:
-                cell = f"cell {f.cell}" if f.cell is not None else "an unknown cell"
                 lines.append(
-                    f"  {outcome.code}: {f.notebook}, {cell}, executed notebook {f.executed_path}: {f.message}"
+                    f"  {outcome.code}: {f.notebook}, {cell_label(f.cell)}, executed notebook {f.executed_path}: "
+                    f"{f.message}"
                 )
             else:
                 lines.append(f"  {outcome.code}: {f.message}")

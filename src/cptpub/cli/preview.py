@@ -9,6 +9,7 @@ import webbrowser
 import typer
 from rich.markup import escape
 
+from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT, cell_timeout
 from cptpub.cli import app, console, err_console
 from cptpub.project import Project, check_code
 
@@ -27,14 +28,15 @@ def _print(event) -> None:  # a cptpub.publish.preview.PreviewEvent
 
 
 def _stop_on_signals() -> None:
-    """Ctrl-C (SIGINT) and SIGTERM stop the preview cleanly, even when started where SIGINT is ignored
-    (e.g. as a background job of a script)."""
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) stop the preview cleanly, even when started where
+    SIGINT is ignored (e.g. as a background job of a script)."""
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 @app.command()
@@ -46,7 +48,13 @@ def preview(
         False, "--fresh-kernels", help="A new Jupyter kernel per notebook (slow; default: one warm kernel)."
     ),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
-    timeout: float = typer.Option(None, "--timeout", help="Seconds a notebook cell may run before it fails.", min=0),
+    timeout: float = typer.Option(
+        None,
+        "--timeout",
+        help="Seconds a notebook cell may run before it fails (0: no limit). Default: cptpub.cell-timeout in "
+        f"report/_quarto.yml, else {DEFAULT_CELL_TIMEOUT:g}.",
+        min=0,
+    ),
 ) -> None:
     """Build CODE, serve dist/ at http://127.0.0.1:PORT/ and rebuild on every change; the page reloads itself.
 
@@ -73,5 +81,5 @@ def preview(
         notify=_print,
         on_ready=ready,
         execution_engine=FRESH_ENGINE if fresh_kernels else WARM_ENGINE,
-        cell_timeout=timeout or None,
+        cell_timeout=cell_timeout(project.report_dir, timeout),
     )

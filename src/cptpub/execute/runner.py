@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import papermill
-from nbclient.exceptions import CellTimeoutError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from cptpub.errors import CptpubError, SectionFailed
 from cptpub.execute.inline import FreshKernelEngine
+from cptpub.execute.kernel_death import KernelDied
 from cptpub.execute.warm import WarmKernelEngine
 from cptpub.project import Project, check_code
 
@@ -107,6 +108,15 @@ def run_sections(
                 cell=None if started is None else _source_cell_number(output, started),
                 executed_path=output,
                 error=f"the cell ran longer than the per-cell timeout of {cell_timeout:g} s and was stopped",
+            ) from exc
+        except DeadKernelError as exc:  # KernelDied (warm kernels) says how it died
+            started = _last_started_cell(output)
+            raise SectionFailed(
+                code=code,
+                notebook=notebook.name,
+                cell=None if started is None else _source_cell_number(output, started),
+                executed_path=output,
+                error=str(exc) if isinstance(exc, KernelDied) else f"the kernel died: {exc}",
             ) from exc
         executed.append(output)
     return executed

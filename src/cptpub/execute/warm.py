@@ -34,6 +34,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import run_sync
+from nbclient.exceptions import DeadKernelError
 
 # Papermill imports this module while registering engine entry points, i.e. while papermill.engines
 # is still initialising: import only from papermill modules that are fully loaded by then.
@@ -42,6 +43,7 @@ from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
 from cptpub.execute.inline import CptpubNotebookClient
+from cptpub.execute.kernel_death import KernelDied, KernelWatch
 
 RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
 USE_IPC = os.name == "posix"  # Unix sockets cannot race for ports; Windows has no ipc: TCP + retries
@@ -289,8 +291,14 @@ class WarmKernelEngine(NBClientEngine):
             ),
         )
         client.kc = kernel.kc  # nbclient only starts a kernel/client when none is set
+        watch = KernelWatch(kernel.km)
         try:
-            client.execute()
+            with watch:
+                client.execute()
+        except DeadKernelError as exc:
+            cause = watch.cause_of_death()
+            kernel.shutdown(now=True)
+            raise KernelDied(cause) from exc
         except BaseException:
             kernel.shutdown(now=True)  # timed out, died or interrupted: possibly still busy
             raise

@@ -6,14 +6,24 @@ import datetime as dt
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 import duckdb
 
 from cptpub.errors import IngestError
 from cptpub.ingest.stream import sha256_of
 
-TABLES_BY_KIND = {"tic-in-network": "negotiated_rates", "pprrvu": "medicare_pfs"}
+TABLES_BY_KIND = {
+    "tic-in-network": "negotiated_rates",
+    "pprrvu": "medicare_pfs",
+    "ncci-ptp": "ncci_ptp",
+    "ncci-mue": "ncci_mue",
+    "ncci-aoc": "ncci_aoc",
+}
+# Marks a synthetic input file (in a TiC file's publisher or plan name, a PPRRVU file's title lines): its source is
+# flagged as demo, and every page built from it says so. `cptpub demo-inputs` writes it.
+DEMO_MARKER = "[DEMO DATA]"
 
 
 @dataclass
@@ -41,7 +51,7 @@ class IngestResult:
 class SourceRow:
     source_id: str
     kind: str
-    path: Path
+    path: Path | str  # a local path or the URL the file was read from
     payer: str
     publisher: str | None
     entity_type: str | None
@@ -110,7 +120,7 @@ def insert_source(con: duckdb.DuckDBPyConnection, row: SourceRow) -> None:
             row.source_id,
             row.kind,
             str(row.path),
-            row.path.name,
+            PurePosixPath(urlparse(row.path).path).name if isinstance(row.path, str) else row.path.name,
             row.payer,
             row.publisher,
             row.entity_type,

@@ -8,6 +8,12 @@ so memory stays flat however large the document is.
 
 Skipped values are checked for balanced brackets and closed strings only; values that are read are fully parsed.
 Offsets are absolute positions in the (decompressed) document.
+
+Limits, checked as the bytes are indexed or read, each failing with a ``JsonFormatError`` that names it:
+nesting deeper than ``MAX_DEPTH`` levels, a string longer than ``MAX_STRING_BYTES`` bytes, a number longer than
+``MAX_NUMBER_CHARS`` characters. Also refused: the non-JSON literals NaN and Infinity, a lone UTF-16 surrogate
+escape (``\\ud800``), and an object that repeats a key (in the values this reader reads). Time stays linear in
+the size of the document.
 """
 
 from __future__ import annotations
@@ -33,7 +39,64 @@ _PEEK_MARGIN = 4096
 _LONGEST_SCALAR = 400  # a number or literal cut by the window's end is read on, not reported
 
 
+MAX_DEPTH = 64  # TiC files nest about 8 deep
+MAX_STRING_BYTES = 16 << 20
+MAX_NUMBER_CHARS = 100
+
 MISSING = object()  # select_elements / peek_member: the object has no such member
+
+# an escaped UTF-16 surrogate without its partner (after an even run of backslashes: not itself escaped)
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|(?<![dD][89abAB][0-9a-fA-F]{2})(?<!\\)(?:\\\\)*\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+class NotJson(ValueError):
+    """A value the JSON standard does not allow, raised from a decoder hook."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value")
+
+
+def _checked_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise NotJson(number_too_long(len(text)))
+    return int(text)
+
+
+def number_too_long(length: int) -> str:
+    return f"a number of {length:,} characters: longer than the limit of {MAX_NUMBER_CHARS}"
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: an object as a dict, refusing a repeated key."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise NotJson(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return found
+
+
+def check_surrogates(raw: bytes, offset: int) -> None:
+    """Refuse a lone surrogate escape (not Unicode text: a store cannot hold it)."""
+    if b"\\u" in raw:
+        match = _LONE_SURROGATE.search(raw)
+        if match:
+            escape = match.group().lstrip(b"\\").decode()
+            raise JsonFormatError(f"a lone UTF-16 surrogate (\\{escape}) in a string: not Unicode text", offset)
+
+
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_checked_int, object_pairs_hook=unique_keys)
+
+
+def strict_loads(raw: bytes) -> Any:
+    """``json.loads`` refusing what JSON does not allow (NaN, repeated keys) and numbers beyond the limit."""
+    return _STRICT.decode(raw.decode("utf-8"))
 
 
 def _after_whitespace(buf: bytes, at: int) -> int:
@@ -68,6 +131,7 @@ class _ScanState:
     depth: int = 0
     in_string: int = 0  # 1 when the previous chunk ended inside a string
     trailing_backslashes: int = 0  # backslashes ending the previous chunk (they may escape a leading quote)
+    string_start: int = 0  # absolute offset of the quote opening the string the previous chunk ended in
 
 
 def _escaped_quotes(chunk: bytes, arr: np.ndarray, carried: int) -> np.ndarray:
@@ -133,13 +197,40 @@ def index_chunk(
         lowest = int(np.argmin(depths))
         if depths[lowest] < 0:
             raise JsonFormatError("a closing bracket without its opening one", offset + int(brackets[lowest]))
+        deepest = int(np.argmax(depths))
+        if depths[deepest] > MAX_DEPTH:
+            raise JsonFormatError(
+                f"nesting deeper than the limit of {MAX_DEPTH} levels", offset + int(brackets[deepest])
+            )
         state.depth = int(depths[-1])
+    _check_string_lengths(scan, offset, len(chunk), state)
     if len(scan.quote_parity):
         state.in_string ^= int(scan.quote_parity[-1])
     run = len(chunk) - len(chunk.rstrip(b"\\")) if chunk[-1:] == b"\\" else 0
     state.trailing_backslashes = run + (state.trailing_backslashes if run == len(chunk) else 0)
     brackets += offset
     return brackets, depths
+
+
+def _check_string_lengths(scan: _ChunkScan, offset: int, size: int, state: _ScanState) -> None:
+    """Refuse a string longer than MAX_STRING_BYTES, as soon as the bytes read show it; keeps ``string_start``."""
+    quotes = scan.structural[scan.kinds == _QUOTE] + offset
+    if state.in_string:
+        quotes = np.concatenate(([state.string_start], quotes))
+    if len(quotes) >= 2:
+        pairs = quotes[: len(quotes) // 2 * 2].reshape(-1, 2)
+        lengths = pairs[:, 1] - pairs[:, 0] - 1
+        longest = int(np.argmax(lengths))
+        if lengths[longest] > MAX_STRING_BYTES:
+            raise _string_too_long(int(pairs[longest, 0]))
+    if len(quotes) % 2:
+        state.string_start = int(quotes[-1])
+        if offset + size - state.string_start > MAX_STRING_BYTES:
+            raise _string_too_long(state.string_start)
+
+
+def _string_too_long(offset: int) -> JsonFormatError:
+    return JsonFormatError(f"a string longer than the limit of {MAX_STRING_BYTES >> 20} MiB", offset)
 
 
 @dataclass(frozen=True)
@@ -171,6 +262,12 @@ def index_chunks(chunks: Iterable[bytes], *, workers: int = 2) -> Iterator[Index
             yield placed(*ahead.popleft())
 
 
+def reader_of(data: bytes, start: int) -> JsonReader:
+    """A reader over one value held in memory, found at offset ``start`` of its document (for error offsets)."""
+    brackets, depths = index_chunk(data, start, _ScanState())
+    return JsonReader([IndexedChunk(data, brackets, depths)], start=start)
+
+
 class JsonReader:
     """A cursor over one JSON document given as an iterable of byte chunks.
 
@@ -180,12 +277,12 @@ class JsonReader:
     ``peek_member`` (a member's scalar value of the object at the cursor, without moving).
     """
 
-    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None):
+    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None, start: int = 0):
         self._chunks = iter(chunks)
         self._on_chunk = on_chunk
         self.buf = b""
-        self.base = 0  # absolute offset of buf[0]
-        self.pos = 0  # absolute offset of the cursor
+        self.base = start  # absolute offset of buf[0]
+        self.pos = start  # absolute offset of the cursor
         self.eof = False
         self._brackets = np.empty(0, dtype=np.int64)
         self._depths = np.empty(0, dtype=np.int64)
@@ -319,6 +416,8 @@ class JsonReader:
         pattern = _STRING if is_string else _SCALAR
         while True:
             match = pattern.match(self.buf, start - self.base)
+            if match is not None and not is_string and match.end() + self.base - start > MAX_NUMBER_CHARS:
+                raise JsonFormatError(number_too_long(match.end() + self.base - start), start)
             if match is not None and (is_string or match.end() < len(self.buf) or self.eof):
                 return self.base + match.end()
             if not is_string and match is None and (self.eof or self.end - start >= _LONGEST_SCALAR):
@@ -342,7 +441,7 @@ class JsonReader:
 
     # --- navigation --------------------------------------------------------------------------------------
 
-    def read_value(self, loads: Callable[[bytes], Any] = json.loads) -> Any:
+    def read_value(self, loads: Callable[[bytes], Any] = strict_loads) -> Any:
         """Parse the value at the cursor and move past it."""
         self.skip_ws()
         start = self.pos
@@ -350,6 +449,21 @@ class JsonReader:
         value = self._decode(self.buf[start - self.base : end - self.base], start, loads)
         self.pos = end
         return value
+
+    def bounded_value(self, limit: int) -> tuple[memoryview, int] | None:
+        """The bytes of the object or array at the cursor and its end, when it ends within ``limit`` bytes (the
+        window then holds it); None otherwise. The cursor does not move."""
+        self.skip_ws()
+        start = self.pos
+        if self._byte_at(start) not in (0x7B, 0x5B):
+            return None
+        depth = self.depth_at(start)
+        while True:
+            end = self._close_in_window(start, depth)
+            if end is not None:
+                return memoryview(self.buf)[start - self.base : end - self.base], end
+            if self.end - start >= limit or not self._fill():
+                return None
 
     def skip_value(self) -> None:
         """Move past the value at the cursor without parsing it (and without keeping its bytes)."""
@@ -374,10 +488,15 @@ class JsonReader:
         if self.peek() == 0x7D:
             self.pos += 1
             return
+        seen: set[str] = set()
         while True:
             if self.peek() != _QUOTE:
                 raise self.error("expected a member name")
+            at = self.pos
             key = self.read_value()
+            if key in seen:
+                raise JsonFormatError(f"the key {key!r} appears twice in one object", at)
+            seen.add(key)
             self.expect(b":", "':' after a member name")
             self.skip_ws()
             yield key
@@ -407,7 +526,7 @@ class JsonReader:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
     def select_elements(
-        self, key: str, keep: Callable[[Any], bool], loads: Callable[[bytes], Any] = json.loads
+        self, key: str, keep: Callable[[Any], bool], loads: Callable[[bytes], Any] = strict_loads
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -526,6 +645,8 @@ class JsonReader:
                 return raw[1:-1].decode()
             except UnicodeDecodeError:
                 pass  # reported with its position by _decode
+        elif len(raw) > MAX_NUMBER_CHARS:
+            raise JsonFormatError(number_too_long(len(raw)), self.base + match.start(1))
         elif raw.isdigit() and (raw[:1] != b"0" or len(raw) == 1):
             return int(raw)
         return self._decode(raw, self.base + match.start(1), loads)
@@ -537,7 +658,7 @@ class JsonReader:
             run += 1
         return run % 2 == 1
 
-    def peek_member(self, key: str, loads: Callable[[bytes], Any] = json.loads) -> Any:
+    def peek_member(self, key: str, loads: Callable[[bytes], Any] = strict_loads) -> Any:
         """The value of the scalar member ``key`` of the object at the cursor, found by searching its bytes rather
         than parsing them; the cursor does not move. MISSING when there is no such member, Ellipsis when its
         value is an object or array."""
@@ -568,9 +689,12 @@ class JsonReader:
 
     @staticmethod
     def _decode(raw: bytes, offset: int, loads: Callable[[bytes], Any]) -> Any:
+        check_surrogates(raw, offset)
         try:
             return loads(raw)
         except json.JSONDecodeError as exc:
             raise JsonFormatError(f"invalid JSON: {exc.msg}", offset + exc.pos) from None
         except UnicodeDecodeError as exc:
             raise JsonFormatError("invalid UTF-8 text", offset + exc.start) from None
+        except (NotJson, RecursionError) as exc:
+            raise JsonFormatError(f"invalid JSON: {exc}", offset) from None

@@ -6,25 +6,30 @@ and columns come and go between years (2026 added one before the conversion fact
 its content and each column by the words of its header cells, never by position.
 
 National amounts are total RVUs x the conversion factor (a column of the file), rounded half-up to cents.
+
+Besides the values and amounts, every payment-policy column is kept as CMS writes it (status code, PC/TC,
+global days, the multiple-procedure, bilateral, assistant-at-surgery, co-surgeon and team-surgery indicators,
+endoscopic base code, the non-facility and facility NA flags, ...): ``cptpub.analysis.facts`` explains them.
+A file without one of these columns (older layouts) stores NULL there.
+
+The CSV is streamed, never read whole, and refused past ``MAX_CSV_BYTES`` (CMS's national file is about 5 MB).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import io
+import itertools
 import re
 import time
 import zipfile
-import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError, UsageError
+from cptpub.ingest.cmstable import Row, bytes_read, is_zip, open_limited, text_rows, zip_members
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,
@@ -33,6 +38,7 @@ from cptpub.ingest.common import (
     source_exists,
     unreadable,
 )
+from cptpub.ingest.stream import sha256_of
 from cptpub.store import RatesStore
 
 KIND = "pprrvu"
@@ -54,56 +60,85 @@ _COLUMNS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "global_days": (frozenset({"GLOB"}), frozenset()),
     "conversion_factor": (frozenset({"CONV"}), frozenset()),
 }
+# Payment-policy columns kept as written; NULL when a file's layout lacks one.
+_POLICY_COLUMNS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "not_used_for_medicare": (frozenset({"NOT", "USED"}), frozenset()),
+    "nonfacility_na": (frozenset({"NON-FAC", "NA"}), frozenset()),
+    "facility_na": (frozenset({"FACILITY", "NA"}), frozenset({"NON-FAC"})),
+    "pctc_indicator": (frozenset({"PCTC"}), frozenset()),
+    "preop_share": (frozenset({"PRE", "OP"}), frozenset()),
+    "intraop_share": (frozenset({"INTRA", "OP"}), frozenset()),
+    "postop_share": (frozenset({"POST", "OP"}), frozenset()),
+    "mult_proc": (frozenset({"MULT", "PROC"}), frozenset()),
+    "bilat_surg": (frozenset({"BILAT"}), frozenset()),
+    "asst_surg": (frozenset({"ASST"}), frozenset()),
+    "co_surg": (frozenset({"CO-"}), frozenset()),
+    "team_surg": (frozenset({"TEAM"}), frozenset()),
+    "pricing_indicator": (frozenset({"PRIC"}), frozenset()),
+    "endo_base": (frozenset({"ENDO"}), frozenset()),
+    "phys_supervision": (frozenset({"SUPERVISION"}), frozenset()),
+    "calculation_flag": (frozenset({"CALCULATION"}), frozenset()),
+    "imaging_family": (frozenset({"FAMILY"}), frozenset()),
+}
+# medicare_pfs columns in the order _pfs_row gives them (named: a migrated store has its own column order)
+_STORED = (
+    "source_id", "year", "hcpcs", "modifier", "description", "status_code", "work_rvu", "nonfacility_pe_rvu",
+    "facility_pe_rvu", "mp_rvu", "nonfacility_total", "facility_total", "global_days", "conversion_factor",
+    "nonfacility_amount", "facility_amount", *_POLICY_COLUMNS,
+)  # fmt: skip
+MAX_CSV_BYTES = 64 << 20
+_MAX_LINES_ABOVE_HEADER = 100
 _RVU_COLUMNS = ("work_rvu", "nonfacility_pe_rvu", "facility_pe_rvu", "mp_rvu", "nonfacility_total", "facility_total")
 _CODE = re.compile(r"^[A-Z0-9]{5}$")
 _QUARTERS = {"JAN": "A", "APR": "B", "JUL": "C", "OCT": "D"}
 _CENT = Decimal("0.01")
 
 
-@dataclass(frozen=True)
-class _Table:
-    title: str  # the lines above the column header, joined
-    columns: dict[str, int]
-    rows: list[tuple[int, list[str]]]  # (line number, cells) of each row that holds a code
-
-
 def ingest_pfs_file(
     store: RatesStore,
     path: Path,
     *,
-    codes: set[str] | frozenset[str],
+    codes: set[str] | frozenset[str] | None = None,
     year: int | None = None,
     replace: bool = False,
+    max_bytes: int = MAX_CSV_BYTES,
 ) -> IngestResult:
-    """Ingest one PPRRVU file (CSV or zip), keeping the lines (every modifier) of ``codes``."""
+    """Ingest one PPRRVU file (CSV or zip), keeping the lines (every modifier) of ``codes`` (None: every code).
+
+    The CSV is streamed (from the zip without extracting it) and refused past ``max_bytes``."""
     path = Path(path)
     started = time.perf_counter()
-    regular_file_size(path)  # a folder, a pipe or a broken link fails here, naming the path
+    size = regular_file_size(path)  # a folder, a pipe or a broken link fails here, naming the path
+    member = _pprrvu_member(path) if is_zip(path) else None
+    name = member.filename if member else path.name
+    where = f"{path}!{name}" if member else str(path)
     try:
-        data = path.read_bytes()
+        source_id = sha256_of(path)
     except OSError as exc:
         raise unreadable(path, exc) from None
-    source_id = hashlib.sha256(data).hexdigest()
-    member, text = _csv_text(path, data)
-    where = f"{path}!{member}" if member != path.name else str(path)
-    table = _read_table(text, where)
-    year = year or _year(table.title, [member, path.name], where)
-    wanted = {code.strip().upper() for code in codes}
-    kept = [(line, cells) for line, cells in table.rows if cells[table.columns["hcpcs"]].strip().upper() in wanted]
-    rows = [_pfs_row(source_id, year, table.columns, cells, f"{where}:{line}") for line, cells in kept]
+    wanted = None if codes is None else {code.strip().upper() for code in codes}
     with store.transaction() as con:
         status = "ingested"
         if source_exists(con, source_id):
             if not replace:
                 return IngestResult(
-                    path=path, kind=KIND, status="unchanged", source_id=source_id, payer=PAYER, bytes_stored=len(data)
+                    path=path, kind=KIND, status="unchanged", source_id=source_id, payer=PAYER, bytes_stored=size
                 )
             delete_source(con, source_id)
             status = "replaced"
-        if rows:
-            appender = con.appender("medicare_pfs")
-            appender.append_rows(rows)
+        kept = skipped = 0
+        with open_limited(path, member, max_bytes) as stream:
+            title, columns, rows = _read_table(text_rows(stream, where, name), where)
+            year = year or _year(title, [name, path.name], where)
+            appender = con.appender("medicare_pfs", columns=list(_STORED))
+            for row in rows:
+                if wanted is not None and row.cells[columns["hcpcs"]].strip().upper() not in wanted:
+                    skipped += 1
+                    continue
+                appender.append_row(*_pfs_row(source_id, year, columns, row.cells, row.where))
+                kept += 1
             appender.flush()
+            parsed = bytes_read(stream)
         source = SourceRow(
             source_id=source_id,
             kind=KIND,
@@ -113,11 +148,11 @@ def ingest_pfs_file(
             entity_type=None,
             plans=None,
             last_updated_on=dt.date(year, 1, 1),
-            schema_version=_release(year, table.title, [member, path.name]),
-            rows_kept=len(rows),
-            items_skipped=len(table.rows) - len(rows),
+            schema_version=_release(year, title, [name, path.name]),
+            rows_kept=kept,
+            items_skipped=skipped,
             warnings=[],
-            is_demo=DEMO_MARKER in table.title,
+            is_demo=DEMO_MARKER in title,
         )
         insert_source(con, source)
     return IngestResult(
@@ -126,36 +161,24 @@ def ingest_pfs_file(
         status=status,
         source_id=source_id,
         payer=PAYER,
-        rows_kept=len(rows),
-        items_kept=len(rows),
-        items_skipped=source.items_skipped,
+        rows_kept=kept,
+        items_kept=kept,
+        items_skipped=skipped,
         is_demo=source.is_demo,
         schema_version=source.schema_version,
-        bytes_stored=len(data),
-        bytes_parsed=len(text),
+        bytes_stored=size,
+        bytes_parsed=parsed,
         seconds=time.perf_counter() - started,
     )
 
 
-def _csv_text(path: Path, data: bytes) -> tuple[str, str]:
-    """(name of the CSV, its text): the file itself, or the PPRRVU CSV inside a zip."""
-    name = path.name
-    if data[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                name = _pprrvu_member(archive.namelist(), path)
-                data = archive.read(name)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-            # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
-            raise IngestError(f"cannot read the zip: {exc}", where=path, hint="download the file again") from None
-    try:
-        return name, data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return name, data.decode("cp1252", errors="replace")  # CMS's CSVs come from Excel on Windows
-
-
-def _pprrvu_member(names: list[str], path: Path) -> str:
-    candidates = sorted(n for n in names if n.lower().endswith(".csv") and "pprrvu" in n.lower())
+def _pprrvu_member(path: Path) -> zipfile.ZipInfo:
+    members = zip_members(path)
+    names = [m.filename for m in members]
+    candidates = sorted(
+        (m for m in members if m.filename.lower().endswith(".csv") and "pprrvu" in m.filename.lower()),
+        key=lambda m: m.filename,
+    )
     if not candidates:
         raise IngestError(
             f"no PPRRVU CSV in the zip (it holds {', '.join(names) or 'nothing'})",
@@ -163,27 +186,39 @@ def _pprrvu_member(names: list[str], path: Path) -> str:
             hint="pass the PPRRVU*.csv file, or the RVU zip CMS publishes",
         )
     # 2026 on: QPP and non-QPP conversion factors; the non-QPP file is the standard fee schedule
-    return next((n for n in candidates if "nonqpp" in n.lower()), candidates[0])
+    return next((m for m in candidates if "nonqpp" in m.filename.lower()), candidates[0])
 
 
-def _read_table(text: str, where: str) -> _Table:
-    lines = list(csv.reader(io.StringIO(text)))
-    header = next((i for i, cells in enumerate(lines) if _cell(cells, 0) == "HCPCS" and _cell(cells, 1) == "MOD"), None)
+def _read_table(rows: Iterator[Row], where: str) -> tuple[str, dict[str, int], Iterator[Row]]:
+    """(title, column indexes, the data rows): the column header is looked for within the first lines."""
+    above: list[list[str]] = []
+    header: list[str] | None = None
+    for row in rows:
+        if _cell(row.cells, 0) == "HCPCS" and _cell(row.cells, 1) == "MOD":
+            header = row.cells
+            break
+        above.append(row.cells)
+        if len(above) >= _MAX_LINES_ABOVE_HEADER:
+            break
     if header is None:
         raise IngestError(
-            "not a PPRRVU file: no column header starting HCPCS,MOD",
+            "not a PPRRVU file: no column header starting HCPCS,MOD"
+            + (f" in its first {_MAX_LINES_ABOVE_HEADER} lines" if len(above) >= _MAX_LINES_ABOVE_HEADER else ""),
             where=where,
             hint="cptpub ingest pfs reads CMS's PPRRVU CSV (or the RVU zip that holds it)",
         )
-    first, last = header, header
-    while first > 0 and _is_header_row(lines[first - 1]):
+    first = len(above)
+    while first > 0 and _is_header_row(above[first - 1]):
         first -= 1
-    while last + 1 < len(lines) and _is_header_row(lines[last + 1]):
-        last += 1
-    words = _column_words(lines[first : last + 1])
-    title = " ".join(" ".join(c.strip() for c in cells if c.strip()) for cells in lines[:first])
-    rows = [(i + 1, cells) for i, cells in enumerate(lines[last + 1 :], start=last + 1) if _CODE.match(_cell(cells, 0))]
-    return _Table(title, _find_columns(words, where), rows)
+    block = [*above[first:], header]
+    following = next(rows, None)
+    while following is not None and _is_header_row(following.cells):
+        block.append(following.cells)
+        following = next(rows, None)
+    title = " ".join(" ".join(c.strip() for c in cells if c.strip()) for cells in above[:first])
+    columns = _find_columns(_column_words(block), where)
+    rest = itertools.chain([following] if following is not None else [], rows)
+    return title, columns, (row for row in rest if _CODE.match(_cell(row.cells, 0)))
 
 
 def _cell(cells: list[str], index: int) -> str:
@@ -210,12 +245,18 @@ def _find_columns(words: list[set[str]], where: str) -> dict[str, int]:
                 where=where,
             )
         columns[name] = index
+    for name, (required, excluded) in _POLICY_COLUMNS.items():
+        index = next((i for i, found in enumerate(words) if required <= found and not excluded & found), None)
+        if index is not None:
+            columns[name] = index
     return columns
 
 
 def _pfs_row(source_id: str, year: int, columns: dict[str, int], cells: list[str], where: str) -> tuple:
     def text(name: str) -> str | None:
-        index = columns[name]
+        index = columns.get(name)
+        if index is None:
+            return None
         value = cells[index].strip() if index < len(cells) else ""
         return value or None
 
@@ -237,6 +278,7 @@ def _pfs_row(source_id: str, year: int, columns: dict[str, int], cells: list[str
         float(factor),
         _amount(values["nonfacility_total"], factor),
         _amount(values["facility_total"], factor),
+        *(text(name) for name in _POLICY_COLUMNS),
     )
 
 

@@ -1,38 +1,48 @@
 """Ingest Transparency in Coverage in-network rate files (schema 1.x and 2.x) into the rates store.
 
-One pass streams the file (plain or gzip) through ``jsonscan``: in_network items whose billing code is not
-wanted are stepped over unparsed; wanted items are read one negotiated_rates element at a time. A price that
-applies to several provider groups becomes one row per group.
+One pass streams the file (plain or gzip, local or an http(s) URL) through ``jsonscan``: in_network items whose
+billing code is not wanted are stepped over unparsed (by default every code is wanted). Wanted items that end
+within ``WHOLE_ITEM_BYTES`` are collected as raw bytes and flattened a batch at a time by DuckDB's JSON reader
+(``flatten``) straight into Parquet columns (``staging``); a larger item is read one negotiated_rates element at a
+time (msgspec typed decode), so memory stays flat. Anything the fast paths refuse (an unusual type, a schema error,
+a repeated key) is read again by the checking parser, which accepts what the schema allows and otherwise names the
+field, the item and the byte offset.
+
+Zero, negative and placeholder prices ($0.00, $0.01, 999999.99) are stored with the rest and counted in the
+source's warnings (``staging.SUSPECT_PRICE_SQL`` recognises them); only a file whose structure is broken fails.
 
 Provider references. Rates that point at ``provider_references`` are staged with the reference id; the groups
 of only the references those rates use are loaded, then a join expands them. When provider_references comes
 after in_network (references known by then) they are read in the same pass; when it comes first (the usual
 layout) a second pass reads just that leading part of the file, stopping where it ends. References that point
 at a remote ``location`` are resolved from ``provider_refs_dir`` (files named as the URL's last path segment),
-or stored unresolved with a warning on the source.
+else fetched once per URL into ``refs_cache``; offline (no cache) or when the fetch fails they are stored
+unresolved, with a warning on the source.
 
-Everything for one file happens in one store transaction: an error or an interrupt leaves the store as it was.
+Parsing writes only the staging folder; publishing the staged file is one store transaction: an error or an
+interrupt leaves the store as it was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import json
 import math
+import re
+import shutil
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlparse
 
 import duckdb
+import msgspec
 
-from cptpub.demo import DEMO_MARKER
-from cptpub.errors import IngestError, UsageError
+from cptpub.errors import CptpubError, IngestError, UsageError
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,
@@ -42,8 +52,22 @@ from cptpub.ingest.common import (
     source_exists,
     unreadable,
 )
-from cptpub.ingest.jsonscan import MISSING, JsonFormatError, JsonReader, index_chunks
-from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip, is_gzip
+from cptpub.ingest.flatten import BATCH_BYTES, Flattener
+from cptpub.ingest.jsonscan import (
+    MAX_NUMBER_CHARS,
+    MISSING,
+    JsonFormatError,
+    JsonReader,
+    NotJson,
+    check_surrogates,
+    index_chunks,
+    number_too_long,
+    reader_of,
+    unique_keys,
+)
+from cptpub.ingest.remote import cached, is_url
+from cptpub.ingest.staging import Staging, publish, staging_root
+from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
 from cptpub.store import RatesStore
@@ -54,6 +78,7 @@ NEGOTIATED_TYPES = ("negotiated", "derived", "fee schedule", "percentage", "per 
 BILLING_CLASSES = ("professional", "institutional", "both")
 SETTINGS = ("inpatient", "outpatient", "both")
 ARRANGEMENTS = ("ffs", "bundle", "capitation")
+WHOLE_ITEM_BYTES = 8 << 20  # a wanted item up to this size is decoded at once
 _HEADER_KEYS = frozenset({"reporting_entity_name", "reporting_entity_type", "plan_name", "last_updated_on", "version"})
 _ITEM_KEYS = frozenset({"billing_code_type", "negotiation_arrangement", "name"})
 _OTHER_KINDS = {
@@ -64,9 +89,15 @@ _OTHER_KINDS = {
         "put it in a folder and pass --provider-refs FOLDER when ingesting the in-network file that points at it",
     ),
 }
-_STAGE_BATCH = 20_000
 
-Progress = Callable[[int, int], None]  # (bytes of the file read, rates kept so far)
+_CHOICES = {
+    "type": NEGOTIATED_TYPES,
+    "class": BILLING_CLASSES,
+    "setting": SETTINGS,
+    "arrangement": ARRANGEMENTS,
+}
+Progress = Callable[[int, int, int | None], None]  # (bytes of the file read, prices kept, its size if known)
+Source = Path | str  # a local path or an http(s) URL
 
 
 class _WrittenNumber(float):
@@ -77,16 +108,66 @@ class _WrittenNumber(float):
     text: str
 
     def __new__(cls, text: str) -> _WrittenNumber:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise NotJson(number_too_long(len(text)))
         number = super().__new__(cls, text)
         number.text = text
         return number
 
 
-_DECODER = json.JSONDecoder(parse_float=_WrittenNumber)
+def _refuse_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON value")
 
 
-def _loads(raw: bytes) -> Any:
-    return _DECODER.decode(raw.decode("utf-8"))
+def _checked_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise NotJson(number_too_long(len(text)))
+    return int(text)
+
+
+_CHECKING = __import__("json").JSONDecoder(
+    parse_float=_WrittenNumber, parse_int=_checked_int, parse_constant=_refuse_constant, object_pairs_hook=unique_keys
+)
+
+
+def _loads(raw: bytes | memoryview) -> Any:
+    return _CHECKING.decode(bytes(raw).decode("utf-8"))
+
+
+# --- the typed decode (msgspec): the exact, common form of the schema; anything else goes to the checking parser
+
+
+class _Tin(msgspec.Struct):
+    type: str
+    value: str
+    business_name: str | None = None
+
+
+class _GroupStruct(msgspec.Struct):
+    tin: _Tin
+    npi: list[int | str] = []
+
+
+class _PriceStruct(msgspec.Struct):  # field order = the staging "prices" columns after rate_seq
+    negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
+    negotiated_rate: float
+    billing_class: Literal["professional", "institutional", "both"]
+    setting: Literal["inpatient", "outpatient", "both"] | None = None
+    service_code: list[str] | None = None
+    expiration_date: str | None = None
+    billing_code_modifier: list[str] | None = None
+
+
+class _RateStruct(msgspec.Struct):
+    negotiated_prices: list[_PriceStruct]
+    provider_groups: list[_GroupStruct] | None = None
+    provider_references: list[msgspec.Raw] | None = None
+
+
+_RATE_DECODER = msgspec.json.Decoder(_RateStruct)
+_TYPED_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+_astuple = msgspec.structs.astuple
+_NUMBER = re.compile(rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class _BadRecord(Exception):
@@ -104,7 +185,7 @@ class _Item(NamedTuple):
     name: str | None
 
 
-class _Price(NamedTuple):
+class _Price(NamedTuple):  # the staging "prices" columns after rate_seq
     negotiated_type: str
     negotiated_rate: float
     billing_class: str
@@ -134,66 +215,178 @@ def forced_payer(catalogue: PayerCatalogue, name: str | None) -> Payer | None:
     return payer
 
 
+@dataclass
+class ParsedFile:
+    """One in-network file parsed into a staging folder: everything the writer needs to publish it."""
+
+    source: Source
+    staging: Path
+    sha256: str
+    payer: str
+    header: dict[str, str]
+    items_kept: int
+    items_skipped: int
+    warnings: list[str]
+    bytes_stored: int
+    bytes_parsed: int
+    seconds: float
+    unchanged: bool = False  # the bytes were ingested before: nothing staged
+    suspect_in_rows: int = 0  # zero/negative/placeholder prices in the rows DuckDB flattened
+    files: dict[str, bytes] = field(default_factory=dict)  # the staged files, when sent from a remote worker
+
+    @property
+    def as_of(self) -> dt.date | None:
+        return _date(self.header.get("last_updated_on", ""))
+
+
 def ingest_tic_file(
     store: RatesStore,
-    path: Path,
+    path: Source,
     *,
-    codes: set[str] | frozenset[str],
+    codes: set[str] | frozenset[str] | None = None,
     catalogue: PayerCatalogue,
     payer_override: str | None = None,
     provider_refs_dir: Path | None = None,
+    refs_cache: Path | None = None,
     replace: bool = False,
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Ingest one in-network file, keeping the rates of ``codes`` (and of CSTM-00, which covers every code).
+    """Ingest one in-network file (a path or an http(s) URL), keeping the rates of ``codes`` (None: every code;
+    CSTM-00, which covers every code, is always kept). Remote provider references are fetched into
+    ``refs_cache`` (None: offline, stored unresolved).
 
     Raises IngestError (bad or unreadable file; the store is unchanged) or UsageError (unknown
     ``payer_override``)."""
-    path = Path(path)
-    forced = forced_payer(catalogue, payer_override)
-    started = time.perf_counter()
-    size = regular_file_size(path)
-    with store.transaction() as con:
-        try:
-            digest = hash_if_name_known(con, path)
-        except OSError as exc:
-            raise unreadable(path, exc) from None
-        if digest and source_exists(con, digest) and not replace:
-            return _unchanged(con, path, digest, size)
-        parse = _InNetworkFile(
-            path,
-            wanted=frozenset(code.strip().upper() for code in codes),
-            staging=_Staging(con),
-            resolve_payer=lambda header: forced or _payer_of(catalogue, header, path),
+    forced_payer(catalogue, payer_override)
+    source = path if is_url(path) else Path(path)
+    known: set[str] = set()
+    if not is_url(source) and store.exists():
+        with closing(store.connect()) as con:  # a read: no copy of the store is made and replaced
+            try:
+                digest = hash_if_name_known(con, Path(source))
+            except OSError as exc:
+                raise unreadable(Path(source), exc) from None
+            if digest and source_exists(con, digest):
+                known.add(digest)
+    folder = staging_root(store.path.parent)
+    try:
+        parsed = parse_tic_file(
+            source,
+            folder,
+            codes=codes,
+            catalogue=catalogue,
+            payer_override=payer_override,
             provider_refs_dir=provider_refs_dir,
+            refs_cache=refs_cache,
+            known=known if not replace else set(),
             progress=progress,
         )
+        return publish_parsed(store, parsed, replace=replace)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def parse_tic_file(
+    source: Source,
+    folder: Path,
+    *,
+    codes: set[str] | frozenset[str] | None,
+    catalogue: PayerCatalogue,
+    payer_override: str | None = None,
+    provider_refs_dir: Path | None = None,
+    refs_cache: Path | None = None,
+    known: set[str] | frozenset[str] = frozenset(),
+    progress: Progress | None = None,
+) -> ParsedFile:
+    """Parse one in-network file into ``folder`` (no store involved: this runs on any worker). When the file's
+    SHA-256 is in ``known`` (ingested before), nothing is parsed and the result says ``unchanged``."""
+    started = time.perf_counter()
+    forced = forced_payer(catalogue, payer_override)
+    size = 0
+    if not is_url(source):
+        source = Path(source)
+        size = regular_file_size(source)
+        if known:
+            from cptpub.ingest.stream import sha256_of
+
+            digest = sha256_of(source)
+            if digest in known:
+                return ParsedFile(source, folder, digest, "", {}, 0, 0, [], size, 0, 0.0, unchanged=True)
+    staging = Staging(folder)
+    parse = _InNetworkFile(
+        source,
+        wanted=None if codes is None else frozenset(code.strip().upper() for code in codes),
+        staging=staging,
+        resolve_payer=lambda header: forced or _payer_of(catalogue, header, source),
+        provider_refs_dir=provider_refs_dir,
+        refs_cache=refs_cache,
+        progress=progress,
+    )
+    try:
         payer = parse.run()
-        if source_exists(con, parse.sha256):
-            if not replace:
-                return _unchanged(con, path, parse.sha256, size)
-            delete_source(con, parse.sha256)
+        staging.close()
+    except BaseException:
+        staging.abandon()
+        raise
+    return ParsedFile(
+        source=source,
+        staging=folder,
+        sha256=parse.sha256,
+        payer=payer.name,
+        header=parse.header,
+        items_kept=parse.items_kept,
+        items_skipped=parse.items_skipped,
+        warnings=parse.warnings(),
+        bytes_stored=parse.bytes_stored or size,
+        bytes_parsed=parse.bytes_parsed,
+        seconds=time.perf_counter() - started,
+        suspect_in_rows=parse.suspect_in_rows,
+    )
+
+
+def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = False) -> IngestResult:
+    """Append a parsed file to the store in one transaction (or report it unchanged)."""
+    started = time.perf_counter()
+    if store.exists() and not replace:  # an unchanged file is reported from a read, without rewriting the store
+        with closing(store.connect()) as con:
+            if parsed.unchanged or source_exists(con, parsed.sha256):
+                return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)
+    with store.transaction() as con:
+        if parsed.unchanged or (source_exists(con, parsed.sha256) and not replace):
+            return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)
+        if source_exists(con, parsed.sha256):
+            delete_source(con, parsed.sha256)
             status = "replaced"
         else:
             status = "ingested"
-        rows = parse.staging.publish(parse.sha256, payer.name, parse.as_of)
-        source = parse.source_row(payer, rows)
+        if parsed.files:  # sent by a remote worker
+            parsed.staging.mkdir(parents=True, exist_ok=True)
+            for name, data in parsed.files.items():
+                (parsed.staging / name).write_bytes(data)
+        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of, parsed.suspect_in_rows)
+        warnings = list(parsed.warnings)
+        if suspect:
+            warnings.append(
+                f"{suspect:,} price(s) of zero, a negative amount or a placeholder (at most 0.01 or at least "
+                "999999) are stored with the others; analysis keeps them out of the statistics"
+            )
+        source = _source_row(parsed, rows, warnings)
         insert_source(con, source)
     return IngestResult(
-        path=path,
+        path=Path(parsed.source) if not is_url(parsed.source) else Path(urlparse(str(parsed.source)).path),
         kind=KIND,
         status=status,
         source_id=source.source_id,
         payer=source.payer,
         rows_kept=rows,
-        items_kept=parse.items_kept,
-        items_skipped=parse.items_skipped,
+        items_kept=parsed.items_kept,
+        items_skipped=parsed.items_skipped,
         warnings=source.warnings,
         is_demo=source.is_demo,
         schema_version=source.schema_version,
-        bytes_stored=size,
-        bytes_parsed=parse.bytes_parsed,
-        seconds=time.perf_counter() - started,
+        bytes_stored=parsed.bytes_stored,
+        bytes_parsed=parsed.bytes_parsed,
+        seconds=parsed.seconds + time.perf_counter() - started,
     )
 
 
@@ -215,7 +408,7 @@ def tic_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _payer_of(catalogue: PayerCatalogue, header: dict[str, Any], path: Path) -> Payer:
+def _payer_of(catalogue: PayerCatalogue, header: dict[str, Any], path: Source) -> Payer:
     entity = header.get("reporting_entity_name")
     if not isinstance(entity, str) or not entity.strip():
         raise IngestError(
@@ -235,7 +428,27 @@ def _payer_of(catalogue: PayerCatalogue, header: dict[str, Any], path: Path) -> 
     return payer
 
 
-def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str, size: int) -> IngestResult:
+def _source_row(parsed: ParsedFile, rows: int, warnings: list[str]) -> SourceRow:
+    entity = parsed.header.get("reporting_entity_name")
+    plan = parsed.header.get("plan_name")
+    return SourceRow(
+        source_id=parsed.sha256,
+        kind=KIND,
+        path=parsed.source,  # a URL is stored as written
+        payer=parsed.payer,
+        publisher=entity,
+        entity_type=parsed.header.get("reporting_entity_type"),
+        plans=plan,
+        last_updated_on=parsed.as_of,
+        schema_version=parsed.header.get("version"),
+        rows_kept=rows,
+        items_skipped=parsed.items_skipped,
+        warnings=warnings,
+        is_demo=any(DEMO_MARKER in (text or "") for text in (entity, plan)),
+    )
+
+
+def _unchanged(con: duckdb.DuckDBPyConnection, path: Source, source_id: str, size: int) -> IngestResult:
     row = con.execute(
         "SELECT payer, rows_kept, items_skipped, warnings, is_demo, schema_version FROM sources WHERE source_id = ?",
         [source_id],
@@ -243,7 +456,7 @@ def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str, size:
     assert row is not None, "called for a known source"
     payer, rows, skipped, warnings, is_demo, version = row
     return IngestResult(
-        path=path,
+        path=Path(path) if not is_url(path) else Path(urlparse(str(path)).path),
         kind=KIND,
         status="unchanged",
         source_id=source_id,
@@ -257,91 +470,6 @@ def _unchanged(con: duckdb.DuckDBPyConnection, path: Path, source_id: str, size:
     )
 
 
-# --- staging ------------------------------------------------------------------------------------------------
-
-
-class _Staging:
-    """One file's rows, held in temporary tables until the file has been read to its end."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection):
-        self._con = con
-        con.execute(
-            """CREATE TEMP TABLE tic_rows (
-                 seq BIGINT, billing_code VARCHAR, billing_code_type VARCHAR, billing_code_modifiers VARCHAR[],
-                 negotiation_arrangement VARCHAR, item_name VARCHAR, negotiated_type VARCHAR,
-                 negotiated_rate DOUBLE, billing_class VARCHAR, setting VARCHAR, service_codes VARCHAR[],
-                 expiration_date VARCHAR, provider_group_key VARCHAR, provider_group_name VARCHAR,
-                 npi_count INTEGER, provider_reference VARCHAR)"""
-        )
-        con.execute(
-            """CREATE TEMP TABLE tic_refs (
-                 provider_reference VARCHAR, seq INTEGER, network_names VARCHAR[], provider_group_key VARCHAR,
-                 provider_group_name VARCHAR, npi_count INTEGER)"""
-        )
-        self._appenders = {"tic_rows": con.appender("tic_rows"), "tic_refs": con.appender("tic_refs")}
-        self._pending: dict[str, list[tuple]] = {"tic_rows": [], "tic_refs": []}
-        self.rates = 0
-
-    def add_rates(self, item: _Item, price: _Price, targets: list[tuple]) -> None:
-        rows = self._pending["tic_rows"]
-        for target in targets:
-            rows.append(
-                (
-                    self.rates,
-                    item.code,
-                    item.code_type,
-                    price.modifiers,
-                    item.arrangement,
-                    item.name,
-                    price.negotiated_type,
-                    price.negotiated_rate,
-                    price.billing_class,
-                    price.setting,
-                    price.service_codes,
-                    price.expiration_date,
-                    *target,
-                )
-            )
-            self.rates += 1
-        if len(rows) >= _STAGE_BATCH:
-            self._flush("tic_rows")
-
-    def add_reference(self, reference: str, network_names: list[str] | None, groups: list[_Group]) -> None:
-        refs = self._pending["tic_refs"]
-        refs += [(reference, i, network_names, *group) for i, group in enumerate(groups)]
-        if len(refs) >= _STAGE_BATCH:
-            self._flush("tic_refs")
-
-    def _flush(self, table: str) -> None:
-        if self._pending[table]:
-            self._appenders[table].append_rows(self._pending[table])
-            self._appenders[table].flush()
-            self._pending[table] = []
-
-    def publish(self, source_id: str, payer: str, as_of: dt.date | None) -> int:
-        """Move the staged rows into negotiated_rates, one per provider group; returns the number of rows."""
-        self._flush("tic_rows")
-        self._flush("tic_refs")
-        inserted = self._con.execute(
-            """INSERT INTO negotiated_rates
-               SELECT $source, $payer, r.billing_code, r.billing_code_type, r.billing_code_modifiers,
-                      r.negotiation_arrangement, r.item_name, r.negotiated_type, r.negotiated_rate, r.billing_class,
-                      r.setting, r.service_codes, r.expiration_date, g.network_names,
-                      coalesce(r.provider_group_key, g.provider_group_key),
-                      coalesce(r.provider_group_name, g.provider_group_name),
-                      coalesce(r.npi_count, g.npi_count),
-                      r.provider_reference,
-                      CASE WHEN r.provider_reference IS NULL THEN 'inline'
-                           WHEN g.provider_reference IS NULL THEN 'unresolved'
-                           ELSE 'resolved' END,
-                      $as_of
-               FROM tic_rows r LEFT JOIN tic_refs g ON g.provider_reference = r.provider_reference
-               ORDER BY r.seq, g.seq""",
-            {"source": source_id, "payer": payer, "as_of": as_of},
-        ).fetchone()
-        return int(inserted[0]) if inserted else 0
-
-
 # --- one file -----------------------------------------------------------------------------------------------
 
 
@@ -350,24 +478,27 @@ class _InNetworkFile:
 
     def __init__(
         self,
-        path: Path,
+        source: Source,
         *,
-        wanted: frozenset[str],
-        staging: _Staging,
+        wanted: frozenset[str] | None,
+        staging: Staging,
         resolve_payer: Callable[[dict[str, Any]], Payer],
         provider_refs_dir: Path | None,
+        refs_cache: Path | None,
         progress: Progress | None,
     ):
-        self.path = path
+        self.path = source
         self.wanted = wanted
         self.staging = staging
         self._resolve_payer = resolve_payer
         self.provider_refs_dir = provider_refs_dir
+        self.refs_cache = refs_cache
         self._progress = progress
         self.header: dict[str, Any] = {}
         self.payer: Payer | None = None
         self.sha256 = ""
         self.bytes_parsed = 0
+        self.bytes_stored = 0
         self.items_kept = 0
         self.items_skipped = 0
         self.in_network_read = False
@@ -375,8 +506,15 @@ class _InNetworkFile:
         self.needed_references: set[str] = set()
         self.defined_references: set[str] = set()
         self.remote_unresolved: dict[str, str] = {}
+        self.remote_failed: dict[str, str] = {}  # url -> why the fetch failed
+        self.remote_resolved = 0
         self.empty_references: list[str] = []
         self._gzip = False
+        self._batch: list[tuple[bytes, int, int, str]] = []  # (item bytes, index, offset, code) for DuckDB
+        self._batch_bytes = 0
+        self._flattener: Flattener | None = None
+        self._checking = False  # reading a batch again with the checking parser
+        self.suspect_in_rows = 0
         # where we are, for error messages
         self._offset = 0
         self._item_index: int | None = None
@@ -387,8 +525,14 @@ class _InNetworkFile:
     def run(self) -> Payer:
         """Read the file into the staging tables; returns the payer its rates are filed under."""
         try:
-            if self.path.stat().st_size == 0:
-                raise IngestError("the file is empty", where=self.path)
+            return self._run()
+        finally:
+            if self._flattener is not None:
+                self.suspect_in_rows = self._flattener.suspect_prices
+                self._flattener.close()
+
+    def _run(self) -> Payer:
+        try:
             self._read_all()
             if self.references_first and self.needed_references:
                 self._read_references_again()
@@ -402,19 +546,26 @@ class _InNetworkFile:
         except (TruncatedGzip, CorruptGzip) as exc:
             raise IngestError(str(exc), where=self.path, hint="download the file again") from None
         except OSError as exc:  # the file itself (a provider-reference file is reported as itself)
-            raise unreadable(self.path, exc) from None
+            if is_url(self.path):
+                raise IngestError(f"cannot read: {exc}", where=self.path) from None
+            raise unreadable(Path(self.path), exc) from None
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
         rate_file = RateFile(self.path)
-        self._gzip = rate_file.gzip
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
             Prefetch(index_chunks(chunks), name="index") as indexed,
         ):
-            on_chunk = (lambda: progress(rate_file.bytes_read, self.staging.rates)) if progress else None
-            yield rate_file, JsonReader(indexed, on_chunk=on_chunk)
+            on_chunk = (
+                (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
+            )
+            reader = JsonReader(indexed, on_chunk=on_chunk)
+            if reader.at_end():
+                raise IngestError("the file is empty", where=self.path)
+            self._gzip = rate_file.gzip
+            yield rate_file, reader
 
     def _read_all(self) -> None:
         with self._reader(report_progress=True) as (rate_file, reader):
@@ -428,6 +579,7 @@ class _InNetworkFile:
                 raise JsonFormatError("unexpected data after the end of the JSON document", reader.pos)
             self.bytes_parsed = reader.end
         self.sha256 = rate_file.sha256 or ""
+        self.bytes_stored = rate_file.bytes_read
         if not self.in_network_read:
             raise self._not_in_network("it has no in_network array")
 
@@ -441,7 +593,7 @@ class _InNetworkFile:
                 self.references_first = True
                 reader.skip_value()
         elif key in _HEADER_KEYS:
-            value = reader.read_value()
+            value = reader.read_value(_loads)
             if not isinstance(value, str):
                 raise _BadRecord(key, f"must be a string, got {value!r}")
             if key == "last_updated_on" and _date(value) is None:
@@ -471,9 +623,10 @@ class _InNetworkFile:
         if reader.peek() != ord("["):
             raise JsonFormatError("in_network must be an array", reader.pos)
         wanted = self.wanted
+        keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
         kept_until = 0  # elements before this index are counted
         try:
-            for index, code in reader.select_elements("billing_code", lambda code: _keeps(code, wanted)):
+            for index, code in reader.select_elements("billing_code", keeps, _loads):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 self.items_skipped += index - kept_until
                 kept_until = index + 1
@@ -482,10 +635,12 @@ class _InNetworkFile:
                 if not isinstance(code, str) or not code.strip():
                     raise _BadRecord("billing_code", f"must be a non-empty string, got {code!r}")
                 self._item_code = code.strip().upper()
-                self._read_item(reader, self._item_code)
+                if not self._batch_item(reader, index, self._item_code):
+                    self._read_item(reader, self._item_code)
                 self.items_kept += 1
+            self._flush_batch()
         except JsonFormatError:
-            if reader.element_index != self._item_index:  # in an item stepped over
+            if reader.element_index != self._item_index and not self._checking:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
         self.items_skipped += reader.element_index - kept_until
@@ -494,10 +649,78 @@ class _InNetworkFile:
         self._item_index = self._item_code = None
         self.in_network_read = True
 
+    def _batch_item(self, reader: JsonReader, index: int, code: str) -> bool:
+        """Add the item at the cursor to the batch for DuckDB when it is whole within WHOLE_ITEM_BYTES."""
+        whole = reader.bounded_value(WHOLE_ITEM_BYTES)
+        if whole is None:
+            return False
+        raw = bytes(whole[0])
+        self._batch.append((raw, index, reader.pos, code))
+        self._batch_bytes += len(raw)
+        reader.pos = whole[1]
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+        return True
+
+    def _flush_batch(self) -> None:
+        """Stage the batched items through DuckDB; a batch it refuses goes through the checking parser, item by
+        item, which stages the valid ones and names the first invalid one."""
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        raws = [raw for raw, _, _, _ in batch]
+        references = None
+        try:
+            for raw in raws:
+                check_surrogates(raw, 0)
+            if self._flattener is None:
+                self._flattener = Flattener(self.staging, _CHOICES, WHOLE_ITEM_BYTES)
+            references = self._flattener.stage(raws)
+        except JsonFormatError:
+            references = None
+        if references is not None:
+            self.needed_references |= references
+            return
+        self._checking = True
+        for raw, index, offset, code in batch:
+            self._offset, self._item_index, self._item_code = offset, index, code
+            self._read_item(reader_of(raw, offset), code)
+        self._checking = False
+
+    def _typed_rate(self, rate: _RateStruct) -> tuple[list[tuple], list[tuple]] | None:
+        """(targets, prices) of a typed negotiated_rates element; None when it needs the checking parser."""
+        if not rate.negotiated_prices:
+            return None
+        targets: list[tuple] = []
+        if rate.provider_groups is not None:
+            for group in rate.provider_groups:
+                tin = group.tin
+                npis = sum(1 for npi in group.npi if npi not in (0, "0"))
+                targets.append((f"{tin.type.strip().lower()}:{tin.value.strip()}", tin.business_name, npis, None))
+        if rate.provider_references is not None:
+            for value in rate.provider_references:
+                text = bytes(value)  # a number exactly as written: ids such as 690.65627 are kept as text
+                if text[:1] == b'"':
+                    reference = msgspec.json.decode(text, type=str)
+                elif text[:1].isdigit() and len(text) <= MAX_NUMBER_CHARS and _NUMBER.fullmatch(text):
+                    reference = text.decode()
+                else:
+                    return None  # the checking parser says what is wrong
+                targets.append((None, None, None, reference))
+        if not targets:
+            return None
+        return targets, [_astuple(price) for price in rate.negotiated_prices]
+
+    def _add_rate(self, item_seq: int, targets: list[tuple], prices: list[tuple]) -> None:
+        for target in targets:
+            if target[3] is not None:
+                self.needed_references.add(target[3])
+        self.staging.add_rate(item_seq, targets, prices)
+
     def _read_item(self, reader: JsonReader, code: str) -> None:
         """Read a wanted item member by member, one negotiated_rates element at a time (items can be huge)."""
         header: dict[str, Any] = {}
-        item: _Item | None = None
+        item_seq: int | None = None
         early_rates: list[tuple[int, Any]] = []  # rates before the item's own fields (unusual member order)
         has_rates = False
         for key in reader.iter_members():
@@ -507,23 +730,50 @@ class _InNetworkFile:
                     raise _BadRecord("negotiated_rates", "must be an array")
                 for index in reader.iter_elements():
                     self._offset = reader.pos
+                    if item_seq is None and header.keys() >= _ITEM_KEYS:
+                        item_seq = self._add_item(code, header)
+                    typed = self._typed_element(reader) if item_seq is not None else None
+                    if typed is not None:
+                        self._add_rate(item_seq, *typed)  # type: ignore[arg-type]
+                        continue
                     rate = reader.read_value(_loads)
-                    item = item or _item_if_complete(code, header)
-                    if item is None:
+                    if item_seq is None:
                         early_rates.append((index, rate))
                     else:
-                        self._stage_rate(item, rate, index)
+                        self._stage_rate(item_seq, rate, index)
             elif key in _ITEM_KEYS:
-                header[key] = reader.read_value()
+                header[key] = reader.read_value(_loads)
             else:
                 reader.skip_value()
         if not has_rates:
             raise _BadRecord("negotiated_rates", "missing")
-        item = item or _item(code, header)
+        if item_seq is None:
+            item_seq = self._add_item(code, header)
         for index, rate in early_rates:
-            self._stage_rate(item, rate, index)
+            self._stage_rate(item_seq, rate, index)
 
-    def _stage_rate(self, item: _Item, rate: Any, index: int) -> None:
+    def _typed_element(self, reader: JsonReader) -> tuple[list[tuple], list[tuple]] | None:
+        """A negotiated_rates element through the typed decode, the cursor moved past it; None if it needs the
+        checking parser (the cursor then stays)."""
+        whole = reader.bounded_value(WHOLE_ITEM_BYTES)
+        if whole is None:
+            return None
+        try:
+            rate = _RATE_DECODER.decode(whole[0])
+        except _TYPED_ERRORS:
+            return None
+        typed = self._typed_rate(rate)
+        data = bytes(whole[0])
+        if typed is None or data.count(b'"negotiated_rate"') != len(typed[1]) or b"\\u" in data:
+            return None
+        reader.pos = whole[1]
+        return typed
+
+    def _add_item(self, code: str, header: dict[str, Any]) -> int:
+        item = _item(code, header)
+        return self.staging.add_item(item.code, item.code_type, item.arrangement, item.name)
+
+    def _stage_rate(self, item_seq: int, rate: Any, index: int) -> None:
         field = f"negotiated_rates[{index}]"
         if not isinstance(rate, dict):
             raise _BadRecord(field, "must be an object")
@@ -531,8 +781,8 @@ class _InNetworkFile:
         if not isinstance(prices, list) or not prices:
             raise _BadRecord(f"{field}.negotiated_prices", "must be a non-empty array")
         targets = self._targets(rate, field)
-        for price_index, price in enumerate(prices):
-            self.staging.add_rates(item, _price(price, f"{field}.negotiated_prices[{price_index}]"), targets)
+        checked: list[tuple] = [_price(price, f"{field}.negotiated_prices[{i}]") for i, price in enumerate(prices)]
+        self._add_rate(item_seq, targets, checked)
 
     def _targets(self, rate: dict[str, Any], field: str) -> list[tuple]:
         """(group key, group name, npi count, provider reference) of each provider group a rate applies to."""
@@ -568,7 +818,7 @@ class _InNetworkFile:
             field = f"provider_references[{index}]"
             if value is MISSING:
                 raise _BadRecord(field, "must be an object with a provider_group_id")
-            self._define_reference(_reference_id(value, f"{field}.provider_group_id"), reader.read_value(), field)
+            self._define_reference(_reference_id(value, f"{field}.provider_group_id"), reader.read_value(_loads), field)
 
     def _undefined_and_needed(self, reference: str) -> bool:
         return reference in self.needed_references and reference not in self.defined_references
@@ -590,40 +840,40 @@ class _InNetworkFile:
             self.empty_references.append(reference)
             return
         parsed = [_group(g, f"{field}.provider_groups[{i}]") for i, g in enumerate(groups)]
-        self.staging.add_reference(reference, networks, parsed)
+        self.staging.add_reference(reference, networks, [tuple(g) for g in parsed])
 
     def _remote_groups(self, reference: str, url: str) -> list | None:
-        """The provider groups of a reference file downloaded into provider_refs_dir, or None (unresolved)."""
+        """The provider groups of a remote reference file: the copy in provider_refs_dir, else fetched (once per
+        URL) into refs_cache; None (unresolved) when offline or when the fetch fails."""
         local = _downloaded(self.provider_refs_dir, url)
+        if local is None and self.refs_cache is not None and url not in self.remote_failed:
+            try:
+                local = cached(url, self.refs_cache)
+            except CptpubError as exc:
+                self.remote_failed[url] = exc.message
         if local is None:
             self.remote_unresolved[reference] = url
             return None
-        try:
-            opener = gzip.open if is_gzip(local) else open
-            with opener(local, "rb") as handle:
-                document = json.loads(handle.read())
-        except (OSError, ValueError, EOFError, zlib.error) as exc:  # EOFError: a cut-short gzip
-            raise IngestError(f"cannot read provider reference file: {exc}", where=local) from None
-        groups = document.get("provider_groups") if isinstance(document, dict) else None
-        if not isinstance(groups, list):
-            raise IngestError("not a provider-reference file: it has no provider_groups array", where=local)
+        groups = _reference_file_groups(local, url if self.provider_refs_dir is None else None)
+        self.remote_resolved += 1
         return groups
 
     # -- results
-
-    @property
-    def as_of(self) -> dt.date | None:
-        return _date(self.header.get("last_updated_on", ""))
 
     def warnings(self) -> list[str]:
         found: list[str] = []
         if self.remote_unresolved:
             listed = ", ".join(f"{ref} -> {url}" for ref, url in list(self.remote_unresolved.items())[:5])
             more = len(self.remote_unresolved) - 5
+            how = (
+                "the fetch failed: " + "; ".join(f"{url}: {why}" for url, why in list(self.remote_failed.items())[:3])
+                if self.remote_failed
+                else "Ingest without --offline to fetch them, or download the files and pass --provider-refs FOLDER"
+            )
             found.append(
                 f"{len(self.remote_unresolved)} provider reference(s) used by kept rates point at remote files "
                 f"that were not resolved ({listed}{f', and {more} more' if more > 0 else ''}); their rates are "
-                "stored without provider groups. Download the files and pass --provider-refs FOLDER."
+                f"stored without provider groups. {how}."
             )
         missing = self.needed_references - self.defined_references
         if missing:
@@ -633,25 +883,6 @@ class _InNetworkFile:
             listed = ", ".join(self.empty_references[:10])
             found.append(f"provider reference(s) with no provider groups: {listed}")
         return found
-
-    def source_row(self, payer: Payer, rows: int) -> SourceRow:
-        entity = self.header.get("reporting_entity_name")
-        plan = self.header.get("plan_name")
-        return SourceRow(
-            source_id=self.sha256,
-            kind=KIND,
-            path=self.path,
-            payer=payer.name,
-            publisher=entity,
-            entity_type=self.header.get("reporting_entity_type"),
-            plans=plan,
-            last_updated_on=self.as_of,
-            schema_version=self.header.get("version"),
-            rows_kept=rows,
-            items_skipped=self.items_skipped,
-            warnings=self.warnings(),
-            is_demo=any(DEMO_MARKER in (text or "") for text in (entity, plan)),
-        )
 
     # -- errors
 
@@ -710,8 +941,8 @@ def _price(price: Any, field: str) -> _Price:
     rate = price.get("negotiated_rate")
     if isinstance(rate, bool) or not isinstance(rate, int | float):
         raise _BadRecord(f"{field}.negotiated_rate", f"must be a number, got {rate!r}")
-    if not math.isfinite(rate) or rate <= 0:
-        raise _BadRecord(f"{field}.negotiated_rate", f"must be greater than 0, got {_written(rate)}")
+    if not math.isfinite(rate):
+        raise _BadRecord(f"{field}.negotiated_rate", f"must be a finite number, got {_written(rate)}")
     expiration = price.get("expiration_date")
     if expiration is not None and not isinstance(expiration, str):
         raise _BadRecord(f"{field}.expiration_date", f"must be a string, got {expiration!r}")
@@ -738,6 +969,8 @@ def _group(group: Any, field: str) -> _Group:
     if not isinstance(npis, list):
         raise _BadRecord(f"{field}.npi", "must be an array")
     name = tin.get("business_name")
+    if name is not None and not isinstance(name, str):
+        raise _BadRecord(f"{field}.tin.business_name", f"must be a string, got {name!r}")
     # npi [0] is the schema's way of saying "no NPI"
     npi_count = sum(1 for npi in npis if npi not in (0, "0"))
     return _Group(f"{tin['type'].strip().lower()}:{tin['value'].strip()}", name, npi_count)
@@ -770,6 +1003,39 @@ def _string_list(record: dict[str, Any], key: str, field: str) -> list[str] | No
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _BadRecord(f"{field}.{key}", f"must be an array of strings, got {value!r}")
     return value
+
+
+def _reference_file_groups(path: Path, url: str | None) -> list:
+    """The provider_groups array of a provider-reference file (plain or gzip), streamed element by element.
+    Errors name the URL it was fetched from (``url``) or the local file."""
+    where = url or path
+    groups: list = []
+    try:
+        with (
+            Prefetch(RateFile(path).chunks(), name="read-refs") as chunks,
+            Prefetch(index_chunks(chunks), name="index-refs") as indexed,
+        ):
+            reader = JsonReader(indexed)
+            reader.skip_bom()
+            if reader.peek() != ord("{"):
+                raise IngestError("not a provider-reference file: its top level is not a JSON object", where=where)
+            found = False
+            for key in reader.iter_members():
+                if key == "provider_groups" and reader.peek() == ord("["):
+                    found = True
+                    for _ in reader.iter_elements():
+                        groups.append(reader.read_value(_loads))
+                else:
+                    reader.skip_value()
+            if not reader.at_end():
+                raise JsonFormatError("unexpected data after the end of the JSON document", reader.pos)
+    except JsonFormatError as exc:
+        raise IngestError(f"cannot read provider reference file: {exc}", where=where) from None
+    except (TruncatedGzip, CorruptGzip, OSError) as exc:
+        raise IngestError(f"cannot read provider reference file: {exc}", where=where) from None
+    if not found:
+        raise IngestError("not a provider-reference file: it has no provider_groups array", where=where)
+    return groups
 
 
 def _downloaded(folder: Path | None, url: str) -> Path | None:

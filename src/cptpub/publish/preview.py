@@ -1,13 +1,16 @@
-"""The authoring loop behind ``cptpub preview CODE``: build one code, serve ``dist/``, rebuild on every change.
+"""The authoring loop behind ``cptpub preview CODE``: build one code into ``build/preview/``, serve it, rebuild on
+every change.
 
-* The edition is built with :func:`cptpub.edition.build_edition` into the project's ``dist/`` (atomically, so the
-  server always has a complete page to send).
-* ``dist/`` is served on ``127.0.0.1`` only, on a free port unless one is asked for. Requests must name this
-  address (Host check, against DNS rebinding) and may only read files inside ``dist/``.
+* The edition is built with :func:`cptpub.edition.build_edition` into ``build/preview/`` (atomically, so the
+  server always has a complete page to send), never into ``dist/``: ``dist/`` belongs to ``cptpub build``, whose
+  manifest must always match it, and a batch running beside the preview must not delete the page being served.
+  Each build reads one pinned version of the rates store, so an ingest running meanwhile changes nothing halfway.
+* ``build/preview/`` is served on ``127.0.0.1`` only, on a free port unless one is asked for. Requests must name
+  this address (Host check, against DNS rebinding) and may only read files inside that folder.
 * The code's record, ``data/payers.yaml``, ``notebooks/``, ``report/`` and the rates store are watched
   (watchfiles); a change rebuilds the edition.
-* Every HTML page the server sends gets a small script, inserted into the response only (the files in ``dist/``
-  are never changed), that polls ``/__cptpub_version``: the page reloads after a successful rebuild, shows a
+* Every HTML page the server sends gets a small script, inserted into the response only (the files on disk are
+  never changed), that polls ``/__cptpub_version``: the page reloads after a successful rebuild, shows a
   "Rebuilding" note while one runs, and shows the error of a failed one. Pages with their own
   Content-Security-Policy (the catalogue) get no script: their policy would refuse it.
 * A failed build is reported (terminal and page) and the server keeps running with the last good edition.
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import mimetypes
@@ -141,7 +145,7 @@ def _status_page(state: dict[str, object]) -> bytes:
 
 
 class PreviewServer:
-    """``dist/`` over HTTP on 127.0.0.1, with the version endpoint and the reload script."""
+    """A folder (the preview's, or any) over HTTP on 127.0.0.1, with the version endpoint and the reload script."""
 
     def __init__(self, dist_dir: Path, state: BuildState, *, port: int = 0):
         self.dist_dir = Path(dist_dir).resolve()
@@ -177,7 +181,7 @@ class PreviewServer:
         self.stop()
 
     def resolve(self, url_path: str) -> Path | None:
-        """The file in ``dist/`` a request path names, or None: no dot-files, nothing outside ``dist/``."""
+        """The file in the served folder a request path names, or None: no dot-files, nothing outside it."""
         parts = [p for p in unquote(url_path).split("/") if p]
         if not parts or any(p.startswith(".") or "\\" in p or "\x00" in p for p in parts):
             return None
@@ -239,9 +243,9 @@ class PreviewServer:
                     self._send(HTTPStatus.OK, page, "text/html; charset=utf-8", send_body)
                     return
                 if file is None:
-                    body = b"not found in dist/\n"
+                    body = b"not found\n"
                     if path == "/index.html":
-                        body = b"no catalogue yet: `cptpub build --all` writes dist/index.html\n"
+                        body = b"the preview serves one edition; `cptpub build --all` writes the catalogue in dist/\n"
                     self._send(HTTPStatus.NOT_FOUND, body, "text/plain; charset=utf-8", send_body)
                     return
                 data = file.read_bytes()
@@ -313,14 +317,24 @@ Notify = Callable[[PreviewEvent], None]
 
 
 def build_once(project: Project, code: str, engine: object, state: BuildState, notify: Notify, **build_options) -> bool:
-    """One build; any error is reported and kept in ``state``, never raised (the server must keep running)."""
+    """One build into ``build/preview/``; any error is reported and kept in ``state``, never raised (the server
+    must keep running)."""
     from cptpub.edition import build_edition
+    from cptpub.store import RatesStore
 
     state.building()
     notify(PreviewEvent("building", f"building {code} ..."))
     started = time.perf_counter()
     try:
-        result = build_edition(project, code, engine, **build_options)  # type: ignore[arg-type]
+        with RatesStore(project.store_path).pinned() as store:
+            result = build_edition(
+                dataclasses.replace(project, store=store),
+                code,
+                engine,  # type: ignore[arg-type]
+                out_dir=preview_dir(project),
+                workdir=project.build_dir / "preview-work" / code,
+                **build_options,
+            )
     except CptpubError as exc:
         state.finished(str(exc))
         notify(PreviewEvent("failed", f"build of {code} failed", str(exc)))
@@ -352,22 +366,27 @@ def run_preview(
     """Serve and rebuild until ``stop`` is set or the process is interrupted (Ctrl-C)."""
     import watchfiles
 
+    from cptpub.publishable import codes_with_rates
+
     code = check_code(code)
-    if not project.record_path(code).is_file():
+    if not project.record_path(code).is_file() and code not in codes_with_rates(project.store_path):
         raise UsageError(
-            f"no record for {code}", where=project.record_path(code), hint=f"add one with `cptpub new {code}`"
+            f"no record for {code} and no rates in the store",
+            where=project.record_path(code),
+            hint=f"add one with `cptpub new {code}`, or ingest rates for it",
         )
+    served = preview_dir(project)
     try:
-        project.dist_dir.mkdir(parents=True, exist_ok=True)
+        served.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CptpubError(f"cannot use the output folder: {exc.strerror or exc}", where=project.dist_dir) from None
+        raise CptpubError(f"cannot use the preview folder: {exc.strerror or exc}", where=served) from None
     # So a rates store that an ingest creates while the preview runs is noticed too.
     with contextlib.suppress(OSError):
         project.store_path.parent.mkdir(parents=True, exist_ok=True)
     plan = watch_plan(project, code)
     state = BuildState(code=code)
     try:
-        server = PreviewServer(project.dist_dir, state, port=port)
+        server = PreviewServer(served, state, port=port)
     except OSError as exc:
         raise UsageError(
             f"cannot serve on {HOST}:{port}: {exc.strerror or exc}",
@@ -395,6 +414,11 @@ def run_preview(
     finally:
         server.stop()
         notify(PreviewEvent("stopped", "preview stopped"))
+
+
+def preview_dir(project: Project) -> Path:
+    """Where ``preview`` builds and serves (``build/preview/``): never ``dist/``."""
+    return project.build_dir / "preview"
 
 
 def _relative(project: Project, path: Path) -> str:

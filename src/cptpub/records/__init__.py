@@ -1,6 +1,13 @@
 """Editorial records and the payer catalogue: typed schemas and loaders that report file, line and field."""
 
-from cptpub.records.load import CodeNotFound, known_codes, load_payers, load_record, match_payer, payer_named
+from cptpub.records.load import (
+    CodeNotFound,
+    load_payers,
+    load_record,
+    load_record_or_empty,
+    match_payer,
+    payer_named,
+)
 from cptpub.records.schema import CodeRecord, Payer, PayerCatalogue
 
 __all__ = [
@@ -8,9 +15,9 @@ __all__ = [
     "CodeRecord",
     "Payer",
     "PayerCatalogue",
-    "known_codes",
     "load_payers",
     "load_record",
+    "load_record_or_empty",
     "match_payer",
     "payer_named",
 ]

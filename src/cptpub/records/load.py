@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cptpub.errors import RecordError, UsageError
-from cptpub.project import CODE_PATTERN, check_code
+from cptpub.project import check_code, known_codes
 from cptpub.records.schema import CodeRecord, Payer, PayerCatalogue
 from cptpub.yamlfile import read_yaml
 
@@ -94,12 +94,6 @@ def load_model(path: Path, model: type[Model]) -> Model:
         raise RecordError(first + rest, where=f"{path}:{first_line}") from exc
 
 
-def known_codes(codes_dir: Path) -> list[str]:
-    """Codes with a record file (file names are the upper-case code: ``0042T.yaml``)."""
-    stems = (p.stem for p in codes_dir.glob("*.yaml"))
-    return sorted(stem for stem in stems if CODE_PATTERN.fullmatch(stem) and stem == stem.upper())
-
-
 def load_record(codes_dir: Path, code: str) -> CodeRecord:
     code = check_code(code)
     path = codes_dir / f"{code}.yaml"
@@ -117,6 +111,15 @@ def load_record(codes_dir: Path, code: str) -> CodeRecord:
     if record.code is not None and record.code != code:
         raise RecordError(f"code: {record.code!r} does not match the file name {path.name}", where=f"{path}:1")
     return record
+
+
+def load_record_or_empty(codes_dir: Path, code: str) -> tuple[CodeRecord, bool]:
+    """(the code's record, True), or (an empty record, False) when the code has no record file: an edition is then
+    written from its data alone (CMS's files, the payers' rates)."""
+    code = check_code(code)
+    if not (codes_dir / f"{code}.yaml").exists():
+        return CodeRecord(), False
+    return load_record(codes_dir, code), True
 
 
 @lru_cache(maxsize=8)

@@ -321,16 +321,25 @@ def excluded_list(e: EditionContext) -> Trusted | None:
 
 
 def demo_notice(e: EditionContext, what: str) -> Trusted | None:
-    """The demo warning block for this part of the edition (None for real data)."""
+    """The demo warning block for this part of the edition (None for real data). The figures' notice says which
+    figures are demo: the payers' rates, and the Medicare values only when their fee schedule file is demo too."""
     if not e.demo:
         return None
-    texts = {
-        "figures": "**Demo figures.** The rates and Medicare values below are synthetic demo data made by the cptpub "
-        "generator. They are not real prices.",
-        "edition": "**Demo edition.** This edition is built from the toolkit's demo inputs: the editorial record is "
-        "sample text and the rate files are synthetic. Nothing here is a real price or coding advice.",
-    }
-    return Trusted("> " + texts[what])
+    if what == "edition":
+        return Trusted(
+            "> **Demo edition.** This edition is built from the toolkit's demo inputs: the editorial record is sample "
+            "text and the rate files are synthetic. Nothing here is a real price or coding advice."
+        )
+    b = e.benchmarks
+    m = b.medicare if b else None
+    demo_medicare = bool(b and m and any(s.is_demo for s in b.sources if s.source_id == m.source_id))
+    text = "**Demo figures.** The payer rates below are synthetic demo data made by the cptpub generator. They are not "
+    text += "real prices."
+    if m and not demo_medicare:
+        text += f" The Medicare values are CMS's own {m.year} national fee schedule figures."
+    elif m:
+        text += " The Medicare values are demo figures too."
+    return Trusted("> " + text)
 
 
 # --- Payer notes, policy updates, sources ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cptpub.analysis.benchmarks import Benchmarks, compute
-from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record
+from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record_or_empty
 from cptpub.records.schema import FIELD_LABELS
 from cptpub.store import RatesStore
 
@@ -29,6 +29,7 @@ class EditionContext:
     record: CodeRecord
     catalogue: PayerCatalogue
     benchmarks: Benchmarks | None  # None when the rates store has not been built
+    has_record: bool = True  # False: no data/codes/CODE.yaml; ``record`` is empty and the edition uses data only
 
     @property
     def title(self) -> str:
@@ -97,13 +98,15 @@ def load_context(code: str, data_dir: Path | str, store_path: Path | str) -> Edi
     """Compute the edition context from the record, ``payers.yaml`` and the rates store (None benchmarks without
     a store)."""
     data_dir, store_path = Path(data_dir), Path(store_path)
-    record = load_record(data_dir / "codes", code)
+    record, has_record = load_record_or_empty(data_dir / "codes", code)
     catalogue = load_payers(data_dir / "payers.yaml")
     benchmarks = None
     if RatesStore(store_path).exists():
         commercial = [p.name for p in catalogue.payers if p.kind == "commercial"]
         benchmarks = compute(store_path, code.upper(), [p.name for p in catalogue.payers], commercial)
-    return EditionContext(code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks)
+    return EditionContext(
+        code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks, has_record=has_record
+    )
 
 
 # Written by the build into the code's build folder, the working directory of every section notebook it runs.

@@ -1,57 +1,322 @@
 """The rates store: an embedded DuckDB database of negotiated rates, Medicare fee-schedule values and sources.
 
-Its schema is ``schema.sql`` in this folder (documented column by column). Writers use ``RatesStore.transaction``,
-so an interrupted ingest leaves the store as it was; readers open it read-only.
+Its schema is ``schema.sql`` in this folder (documented column by column).
+
+Sharing one store between commands (``list``, ``build``, ``preview`` and ``ingest`` running at the same time):
+DuckDB lets one process write a database file or several read it, never both, so the store file is never written
+in place. It is copy-on-write:
+
+* A writer (:meth:`RatesStore.transaction`, i.e. one ingested file) takes the store's writer lock (``fcntl`` on
+  ``<store>.lock``, which also records the holder's command and pid), copies the store to a staging file beside
+  it, writes there in one transaction, checkpoints, and renames the staging file over the store. An error or a
+  kill leaves the store as it was (a killed writer's staging file is removed by the next writer).
+* Readers open the store read-only, whenever they like: they see the old file or the new one, never a half-written
+  one, and never fail on DuckDB's lock.
+* A build reads one consistent version throughout: :meth:`RatesStore.pinned` hard-links the current file (a
+  snapshot costing nothing, which later writes cannot change, since they replace the file instead of writing
+  it), and every notebook of the build reads that link.
+* Writers wait for each other: a second ingest waits up to ``CPTPUB_STORE_WAIT`` seconds (default 600) for the
+  first, then fails naming the holder (``cptpub ingest tic big.json``, pid, since when).
+
+A write error (a full disk) is reported as what it is, naming the file: ``the rates store could not be written:
+... No space left on device``.
+
+Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
+(:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
+the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
 import duckdb
 
 from cptpub.errors import CptpubError
+from cptpub.store import releases
 
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
+WAIT_ENV = "CPTPUB_STORE_WAIT"
+DEFAULT_WAIT_SECONDS = 600.0
+_POLL_SECONDS = 0.1
+_pins = itertools.count()
+
+
+def _wait_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(WAIT_ENV, DEFAULT_WAIT_SECONDS)))
+    except ValueError:
+        return DEFAULT_WAIT_SECONDS
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RatesStore:
     def __init__(self, path: Path):
         self.path = Path(path)
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".wal")
+
     def exists(self) -> bool:
         return self.path.exists()
 
-    def connect(self, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if read_only and not self.path.exists():
+    def require(self) -> None:
+        """Raise the one error for a store that has not been filled yet, naming it and how to fill it."""
+        if not self.path.exists():
             raise CptpubError(
                 "the rates store does not exist yet",
                 where=self.path,
                 hint="fill it with `cptpub ingest tic ...` and `cptpub ingest pfs ...` (make demo does this)",
             )
+
+    def connect(self, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the current version of the store (writers go through :meth:`transaction`)."""
         if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            raise ValueError("the store is written only through RatesStore.transaction()")
+        self.require()
         try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
+            con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
-        if not read_only:
-            con.execute(SCHEMA_SQL)
+        if not _has_releases(con):  # made by an older cptpub: add the supersession tables once, then read
+            con.close()
+            with self.transaction():
+                pass
+            return self.connect()
         return con
 
-    @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection inside one transaction: committed on success, rolled back on any error."""
-        con = self.connect()
+    # --- writing ----------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("a+") as handle:
+            deadline = time.monotonic() + _wait_seconds()
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise CptpubError(
+                            f"the rates store is being written by {self._holder(handle)}; gave up after waiting "
+                            f"{_wait_seconds():g} s",
+                            where=self.path,
+                            hint=f"run this again when it has finished, or wait longer with {WAIT_ENV}=SECONDS",
+                        ) from None
+                    time.sleep(_POLL_SECONDS)
+            try:
+                handle.seek(0)
+                handle.truncate()
+                holder = {"pid": os.getpid(), "command": _command_line(), "since": time.strftime("%H:%M:%S")}
+                handle.write(json.dumps(holder))
+                handle.flush()
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    handle.seek(0)
+                    handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _holder(handle) -> str:
         try:
-            con.execute("BEGIN TRANSACTION")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            handle.seek(0)
+            holder = json.loads(handle.read())
+            return f"`{holder['command']}` (pid {holder['pid']}, since {holder['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def _staging_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.{os.getpid()}.staging")
+
+    def _remove_stale_staging(self) -> None:
+        """Staging files of writers that were killed (their pid is gone); called with the writer lock held."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.staging*"):
+            pid = stale.name.removeprefix(f".{self.path.name}.").split(".")[0]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+                stale.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection inside one transaction, on a copy of the store that replaces it on success;
+        on any error the store is left as it was and the copy is removed."""
+        with self._writer_lock():
+            self._remove_stale_staging()
+            staging = self._staging_path()
+            staging_wal = staging.with_name(staging.name + ".wal")
+            try:
+                try:
+                    if self.path.exists():
+                        shutil.copyfile(self.path, staging)
+                        if self.wal_path.exists():  # a store last written by an older cptpub, in place
+                            shutil.copyfile(self.wal_path, staging_wal)
+                    con = duckdb.connect(str(staging))
+                except (OSError, duckdb.Error) as exc:
+                    raise _write_error(exc, self.path) from exc
+                try:
+                    con.execute(SCHEMA_SQL)
+                    con.execute("BEGIN TRANSACTION")
+                    yield con
+                    releases.refresh(con)
+                    con.execute("COMMIT")
+                    con.execute("CHECKPOINT")
+                except BaseException as exc:
+                    with contextlib.suppress(duckdb.Error):  # a failed write can leave nothing to roll back
+                        con.execute("ROLLBACK")
+                    if isinstance(exc, duckdb.Error | OSError):
+                        raise _write_error(exc, self.path) from exc
+                    raise
+                finally:
+                    with contextlib.suppress(duckdb.Error):
+                        con.close()
+                try:
+                    with open(staging, "rb+") as handle:
+                        os.fsync(handle.fileno())
+                    os.replace(staging, self.path)
+                    self.wal_path.unlink(missing_ok=True)
+                    _fsync_folder(self.path.parent)
+                except OSError as exc:
+                    raise _write_error(exc, self.path) from exc
+            finally:
+                staging.unlink(missing_ok=True)
+                staging_wal.unlink(missing_ok=True)
+
+    # --- reading one version --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[Path]:
+        """The current version of the store as a path of its own, for as long as the context lasts.
+
+        A hard link (no copy) when the file system allows one, a copy otherwise; a missing store, or one in a
+        folder this process cannot write to, yields its own path."""
+        if not self.path.exists():
+            yield self.path
+            return
+        folder = self.path.parent / ".pinned"
+        pin = folder / f"{os.getpid()}.{next(_pins)}.duckdb"
+        try:
+            folder.mkdir(exist_ok=True)
+            for stale in folder.glob("*.duckdb*"):
+                pid = stale.name.split(".")[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    stale.unlink(missing_ok=True)
+            try:
+                os.link(self.path, pin)
+            except OSError:
+                shutil.copyfile(self.path, pin)
+            if self.wal_path.exists():
+                shutil.copyfile(self.wal_path, pin.with_name(pin.name + ".wal"))
+        except OSError:
+            # A folder we cannot write to (a shared store mounted read-only): nobody can replace the store
+            # there either, so reading it directly is just as consistent.
+            with contextlib.suppress(OSError):
+                pin.unlink(missing_ok=True)
+            yield self.path
+            return
+        try:
+            yield pin
+        finally:
+            pin.unlink(missing_ok=True)
+            pin.with_name(pin.name + ".wal").unlink(missing_ok=True)
+
+    # --- slices ---------------------------------------------------------------------------------------------
+
+    def extract(self, codes: list[str], dest: Path) -> Path:
+        """Write a store holding only what editions of ``codes`` read (the slice their keys hash: their
+        ``negotiated_rates``, ``medicare_pfs`` and NCCI rows, the ``sources`` rows those point at and their
+        supersession status) to ``dest``.
+
+        A task on another machine gets this instead of the whole store."""
+        self.require()
+        dest.unlink(missing_ok=True)
+        con = duckdb.connect(str(dest))
+        try:
+            con.execute(SCHEMA_SQL)
+            quoted = str(self.path).replace("'", "''")
+            con.execute(f"ATTACH '{quoted}' AS whole (READ_ONLY)")
+            wanted = {"codes": sorted(set(codes))}
+            con.execute(
+                "INSERT INTO negotiated_rates BY NAME SELECT * FROM whole.negotiated_rates "
+                "WHERE billing_code IN (SELECT unnest($codes::VARCHAR[]))",
+                wanted,
+            )
+            con.execute(
+                "INSERT INTO medicare_pfs BY NAME SELECT * FROM whole.medicare_pfs "
+                "WHERE hcpcs IN (SELECT unnest($codes::VARCHAR[]))",
+                wanted,
+            )
+            for table, columns in _NCCI_CODE_COLUMNS.items():
+                where = " OR ".join(f"{c} IN (SELECT unnest($codes::VARCHAR[]))" for c in columns)
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM whole.{table} WHERE {where}", wanted)
+            con.execute(
+                "INSERT INTO sources BY NAME SELECT * FROM whole.sources WHERE source_id IN "
+                "(SELECT source_id FROM negotiated_rates UNION SELECT source_id FROM medicare_pfs"
+                " UNION SELECT source_id FROM ncci_ptp UNION SELECT source_id FROM ncci_mue"
+                " UNION SELECT source_id FROM ncci_aoc)"
+            )
+            # Which of those sources are current travels with them (superseded rows stay out of every figure).
+            con.execute(
+                "INSERT INTO source_status BY NAME SELECT * FROM whole.source_status "
+                "WHERE source_id IN (SELECT source_id FROM sources)"
+            )
+            con.execute("DETACH whole")
+        except duckdb.Error as exc:
+            raise CptpubError(f"cannot extract the rates of {', '.join(codes)}: {exc}", where=self.path) from exc
         finally:
             con.close()
+        return dest
+
+
+# The NCCI rows an edition of a code reads, by the columns naming the code (as the edition key hashes them).
+_NCCI_CODE_COLUMNS = {"ncci_ptp": ("column1", "column2"), "ncci_mue": ("hcpcs",), "ncci_aoc": ("addon_code",)}
+
+
+def _write_error(exc: BaseException, path: Path) -> CptpubError:
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return CptpubError(f"the rates store could not be written: {text}", where=path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _command_line() -> str:
+    args = [Path(sys.argv[0]).name if sys.argv else "python", *sys.argv[1:]]
+    if args and args[0] in ("__main__.py", "-m"):
+        args[0] = "cptpub"
+    return " ".join(args)
+
+
+def _has_releases(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_sources'").fetchone()
+    return bool(found and found[0])

@@ -5,15 +5,17 @@
 -- One row per ingested file.
 CREATE TABLE IF NOT EXISTS sources (
     source_id        VARCHAR PRIMARY KEY,   -- SHA-256 of the file's bytes, as read (compressed if gzip)
-    kind             VARCHAR NOT NULL,      -- 'tic-in-network' | 'pprrvu'
+    kind             VARCHAR NOT NULL,      -- 'tic-in-network' | 'pprrvu' | 'ncci-ptp' | 'ncci-mue' | 'ncci-aoc'
     path             VARCHAR NOT NULL,      -- the path given to `cptpub ingest`
     file_name        VARCHAR NOT NULL,
     payer            VARCHAR NOT NULL,      -- a payer name of data/payers.yaml ('Medicare' for PPRRVU)
     publisher        VARCHAR,              -- reporting_entity_name, or 'CMS' for PPRRVU
-    entity_type      VARCHAR,              -- reporting_entity_type
-    plans            VARCHAR,              -- plan names, '; '-joined
-    last_updated_on  DATE,                 -- the file's own as-of date (TiC last_updated_on; PPRRVU: Jan 1 of its year)
-    schema_version   VARCHAR,              -- TiC version field; PPRRVU release name (e.g. 'RVU24A')
+    entity_type      VARCHAR,              -- reporting_entity_type; NCCI: the claim type ('practitioner', ...)
+    plans            VARCHAR,              -- a single-plan TiC file's plan_name; NULL for multi-plan files and PPRRVU
+    last_updated_on  DATE,                 -- the file's own as-of date (TiC last_updated_on; PPRRVU: Jan 1 of its year;
+                                           -- NCCI: the first day of its quarter)
+    schema_version   VARCHAR,              -- TiC version field; PPRRVU release name (e.g. 'RVU24A'); NCCI quarter
+                                           -- (e.g. '2026Q2')
     rows_kept        BIGINT NOT NULL,       -- rows written to negotiated_rates / medicare_pfs
     items_skipped    BIGINT NOT NULL,       -- in_network items / CSV rows not wanted (other codes)
     warnings         VARCHAR[],            -- e.g. unresolved remote provider references
@@ -63,5 +65,107 @@ CREATE TABLE IF NOT EXISTS medicare_pfs (
     global_days        VARCHAR,               -- '000', '010', '090', 'ZZZ' (add-on), 'XXX', ...
     conversion_factor  DOUBLE NOT NULL,
     nonfacility_amount DOUBLE,
-    facility_amount    DOUBLE
+    facility_amount    DOUBLE,
+    -- Payment-policy indicators as CMS writes them (NULL in stores ingested before they were kept, and for files
+    -- whose layout lacks the column); cptpub.analysis.facts states what each value means.
+    not_used_for_medicare VARCHAR,            -- 'NOT USED FOR MEDICARE PAYMENT'
+    nonfacility_na     VARCHAR,               -- 'NA': no non-facility practice expense (typically done in a facility)
+    facility_na        VARCHAR,               -- 'NA': no facility practice expense
+    pctc_indicator     VARCHAR,               -- 0-9: professional/technical component (modifiers 26, TC)
+    preop_share        VARCHAR,               -- share of the global package before, during and after the procedure
+    intraop_share      VARCHAR,
+    postop_share       VARCHAR,
+    mult_proc          VARCHAR,               -- 0-9: multiple-procedure rule (modifier 51)
+    bilat_surg         VARCHAR,               -- 0-3, 9: bilateral rule (modifier 50)
+    asst_surg          VARCHAR,               -- 0-2, 9: assistant at surgery (80, 81, 82, AS)
+    co_surg            VARCHAR,               -- 0-2, 9: co-surgeons (62)
+    team_surg          VARCHAR,               -- 0-2, 9: team surgery (66)
+    pricing_indicator  VARCHAR,               -- 'PRIC IND' (2026 on)
+    endo_base          VARCHAR,               -- endoscopic base code (multiple-procedure indicator 3)
+    phys_supervision   VARCHAR,               -- physician supervision of diagnostic procedures
+    calculation_flag   VARCHAR,
+    imaging_family     VARCHAR                -- diagnostic imaging family indicator
 );
+
+-- Stores made before the policy columns were kept gain them here (NULL until the PPRRVU file is ingested again
+-- with `cptpub ingest pfs --replace`).
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS not_used_for_medicare VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS nonfacility_na VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS facility_na VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS pctc_indicator VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS preop_share VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS intraop_share VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS postop_share VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS mult_proc VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS bilat_surg VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS asst_surg VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS co_surg VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS team_surg VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS pricing_indicator VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS endo_base VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS phys_supervision VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS calculation_flag VARCHAR;
+ALTER TABLE medicare_pfs ADD COLUMN IF NOT EXISTS imaging_family VARCHAR;
+
+-- NCCI procedure-to-procedure edits: Medicare does not pay column 2 when billed with column 1 (same patient,
+-- provider and date), unless the modifier indicator allows a modifier (e.g. 59, XE/XS/XP/XU) to bypass it.
+CREATE TABLE IF NOT EXISTS ncci_ptp (
+    source_id          VARCHAR NOT NULL,
+    column1            VARCHAR NOT NULL,
+    column2            VARCHAR NOT NULL,
+    prior_1996         BOOLEAN NOT NULL,       -- '*': the edit existed before 1996
+    effective_date     DATE NOT NULL,
+    deletion_date      DATE,                   -- NULL: '*' (no deletion)
+    modifier_indicator VARCHAR NOT NULL,       -- '0' not allowed, '1' allowed, '9' not applicable
+    rationale          VARCHAR,
+    line               VARCHAR NOT NULL        -- where in the source file (file:line / sheet:row)
+);
+
+-- NCCI medically unlikely edits: the most units of a code one provider reports for one patient on one day.
+CREATE TABLE IF NOT EXISTS ncci_mue (
+    source_id              VARCHAR NOT NULL,
+    hcpcs                  VARCHAR NOT NULL,
+    mue_value              INTEGER NOT NULL,
+    adjudication_indicator VARCHAR NOT NULL,   -- '1' claim line, '2' date of service (policy), '3' date of
+                                               -- service (clinical)
+    adjudication_text      VARCHAR,            -- the indicator's words when the file gives them
+    rationale              VARCHAR,
+    line                   VARCHAR NOT NULL
+);
+
+-- NCCI add-on code edits: the primary codes an add-on code is billed with. Dates as CMS writes them (CCYYDDD)
+-- are stored as dates.
+CREATE TABLE IF NOT EXISTS ncci_aoc (
+    source_id            VARCHAR NOT NULL,
+    edit_type            VARCHAR NOT NULL,     -- '1' primaries listed, '2' contractor-defined, '3' some listed
+    addon_code           VARCHAR NOT NULL,
+    addon_deletion_date  DATE,
+    primary_code         VARCHAR NOT NULL,     -- 'CCCCC': the contractor defines the primary codes
+    primary_deletion_date DATE,
+    edit_effective_date  DATE,
+    edit_deletion_date   DATE,
+    special_instructions VARCHAR,
+    line                 VARCHAR NOT NULL
+);
+
+-- Supersession (src/cptpub/store/releases.py has the rule): which release of its series each source is. Recomputed
+-- from sources and source_overrides inside every write transaction; `cptpub sources` shows it.
+CREATE TABLE IF NOT EXISTS source_status (
+    source_id      VARCHAR PRIMARY KEY,
+    series         VARCHAR NOT NULL,      -- what the file is a release of (entity + plans, fee schedule year, ...)
+    series_label   VARCHAR NOT NULL,      -- the series in words
+    status         VARCHAR NOT NULL,      -- 'current' | 'superseded'
+    superseded_by  VARCHAR,               -- the source_id of the release that replaces it
+    reason         VARCHAR NOT NULL       -- why, in words
+);
+
+-- The editor's overrides of the rule (`cptpub sources --current FILE`, `--release-of NEW OLD`, `--auto FILE`).
+CREATE TABLE IF NOT EXISTS source_overrides (
+    source_id  VARCHAR PRIMARY KEY,
+    series     VARCHAR,                   -- the series key it joins (--release-of); NULL: the rule's
+    pinned     BOOLEAN NOT NULL           -- true: the current release of its series, whatever the dates (--current)
+);
+
+-- The sources every figure reads: all but the superseded ones. Superseded rows stay in their tables as history.
+CREATE VIEW IF NOT EXISTS current_sources AS
+    SELECT * FROM sources WHERE source_id NOT IN (SELECT source_id FROM source_status WHERE status = 'superseded');

@@ -1,0 +1,219 @@
+"""A parsed in-network file, staged as Parquet columns in a folder, and its publication into the store.
+
+Parsing and writing are separate steps so that files can be parsed anywhere (a thread, another process, a Dask
+worker on another machine) while one writer appends them to the store, each file in one DuckDB transaction:
+
+- ``Staging`` collects one file's rows in column batches (no Python row objects reach the store) and writes them
+  as four Parquet files: ``items`` (one row per kept in_network item), ``targets`` (the provider groups or
+  references of each negotiated_rates element), ``prices`` (each negotiated price) and ``refs`` (the groups of
+  each provider reference the kept rates use); batches flattened by DuckDB (``flatten``) add ``rows-N`` files,
+  already one row per price and target;
+- ``publish`` joins them into ``negotiated_rates`` inside the caller's transaction: one row per price and provider
+  group, as the schema describes.
+
+A staging folder is scratch: a parse that is killed leaves only a folder that the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 65_536
+PUBLISH_MEMORY = "256MB"
+_TEXT = pa.string()
+_TEXTS = pa.list_(pa.string())
+SCHEMAS = {
+    "items": pa.schema(
+        [
+            ("item_seq", pa.int64()),
+            ("billing_code", _TEXT),
+            ("billing_code_type", _TEXT),
+            ("negotiation_arrangement", _TEXT),
+            ("item_name", _TEXT),
+        ]
+    ),
+    "targets": pa.schema(
+        [
+            ("rate_seq", pa.int64()),
+            ("item_seq", pa.int64()),
+            ("provider_group_key", _TEXT),
+            ("provider_group_name", _TEXT),
+            ("npi_count", pa.int32()),
+            ("provider_reference", _TEXT),
+        ]
+    ),
+    "prices": pa.schema(
+        [
+            ("rate_seq", pa.int64()),
+            ("negotiated_type", _TEXT),
+            ("negotiated_rate", pa.float64()),
+            ("billing_class", _TEXT),
+            ("setting", _TEXT),
+            ("service_codes", _TEXTS),
+            ("expiration_date", _TEXT),
+            ("billing_code_modifiers", _TEXTS),
+        ]
+    ),
+    "refs": pa.schema(
+        [
+            ("provider_reference", _TEXT),
+            ("seq", pa.int32()),
+            ("network_names", _TEXTS),
+            ("provider_group_key", _TEXT),
+            ("provider_group_name", _TEXT),
+            ("npi_count", pa.int32()),
+        ]
+    ),
+}
+
+# A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
+# (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
+SUSPECT_PRICE_SQL = "(negotiated_rate <= 0.01 OR negotiated_rate >= 999999)"
+
+
+class Staging:
+    """One file's rows, written to ``folder`` in column batches as they are parsed."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._pending: dict[str, list[tuple]] = {name: [] for name in SCHEMAS}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.items = 0
+        self.rates = 0  # negotiated_rates elements
+        self.prices = 0
+
+    def add_item(self, code: str, code_type: str, arrangement: str, name: str | None) -> int:
+        self._pending["items"].append((self.items, code, code_type, arrangement, name))
+        self.items += 1
+        return self.items - 1
+
+    def add_rate(self, item_seq: int, targets: list[tuple], prices: list[tuple]) -> None:
+        """One negotiated_rates element: its targets (group key, group name, npi count, provider reference) and
+        prices (negotiated type, rate, billing class, setting, service codes, expiration, modifiers)."""
+        rate = self.rates
+        self.rates += 1
+        self._pending["targets"] += [(rate, item_seq, *target) for target in targets]
+        pending = self._pending["prices"]
+        pending += [(rate, *price) for price in prices]
+        self.prices += len(prices)
+        if len(pending) >= BATCH_ROWS:
+            self._flush("prices")
+            self._flush("targets")
+
+    def add_reference(self, reference: str, network_names: list[str] | None, groups: list[tuple]) -> None:
+        refs = self._pending["refs"]
+        refs += [(reference, i, network_names, *group) for i, group in enumerate(groups)]
+        if len(refs) >= BATCH_ROWS:
+            self._flush("refs")
+
+    def _flush(self, table: str) -> None:
+        rows = self._pending[table]
+        if not rows:
+            return
+        schema = SCHEMAS[table]
+        columns = list(zip(*rows, strict=True))
+        batch = pa.record_batch([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema)
+        self._writer(table).write_batch(batch)
+        self._pending[table] = []
+
+    def _writer(self, table: str) -> pq.ParquetWriter:
+        writer = self._writers.get(table)
+        if writer is None:
+            writer = self._writers[table] = pq.ParquetWriter(
+                self.folder / f"{table}.parquet", SCHEMAS[table], compression="lz4"
+            )
+        return writer
+
+    def close(self) -> None:
+        """Write what is pending and close the files (an empty table is an empty file)."""
+        for table in SCHEMAS:
+            self._flush(table)
+            self._writer(table).close()
+        self._writers.clear()
+
+    def abandon(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def staging_root(store_folder: Path) -> Path:
+    """This run's staging folder under the store's folder; folders of runs that are gone are removed."""
+    root = store_folder / "ingest-staging"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def staged_files(folder: Path) -> dict[str, bytes]:
+    """The staged Parquet files' bytes, by name (to send a parse from a remote worker to the writer)."""
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
+
+
+# the columns of a staged row before provider references are expanded (flatten.py writes them directly)
+ROW_COLUMNS = """i.billing_code, i.billing_code_type, p.billing_code_modifiers, i.negotiation_arrangement, i.item_name,
+    p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting, p.service_codes, p.expiration_date,
+    t.provider_group_key, t.provider_group_name, t.npi_count, t.provider_reference"""
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any, suspect_in_rows: int = 0
+) -> tuple[int, int]:
+    """Append the staged file to negotiated_rates (inside the caller's transaction).
+
+    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL; ``suspect_in_rows`` counts those of
+    the ``rows-N.parquet`` parts)."""
+    folder = Path(folder)
+    table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
+    rows = f"""SELECT {ROW_COLUMNS} FROM {table["prices"]} p JOIN {table["targets"]} t USING (rate_seq)
+               JOIN {table["items"]} i USING (item_seq)"""
+    if any(folder.glob("rows-*.parquet")):
+        rows += f" UNION ALL BY NAME SELECT * FROM read_parquet('{_quoted(str(folder / 'rows-*.parquet'))}')"
+    # bounded memory whatever the file's size: only the provider references' groups are joined in memory
+    con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
+    inserted = con.execute(
+        f"""INSERT INTO negotiated_rates
+            SELECT $source, $payer, x.billing_code, x.billing_code_type, x.billing_code_modifiers,
+                   x.negotiation_arrangement, x.item_name, x.negotiated_type, x.negotiated_rate, x.billing_class,
+                   x.setting, x.service_codes, x.expiration_date, g.network_names,
+                   coalesce(x.provider_group_key, g.provider_group_key),
+                   coalesce(x.provider_group_name, g.provider_group_name),
+                   coalesce(x.npi_count, g.npi_count),
+                   x.provider_reference,
+                   CASE WHEN x.provider_reference IS NULL THEN 'inline'
+                        WHEN g.provider_reference IS NULL THEN 'unresolved'
+                        ELSE 'resolved' END,
+                   $as_of
+            FROM ({rows}) x LEFT JOIN {table["refs"]} g ON g.provider_reference = x.provider_reference""",
+        {"source": source_id, "payer": payer, "as_of": as_of},
+    ).fetchone()
+    suspect = con.execute(f"SELECT count(*) FROM {table['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
+    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0) + suspect_in_rows
+
+
+def _quoted(path: str) -> str:
+    return path.replace("'", "''")
