@@ -212,9 +212,9 @@ def test_report_execution_options_reach_quarto_with_execution_off(job: AssemblyJ
     report = tmp_path / "report"
     shutil.copytree(REPORT_DIR, report)
     settings_file = report / "_quarto.yml"
-    settings_file.write_text(
-        settings_file.read_text() + "execute:\n  echo: true\n  warning: false\n  enabled: true\n", encoding="utf-8"
-    )
+    settings = yaml.safe_load(settings_file.read_text(encoding="utf-8"))
+    settings["execute"] = {"echo": True, "warning": False, "enabled": True}
+    settings_file.write_text(yaml.safe_dump(settings), encoding="utf-8")
     job = AssemblyJob(job.meta, job.notebooks, job.workdir, report)
     write_project(job, load_config(report))
     settings = yaml.safe_load((job.workdir / "_quarto.yml").read_text(encoding="utf-8"))

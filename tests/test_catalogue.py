@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cptpub import escape
-from cptpub.assemble.base import display_date
+from cptpub.dates import display_date
 from cptpub.errors import CptpubError
 from cptpub.publish import catalogue
 from cptpub.publish.catalogue import render_catalogue, write_catalogue

@@ -56,7 +56,8 @@ def benchmarks(tmp_path_factory):
         _rate(con, "bcbs", "Blue Cross Blue Shield", 1700.0, ["24"], None, "18")
         _rate(con, "cigna", "Cigna Health", 1300.0, ["11"], "ein:22-2222222", None)
         _rate(con, "cigna", "Cigna Health", 1400.0, ["11", "22"], "npi:1234567890", None)
-    return compute(path, "27447", ["Blue Cross Blue Shield", "Cigna Health", "Aetna"])
+    payers = ["Blue Cross Blue Shield", "Cigna Health", "Aetna"]
+    return compute(path, "27447", payers, payers)
 
 
 def test_provider_groups_are_counted_only_when_resolved(benchmarks):

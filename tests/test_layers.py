@@ -11,7 +11,7 @@ from .conftest import REPO
 SRC = REPO / "src" / "cptpub"
 # Pipeline stages in order (see cptpub/__init__.py); a module may import its own stage and earlier ones.
 STAGE = {
-    "errors": 0, "atomic": 0, "escape": 0, "project": 0, "yamlfile": 0,
+    "errors": 0, "atomic": 0, "escape": 0, "project": 0, "yamlfile": 0, "dates": 0,
     "records": 1, "store": 1, "ingest": 1, "demo": 1,
     "analysis": 2, "sections": 2, "publishable": 2,
     "execute": 3, "cell_timeout": 3, "inline": 3,

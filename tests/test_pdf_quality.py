@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from cptpub.assemble.base import DEMO_NOTICE, display_date
+from cptpub.assemble.base import DEMO_NOTICE
 from cptpub.assemble.config import load_config
+from cptpub.dates import display_date
 from tests.conftest import copy_project, run_cptpub
 
 CODES = ("20702", "20705")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cptpub.errors import UsageError
+from cptpub.errors import AssemblyError, UsageError
 
 # A code is 5 letters or digits: CPT (20702), Category II/III (0042T) and HCPCS (J1234) alike.
 STORE_ENV = "CPTPUB_STORE"
@@ -33,6 +33,13 @@ def check_code(code: str) -> str:
     if not isinstance(code, str) or not CODE_PATTERN.fullmatch(code):
         raise UsageError(f"invalid code {code!r}: a code is exactly 5 letters or digits, e.g. 20702")
     return code.upper()
+
+
+def output_name(code: str, fmt: str) -> str:
+    """``cpt-20702.html`` / ``cpt-20702.pdf``: the published file names, also used for cross-links."""
+    if not CODE_PATTERN.fullmatch(code):
+        raise AssemblyError(f"invalid code {code!r}: a code is exactly 5 letters or digits")
+    return f"cpt-{code}.{fmt}"
 
 
 MAX_CODES_FILE_BYTES = 16 << 20  # about 2.8 million codes: far more than any code set

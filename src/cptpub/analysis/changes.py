@@ -239,7 +239,7 @@ def _value(field: str, value: object) -> str:
 
 
 def _since(changes: Mapping[str, Any]) -> str:
-    from cptpub.assemble.base import display_date
+    from cptpub.dates import display_date
 
     since = changes.get("since")
     try:

@@ -62,7 +62,7 @@ Scalar = str | int | float | bool | None
 def snapshot_name(code: str) -> str:
     """``data/cpt-20702.json``: the snapshot's path under ``dist/``, which is also its link from the edition's
     HTML page (``dist/cpt-20702.html``), e.g. ``<a href="data/cpt-20702.json">``."""
-    from cptpub.assemble.base import output_name
+    from cptpub.project import output_name
 
     return f"{DATA_FOLDER}/{output_name(code, 'json')}"
 

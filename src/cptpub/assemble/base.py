@@ -8,17 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cptpub.errors import AssemblyError, UsageError
-from cptpub.project import CODE_PATTERN
+from cptpub.errors import UsageError
 
 FORMATS = ("html", "pdf")
 DEMO_NOTICE = "DEMO DATA — synthetic figures, not real prices"
 CATALOGUE_HREF = "index.html"
-
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,13 +42,6 @@ class Engine(Protocol):
     def render(self, job: AssemblyJob, formats: Sequence[str], out_dir: Path) -> dict[str, Path]: ...
 
 
-def output_name(code: str, fmt: str) -> str:
-    """``cpt-20702.html`` / ``cpt-20702.pdf``: the published file names, also used for cross-links."""
-    if not CODE_PATTERN.fullmatch(code):
-        raise AssemblyError(f"invalid code {code!r}: a code is exactly 5 letters or digits")
-    return f"cpt-{code}.{fmt}"
-
-
 def check_formats(formats: Iterable[str], given_as: str | None = None) -> tuple[str, ...]:
     """The requested formats (any case, spaces around ignored), de-duplicated, in FORMATS' order; an unknown format
     or none is a usage error naming what was given (``given_as``, e.g. ``--to 'docx'``) and the valid choices."""
@@ -64,8 +51,3 @@ def check_formats(formats: Iterable[str], given_as: str | None = None) -> tuple[
         given_as = given_as or f"unknown output format {', '.join(unknown) or '(none)'}"
         raise UsageError(f"{given_as}: choose one or more of {', '.join(FORMATS)} (comma-separated)")
     return tuple(f for f in FORMATS if f in wanted)
-
-
-def display_date(day: datetime.date) -> str:
-    """``March 1, 2026``: spelled out so no locale setting can change the output."""
-    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"

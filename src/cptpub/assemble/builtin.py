@@ -12,21 +12,15 @@ from pathlib import Path
 import typst
 
 from cptpub import escape
-from cptpub.assemble.base import (
-    CATALOGUE_HREF,
-    DEMO_NOTICE,
-    AssemblyJob,
-    EditionMeta,
-    check_formats,
-    display_date,
-    output_name,
-)
+from cptpub.assemble.base import CATALOGUE_HREF, DEMO_NOTICE, AssemblyJob, EditionMeta, check_formats
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import pandoc_version, run_pandoc
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
+from cptpub.dates import display_date
 from cptpub.errors import AssemblyError
+from cptpub.project import output_name
 
 TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it
 

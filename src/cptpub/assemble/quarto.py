@@ -30,21 +30,15 @@ from typing import Any
 import yaml
 
 from cptpub import escape
-from cptpub.assemble.base import (
-    CATALOGUE_HREF,
-    DEMO_NOTICE,
-    AssemblyJob,
-    EditionMeta,
-    check_formats,
-    display_date,
-    output_name,
-)
+from cptpub.assemble.base import CATALOGUE_HREF, DEMO_NOTICE, AssemblyJob, EditionMeta, check_formats
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import SKIPPED_TAGS
 from cptpub.assemble.pandoc import safety_filter
 from cptpub.assemble.typst_values import typst_value
 from cptpub.atomic import write_atomic
+from cptpub.dates import display_date
 from cptpub.errors import AssemblyError
+from cptpub.project import output_name
 
 # Quarto runs the Typst it bundles, so the Typst features of the generated include files set the minimum Quarto.
 # quarto-cli's `configuration` file pins the bundled Typst: `export TYPST=0.11.0` up to v1.7.18, `0.13.0` from

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import duckdb
 
-from cptpub.demo import DEMO_MARKER
 from cptpub.errors import IngestError
 from cptpub.ingest.cmstable import (
     SHEET_EXTENSIONS,
@@ -45,6 +44,7 @@ from cptpub.ingest.cmstable import (
     zip_members,
 )
 from cptpub.ingest.common import (
+    DEMO_MARKER,
     IngestResult,
     SourceRow,
     delete_source,

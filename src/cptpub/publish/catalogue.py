@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from cptpub import __version__, escape
-from cptpub.assemble.base import DEMO_NOTICE, display_date, output_name
+from cptpub.assemble.base import DEMO_NOTICE
 from cptpub.assemble.config import CONFIG_NAME, load_config
 from cptpub.atomic import write_atomic
+from cptpub.dates import display_date
 from cptpub.errors import CptpubError
-from cptpub.project import CODE_PATTERN
+from cptpub.project import CODE_PATTERN, output_name
 
 if TYPE_CHECKING:
     import jinja2

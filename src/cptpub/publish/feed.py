@@ -18,9 +18,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from cptpub import escape
-from cptpub.assemble.base import display_date, output_name
 from cptpub.atomic import write_atomic
-from cptpub.project import CODE_PATTERN
+from cptpub.dates import display_date
+from cptpub.project import CODE_PATTERN, output_name
 
 FEED_NAME = "feed.xml"
 ATOM_NS = "http://www.w3.org/2005/Atom"

@@ -33,9 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from cptpub.assemble.base import output_name
 from cptpub.errors import CptpubError, UsageError
-from cptpub.project import Project, check_code
+from cptpub.project import Project, check_code, output_name
 
 HOST = "127.0.0.1"
 VERSION_PATH = "/__cptpub_version"

@@ -64,7 +64,7 @@ def number(value: float | None, decimals: int = 0) -> Trusted:
 
 def date(value: dt.date | None) -> Trusted:
     """``March 1, 2026`` (spelled out, whatever the locale); ``n/a`` for None."""
-    from cptpub.assemble.base import display_date
+    from cptpub.dates import display_date
 
     return Trusted("n/a" if value is None else escape.md(display_date(value)))
 
