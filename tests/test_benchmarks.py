@@ -146,3 +146,24 @@ def test_all_commercial_payers_leaves_out_a_medicare_kind_entity(store, tmp_path
     # the overall row: Aetna's 90 and 120 and Cigna's 100, as before the Medicare-kind file
     assert b.overall.payer == "All commercial payers"
     assert (b.overall.n_rates, b.overall.median, b.overall.maximum) == (3, 100.0, 120.0)
+
+
+def test_zero_and_placeholder_prices_stay_out_of_the_statistics_and_are_counted(store, tmp_path: Path):
+    """Issue 12.5: $0.00, negative, one-cent and 999999.99 prices are stored but never enter a figure."""
+    placeholders = [0.0, -5.0, 0.01, 999999.99]
+    document = tic(
+        "UnitedHealthcare Insurance Company",
+        [item("99213", [
+            {"provider_groups": [group(f"40-000000{i}")],
+             "negotiated_prices": [price(amount, setting="outpatient", service_code=["11"])]}
+            for i, amount in enumerate([80.0, *placeholders])
+        ])],
+    )  # fmt: skip
+    path = tmp_path / "uhc.json"
+    path.write_text(json.dumps(document))
+    ingest_tic_file(store, path, codes={"99213"}, catalogue=load_payers(REPO / "data" / "payers.yaml"))
+    b = compute(store.path, "99213", PAYERS, COMMERCIAL)
+    (uhc,) = [s for s in b.by_payer if s.payer == "UnitedHealthcare"]
+    assert (uhc.n_rates, uhc.minimum, uhc.maximum) == (1, 80.0, 80.0)
+    assert b.excluded["UnitedHealthcare"] == {"zero, negative or placeholder price": len(placeholders)}
+    assert (b.overall.n_rates, b.overall.minimum, b.overall.maximum) == (4, 80.0, 120.0)

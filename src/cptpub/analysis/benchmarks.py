@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cptpub.ingest.staging import PLACEHOLDER_AT_LEAST, PLACEHOLDER_AT_MOST
 from cptpub.store import RatesStore
 
 DOLLAR_TYPES = ("negotiated", "fee schedule", "derived")
@@ -34,6 +35,9 @@ METHOD_NOTES = (
     "Duplicates: a payer's rate counts once per distinct provider group, negotiated type, amount, billing class, "
     "setting and places of service. The same provider group at the same rate listed under several networks or "
     "plans is one rate. A provider reference that could not be resolved counts as its own group.",
+    f"Prices of ${PLACEHOLDER_AT_MOST:.2f} or less (zero, negative, a cent) and of ${PLACEHOLDER_AT_LEAST:,.0f} or "
+    "more are placeholders in payers' files, not prices: they are stored, counted per payer among the rates left out "
+    "of the statistics, and never enter a figure.",
     "Percentiles (25th, median, 75th) interpolate linearly between ranks.",
     "% of Medicare compares each professional rate with the Medicare national amount for its setting: the facility "
     "amount for inpatient rates or rates limited to facility places of service, the non-facility amount otherwise. "
@@ -135,6 +139,8 @@ def _excluded_kind(row: pd.Series) -> str | None:
     """Why a rate stays out of the dollar statistics, or None when it is in."""
     if row["negotiated_type"] not in DOLLAR_TYPES:
         return f"{row['negotiated_type']} rate"
+    if not PLACEHOLDER_AT_MOST < row["negotiated_rate"] < PLACEHOLDER_AT_LEAST:
+        return "zero, negative or placeholder price"
     if row["negotiation_arrangement"] != "ffs":
         return f"{row['negotiation_arrangement']} arrangement"
     if row["modifiers"]:

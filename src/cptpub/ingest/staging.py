@@ -76,7 +76,9 @@ SCHEMAS = {
 
 # A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
 # (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
-SUSPECT_PRICE_SQL = "(negotiated_rate <= 0.01 OR negotiated_rate >= 999999)"
+PLACEHOLDER_AT_MOST = 0.01
+PLACEHOLDER_AT_LEAST = 999999.0
+SUSPECT_PRICE_SQL = f"(negotiated_rate <= {PLACEHOLDER_AT_MOST} OR negotiated_rate >= {PLACEHOLDER_AT_LEAST})"
 
 
 class Staging:
