@@ -39,6 +39,7 @@ class _Page(HTMLParser):
         self._skip = 0
         self.feed(html)
         self.text = " ".join(" ".join(self.parts).split())
+        self.data: dict = {}  # the edition's published figures (dist/data/cpt-CODE.json)
 
     def handle_starttag(self, tag, attrs):
         self._skip += tag in ("script", "style")
@@ -110,7 +111,10 @@ def derived(tmp_path_factory, ingested_project: Path, demo_inputs: Path) -> dict
     run_cptpub(root, "ingest", "pfs", str(PFS_2025))
     run_cptpub(root, "ingest", "ncci", str(PTP_ZIP), str(MUE_CSV), str(AOC_XLSX))
     run_cptpub(root, "build", *NO_RECORD, "20702", "--engine", "builtin", "--to", "html")
-    return {code: _Page((root / "dist" / f"cpt-{code}.html").read_text("utf-8")) for code in (*NO_RECORD, "20702")}
+    pages = {code: _Page((root / "dist" / f"cpt-{code}.html").read_text("utf-8")) for code in (*NO_RECORD, "20702")}
+    for code, page in pages.items():
+        page.data = json.loads((root / "dist" / "data" / f"cpt-{code}.json").read_text("utf-8"))
+    return pages
 
 
 @pytest.mark.parametrize("code", NO_RECORD)
@@ -121,6 +125,7 @@ def test_a_code_without_a_record_has_cms_title_and_no_is_a_code_sentence(derived
     assert "is a code." not in page.text
     assert f"DEMO PAYER NAME {code}" not in page.text  # CMS's descriptor wins over the payer's item name
     assert "Surgery: " in page.text  # the service type, read from the code number
+    assert f"There is no editorial record for CPT {code}" in page.text
 
 
 @pytest.mark.parametrize("code", NO_RECORD)
@@ -169,6 +174,10 @@ def test_units_per_day_and_ptp_pairs_equal_the_ncci_rows(derived, code):
         other = column2 if column1 == code else column1
         allowed = {"1": "Yes", "0": "No"}[indicator]
         assert any(r[0] == other and r[2] == f"{column2} (column 2)" and r[3] == allowed for r in page.rows), other
+        assert page.data["facts"]["NCCI/PTP"][f"{column1} with {column2}"] == f"modifier indicator {indicator}"
+    # the published data says what the page says
+    assert page.data["facts"]["NCCI/MUE"]["units per day"] == units
+    assert page.data["facts"]["Medicare payment policy"]["Global surgery period"] == pfs_row(code)[COLUMN["global"]]
 
 
 def test_an_add_on_shows_its_primary_codes_and_a_stand_alone_code_no_sequencing(derived):

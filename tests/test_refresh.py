@@ -63,7 +63,7 @@ def _median(path: Path) -> float:
 
 
 def _aetna(store_path: Path):
-    stats = {s.payer: s for s in compute(store_path, CODE, PAYERS).by_payer}
+    stats = {s.payer: s for s in compute(store_path, CODE, PAYERS, [p for p in PAYERS if p != "Medicare"]).by_payer}
     return stats["Aetna"]
 
 

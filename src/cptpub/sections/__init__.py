@@ -90,6 +90,7 @@ __all__ = [
     "primary_codes_table",
     "ptp_summary",
     "ptp_table",
+    "record_source",
     "rates_figure",
     "related_codes_table",
     "setting_table",
@@ -179,10 +180,26 @@ def derived_fields(e: EditionContext) -> Trusted | None:
     """The record fields filled from public files, each with its source and date (None when none was)."""
     if not e.derived:
         return None
-    items = [
-        join(Trusted(f"**{md(FIELD_LABELS.get(f, f).capitalize())}:**"), source) for f, source in e.derived.items()
-    ]
+    items = [join(Trusted(f"**{md(_field_label(f))}:**"), source) for f, source in e.derived.items()]
     return Trusted("Not in the code's record, so taken from public files:\n\n" + bullets(items))
+
+
+def _field_label(field: str) -> str:
+    label = FIELD_LABELS.get(field, field.replace("_", " "))
+    return label[:1].upper() + label[1:]
+
+
+def record_source(e: EditionContext) -> Trusted:
+    """Where the editorial content comes from: the code's record and its review date, or that there is none."""
+    if not e.has_record:
+        return Trusted(
+            f"There is no editorial record for CPT {md(e.code)} (data/codes/{md(e.code)}.yaml): this edition is "
+            "written from the payers' and CMS's files alone."
+        )
+    reviewed = e.record.last_reviewed.isoformat() if e.record.last_reviewed else "on a date the record does not give"
+    return Trusted(
+        f"Editorial content comes from the code record data/codes/{md(e.code)}.yaml, last reviewed {md(reviewed)}."
+    )
 
 
 def derived_note(e: EditionContext, field: str) -> Trusted | None:
@@ -335,7 +352,8 @@ def freshness_note(e: EditionContext, today: dt.date | None = None) -> Trusted |
     notes = freshness_notes(e.benchmarks.sources, today or dt.date.today())
     if not notes:
         return None
-    return Trusted("> **Data freshness.** " + md("; ".join(n.text for n in notes) + "."))
+    text = "; ".join(n.text for n in notes) + "."
+    return Trusted("> **Data freshness.** " + md(text[:1].upper() + text[1:]))
 
 
 # Tables hold plain text (escaped when published), so a DataFrame shows the same in Jupyter and in print.
