@@ -289,13 +289,15 @@ def commercial_paragraph(e: EditionContext) -> Trusted:
     o = b.overall
     versus = f", {percent(o.pct_of_medicare)} of the Medicare amount" if o.pct_of_medicare is not None else ""
     groups = _provider_groups(e).get("All commercial payers")
-    source = (
-        f"from {md(groups.text)}"
-        if groups and groups.known
-        else f"(provider groups {md(groups.text)})"
-        if groups
-        else ""
-    )
+    # never a count of groups from references that were not resolved
+    if groups is None:
+        source = ""
+    elif groups.known:
+        source = f"from {md(groups.text)}"
+    elif groups.resolved_groups == 0:
+        source = f"(provider groups {md(groups.text)})"
+    else:
+        source = f"({md(groups.text)})"
     text = (
         f"**Commercial payers.** Across {o.n_rates} distinct professional rates {source}, the median is "
         f"{money(o.median)}{versus}; the middle half of rates lies between {money(o.p25)} and {money(o.p75)}."
