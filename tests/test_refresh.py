@@ -32,6 +32,7 @@ from .refresh_files import professional_rates, rewrite_tic
 
 CODE = "20702"
 PAYERS = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
+COMMERCIAL = [p for p in PAYERS if p != "Medicare"]
 ATOM = "{http://www.w3.org/2005/Atom}"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
@@ -63,7 +64,7 @@ def _median(path: Path) -> float:
 
 
 def _aetna(store_path: Path):
-    stats = {s.payer: s for s in compute(store_path, CODE, PAYERS, [p for p in PAYERS if p != "Medicare"]).by_payer}
+    stats = {s.payer: s for s in compute(store_path, CODE, PAYERS, COMMERCIAL).by_payer}
     return stats["Aetna"]
 
 
@@ -158,7 +159,7 @@ def test_a_newer_pprrvu_release_of_the_same_year_supersedes_the_older(tmp_path, 
     april = _pprrvu(demo_inputs, tmp_path / "PPRRVU26_APR.csv", "34.1234")
     ingest_pfs_file(store, april, codes={CODE})  # ingest order must not matter: the release name decides
     old = ingest_pfs_file(store, january, codes={CODE})
-    medicare = compute(store.path, CODE, PAYERS).medicare
+    medicare = compute(store.path, CODE, PAYERS, COMMERCIAL).medicare
     assert medicare is not None
     # 20702's non-facility total RVUs in CMS's 2026 file: work 2.44 + PE 1.50 + MP 0.49 = 4.43; amounts are total x
     # conversion factor, half-up to cents
