@@ -136,3 +136,20 @@ def test_old_future_and_implausibly_early_dates(monkeypatch):
     monkeypatch.setenv("CPTPUB_MAX_DATA_AGE_MONTHS", "a year")
     with pytest.raises(UsageError, match="CPTPUB_MAX_DATA_AGE_MONTHS='a year'"):
         max_age_months()
+
+
+def test_the_edition_prints_no_provider_group_count_from_unresolved_references(benchmarks):
+    from cptpub import sections as cp
+    from cptpub.records import load_payers
+    from cptpub.records.schema import CodeRecord
+
+    catalogue = load_payers(Path(__file__).resolve().parents[1] / "data" / "payers.yaml")
+    e = cp.EditionContext(code="27447", record=CodeRecord(), catalogue=catalogue, benchmarks=benchmarks)
+    table = cp.payer_table(e)
+    groups = dict(zip(table["Payer"], table["Provider groups"], strict=True))
+    assert groups["Blue Cross Blue Shield"] == "≥ 1 (2 unresolved)"  # 1 inline group, 2 references not resolved
+    assert groups["Cigna Health"] == 2
+    assert groups["All commercial payers"] == "≥ 3 (2 unresolved)"
+    paragraph = cp.commercial_paragraph(e)
+    assert "from 5 provider groups" not in paragraph
+    assert "at least 3 provider groups; 2 references to remote files were not resolved" in paragraph.replace("\\", "")

@@ -6,6 +6,7 @@ Expected figures are computed here straight from the rate files (``refresh_files
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -297,6 +298,14 @@ def _check_atom(path: Path) -> list[ET.Element]:
     return entries
 
 
+def _page_text(path: Path) -> str:
+    """An HTML page's visible text, tags removed and whitespace collapsed."""
+    import html
+
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", path.read_text(encoding="utf-8"), flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
+
+
 def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, aetna_months):
     october, november = aetna_months
     root = copy_project(tmp_path / "project")
@@ -320,6 +329,8 @@ def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, 
     assert _check_atom(dist / "feed.xml") == []
     nothing = json.loads(run_cptpub(root, "changes", "--json").stdout)
     assert (nothing["changed"], nothing["unchanged"]) == ([], [CODE, "20705"])
+
+    assert "Changes since the edition of" not in _page_text(dist / f"cpt-{CODE}.html")
 
     published = _dist_bytes(dist)
     run_cptpub(root, *build, "--force")  # a rebuild that changes nothing
@@ -346,6 +357,14 @@ def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, 
     assert aetna["median_change_pct"] == pytest.approx(10.0, abs=1e-9)
     assert snapshot["edition_date"] == "2026-11-01"
     assert {s["file_name"] for s in snapshot["sources"] if s["payer"] == "Aetna"} == {november.name}
+    # the page's box, at the top of the edition, says the same as an independent computation from the two files
+    page = _page_text(dist / f"cpt-{CODE}.html")
+    day = dt.date.fromisoformat(first["edition_date"])
+    box = page[page.index(f"Changes since the edition of {day:%B} {day.day}, {day.year}") :][:600]
+    assert page.index("Changes since the edition of") < page.index("Summary & Overview CPT code")  # the top
+    before, after = statistics.median(old_amounts), statistics.median(new_amounts)
+    assert f"Aetna ${before:,.2f} ${after:,.2f} +10.0% {len(old_amounts)} → {len(new_amounts)}" in box
+    assert "No material changes." in _page_text(dist / "cpt-20705.html")
 
     other = json.loads((dist / "data" / "cpt-20705.json").read_text())
     assert other["changes"]["material"] is False  # only the file's date moved

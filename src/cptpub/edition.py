@@ -10,7 +10,7 @@ from cptpub.assemble import Engine
 from cptpub.assemble.base import FORMATS, AssemblyJob, EditionMeta
 from cptpub.execute import FRESH_ENGINE, run_sections
 from cptpub.project import Project, check_code
-from cptpub.sections.context import EditionContext, load_context, save_context
+from cptpub.sections.context import EditionContext, load_context, save_context, with_changes
 from cptpub.store import RatesStore
 
 
@@ -52,7 +52,7 @@ def build_edition(
     saved in the build folder for the section notebooks (``cptpub.sections.load_edition``)."""
     code = check_code(code)
     RatesStore(project.store_path).require()
-    ctx = load_context(code, project.data_dir, project.store_path)
+    ctx = with_changes(load_context(code, project.data_dir, project.store_path), project.dist_dir, project.report_dir)
     workdir = workdir or project.code_build_dir(code)
     if workdir.exists():  # stale notebooks or figures of an earlier build must not leak into this one
         shutil.rmtree(workdir)

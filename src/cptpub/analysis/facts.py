@@ -85,7 +85,7 @@ class SourceRef:
 
     @property
     def label(self) -> str:
-        """E.g. 'CMS physician fee schedule relative value file PPRRVU2026_Jul.csv (RVU26C)'."""
+        """E.g. 'CMS physician fee schedule relative value file PPRRVU2026_Jul.csv (RVU26C), as of 2026-01-01'."""
         if self.kind == "cpt-ranges":
             return "CPT section ranges (from the code number)"
         if self.kind == "tic-in-network":
@@ -93,8 +93,9 @@ class SourceRef:
             return f"{self.payer}'s in-network rate file {self.file_name}{dated}"
         name = KIND_NAMES.get(self.kind, self.kind)
         release = f" ({self.release})" if self.release else ""
+        dated = f", as of {self.as_of.isoformat()}" if self.as_of else ""
         demo = " [demo data]" if self.is_demo else ""
-        return f"{name} {self.file_name}{release}{demo}"
+        return f"{name} {self.file_name}{release}{dated}{demo}"
 
 
 CODE_RANGES = SourceRef("cpt-ranges", "", None, None, None, None)

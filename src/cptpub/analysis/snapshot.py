@@ -96,9 +96,39 @@ def _check_facts(facts: Mapping[str, Mapping[str, Scalar]]) -> dict[str, dict[st
     return checked
 
 
+def coding_facts(ctx) -> dict[str, dict[str, Scalar]]:
+    """The derived coding facts the edition of ``ctx`` prints (``ctx.facts``: CMS's payment-policy indicators,
+    NCCI edits, units per day, add-on primary codes) as snapshot groups, and the record fields they filled."""
+    facts = getattr(ctx, "facts", None)
+    if facts is None:
+        return {}
+    groups: dict[str, dict[str, Scalar]] = {}
+    if facts.payment_policy:
+        groups["Medicare payment policy"] = {row.topic: row.value for row in facts.payment_policy}
+    if facts.mue is not None:
+        groups["NCCI/MUE"] = {
+            "units per day": facts.mue.units,
+            "adjudication indicator": facts.mue.adjudication_indicator,
+        }
+    if facts.ptp_edits:
+        groups["NCCI/PTP"] = {
+            f"{e.column1} with {e.column2}": f"modifier indicator {e.modifier_indicator}" for e in facts.ptp_edits
+        }
+    if facts.add_on_primaries:
+        groups["NCCI/add-on primary codes"] = {
+            p.primary_code: f"edit type {p.edit_type}" for p in facts.add_on_primaries
+        }
+    derived = getattr(ctx, "derived", None) or {}
+    if derived:
+        groups["Derived record fields"] = {name: source for name, source in sorted(derived.items())}
+    return groups
+
+
 def current_figures(ctx, facts: Mapping[str, Mapping[str, Scalar]] | None = None) -> dict[str, Any]:
     """The snapshot of an ``EditionContext`` (``cptpub.sections.context``) without its ``changes``: what the
-    edition built from ``ctx`` publishes. ``facts``: derived coding facts (see the module docstring)."""
+    edition built from ``ctx`` publishes. ``facts``: derived coding facts (see the module docstring); by default
+    those of :func:`coding_facts`."""
+    facts = coding_facts(ctx) if facts is None else facts
     bench = ctx.benchmarks
     medicare = None
     sources: list[dict[str, Any]] = []
@@ -135,7 +165,8 @@ def current_figures(ctx, facts: Mapping[str, Mapping[str, Scalar]] | None = None
             }
             for s in bench.sources
         ]
-    record = ctx.record.model_dump(mode="json")
+    derived = getattr(ctx, "derived", None) or {}  # fields filled from facts: in ``facts``, not the record's digest
+    record = {name: value for name, value in ctx.record.model_dump(mode="json").items() if name not in derived}
     return {
         "format": SNAPSHOT_FORMAT,
         "code": ctx.code,

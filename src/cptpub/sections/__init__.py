@@ -14,6 +14,7 @@ return ``Trusted`` Markdown built from escaped parts. Functions returning ``Trus
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from cptpub import __version__
@@ -46,12 +47,17 @@ __all__ = [
     "Table",
     "Trusted",
     "add_on_sentence",
+    "applies",
     "bullets",
+    "changes_box",
     "commercial_paragraph",
     "date",
     "demo_notice",
+    "derived_fields",
+    "derived_note",
     "excluded_list",
     "field",
+    "freshness_note",
     "frame_markdown",
     "icd10_table",
     "inline_markdown",
@@ -70,12 +76,21 @@ __all__ = [
     "not_available",
     "number",
     "numbered",
+    "open_data_link",
     "opening",
+    "payment_policy_table",
     "payer_notes",
     "payer_table",
     "percent",
     "pipe_table",
+    "places_of_service_list",
     "policy_table",
+    "payment_policy_source",
+    "primary_codes_source",
+    "primary_codes_table",
+    "ptp_summary",
+    "ptp_table",
+    "record_source",
     "rates_figure",
     "related_codes_table",
     "setting_table",
@@ -85,6 +100,7 @@ __all__ = [
     "sources_table",
     "table_or_missing",
     "taxonomy_table",
+    "units_per_day",
     "version",
 ]
 
@@ -131,13 +147,72 @@ def table_or_missing(frame, label: str, *, align: str | None = None) -> Table | 
 # --- Summary and overview ----------------------------------------------------------------------------------
 
 
+def _title_origin(e: EditionContext) -> str | None:
+    """ "CMS's short descriptor" or "the name in Aetna's in-network file" when the title is derived, else None."""
+    if e.title_attribution and e.facts is not None and e.facts.title is not None:
+        return e.facts.title.attribution
+    return None
+
+
 def opening(e: EditionContext) -> Trusted:
-    """ "CPT code X (title) is an add-on code for <service type>." """
+    """ "CPT code X (title) is an add-on code for <service type>.", the title labelled when it is not the record's;
+    never "is a code." (without an add-on status it names the service type, or says what the input lacks)."""
     r = e.record
-    kind = {None: "a code", True: "an add-on code", False: "a stand-alone procedure code"}[r.add_on]
-    title = f" ({md(r.title)})" if r.title else ""
-    service = f" for {md(r.service_type[:1].lower() + r.service_type[1:])}" if r.service_type else ""
-    return Trusted(f"CPT code {md(e.code)}{title} is {kind}{service}.")
+    origin = _title_origin(e)
+    title = f" ({md(r.title)}, {md(origin)})" if r.title and origin else (f" ({md(r.title)})" if r.title else "")
+    service = md(r.service_type[:1].lower() + r.service_type[1:]) if r.service_type else None
+    if r.add_on is None:
+        if service:
+            return Trusted(f"CPT code {md(e.code)}{title} is a service in {service}.")
+        return Trusted(f"CPT code {md(e.code)}{title}: neither its service type nor its add-on status is in the input.")
+    kind = "an add-on code" if r.add_on else "a stand-alone procedure code"
+    return Trusted(f"CPT code {md(e.code)}{title} is {kind}" + (f" for {service}." if service else "."))
+
+
+def changes_box(e: EditionContext) -> Trusted | None:
+    """The "Changes since the edition of DATE" box (a block quote), None for a first edition."""
+    if not e.changes.strip():
+        return None
+    return Trusted("\n".join("> " + line if line else ">" for line in e.changes.strip().splitlines()))
+
+
+def derived_fields(e: EditionContext) -> Trusted | None:
+    """The record fields filled from public files, each with its source and date (None when none was)."""
+    if not e.derived:
+        return None
+    items = [join(Trusted(f"**{md(_field_label(f))}:**"), source) for f, source in e.derived.items()]
+    return Trusted("Not in the code's record, so taken from public files:\n\n" + bullets(items))
+
+
+def _field_label(field: str) -> str:
+    label = FIELD_LABELS.get(field, field.replace("_", " "))
+    return label[:1].upper() + label[1:]
+
+
+def record_source(e: EditionContext) -> Trusted:
+    """Where the editorial content comes from: the code's record and its review date, or that there is none."""
+    if not e.has_record:
+        return Trusted(
+            f"There is no editorial record for CPT {md(e.code)} (data/codes/{md(e.code)}.yaml): this edition is "
+            "written from the payers' and CMS's files alone."
+        )
+    reviewed = e.record.last_reviewed.isoformat() if e.record.last_reviewed else "on a date the record does not give"
+    return Trusted(
+        f"Editorial content comes from the code record data/codes/{md(e.code)}.yaml, last reviewed {md(reviewed)}."
+    )
+
+
+def derived_note(e: EditionContext, field: str) -> Trusted | None:
+    """ "Derived from <source>: the record gives none." for a field filled from facts (None otherwise)."""
+    source = (e.derived or {}).get(field)
+    return join(Trusted("*Derived from"), source, Trusted("(the record gives none).*"), sep=" ") if source else None
+
+
+def applies(e: EditionContext, section: str) -> bool:
+    """Whether an optional section applies to this code: ``"sequencing"`` only to add-on codes."""
+    if section == "sequencing":
+        return e.record.add_on is not False
+    raise ValueError(f"unknown optional section {section!r}")
 
 
 def sites_clause(e: EditionContext) -> Trusted:
@@ -213,10 +288,19 @@ def commercial_paragraph(e: EditionContext) -> Trusted:
         return not_available("commercial professional rates of this code")
     o = b.overall
     versus = f", {percent(o.pct_of_medicare)} of the Medicare amount" if o.pct_of_medicare is not None else ""
+    groups = _provider_groups(e).get("All commercial payers")
+    # never a count of groups from references that were not resolved
+    if groups is None:
+        source = ""
+    elif groups.known:
+        source = f"from {md(groups.text)}"
+    elif groups.resolved_groups == 0:
+        source = f"(provider groups {md(groups.text)})"
+    else:
+        source = f"({md(groups.text)})"
     text = (
-        f"**Commercial payers.** Across {o.n_rates} distinct professional rates from {o.n_provider_groups} provider "
-        f"groups, the median is {money(o.median)}{versus}; the middle half of rates lies between {money(o.p25)} and "
-        f"{money(o.p75)}."
+        f"**Commercial payers.** Across {o.n_rates} distinct professional rates {source}, the median is "
+        f"{money(o.median)}{versus}; the middle half of rates lies between {money(o.p25)} and {money(o.p75)}."
     )
     by_median = sorted(b.by_payer, key=lambda s: s.median)
     if len(by_median) > 1 and by_median[0].payer != by_median[-1].payer:
@@ -231,6 +315,49 @@ def commercial_paragraph(e: EditionContext) -> Trusted:
     return Trusted(text)
 
 
+def _provider_groups(e: EditionContext) -> dict:
+    """Payer (and 'All commercial payers') -> ``ProviderGroups``: counted only from resolved references."""
+    from cptpub.analysis.data_quality import provider_group_counts
+
+    return {g.payer: g for g in provider_group_counts(e.benchmarks)} if e.benchmarks else {}
+
+
+def places_of_service_list(e: EditionContext) -> Trusted | None:
+    """Per payer, the places of service its rates were negotiated for and the Medicare amount each is compared
+    with (None without rates)."""
+    from cptpub.analysis.data_quality import medicare_bases, places_of_service
+
+    b = e.benchmarks
+    if b is None or b.rates.empty:
+        return None
+    places = places_of_service(b)
+    nonfacility_na = bool(e.facts and e.facts.pfs and e.facts.pfs.nonfacility_na)
+    bases: dict[str, list[str]] = {}
+    for basis in medicare_bases(b, nonfacility_na=nonfacility_na):
+        bases.setdefault(basis.payer, []).append(basis.text)
+    items = []
+    for payer, counts in places.items():
+        where = ", ".join(f"{c.name} ({c.n_rates})" for c in counts)
+        items.append(join(Trusted(f"**{md(payer)}:**"), where + ".", "; ".join(bases.get(payer, [])) + "."))
+    return Trusted(
+        "Places of service of the rates (number of rates), and the Medicare amount each is compared with:\n\n"
+        + bullets(items)
+    )
+
+
+def freshness_note(e: EditionContext, today: dt.date | None = None) -> Trusted | None:
+    """A note when the newest data is older than the configured age or dated implausibly (None otherwise)."""
+    from cptpub.analysis.data_quality import freshness_notes
+
+    if e.benchmarks is None:
+        return None
+    notes = freshness_notes(e.benchmarks.sources, today or dt.date.today())
+    if not notes:
+        return None
+    text = "; ".join(n.text for n in notes) + "."
+    return Trusted("> **Data freshness.** " + md(text[:1].upper() + text[1:]))
+
+
 # Tables hold plain text (escaped when published), so a DataFrame shows the same in Jupyter and in print.
 def _dollars(value: float | None) -> str:
     return "n/a" if value is None else f"${value:,.2f}"
@@ -243,11 +370,20 @@ def _pct(value: float | None) -> str:
 PAYER_COLUMNS = ["Payer", "Rates", "Provider groups", "Min", "25th", "Median", "75th", "Max", "% of Medicare"]
 
 
-def _stats_row(s: RateStats) -> list[object]:
+def _group_cell(s: RateStats, groups) -> object:
+    """The number of provider groups, or 'unknown (N unresolved)' when references were not resolved."""
+    if groups is None or groups.known:
+        return s.n_provider_groups
+    if groups.resolved_groups == 0:
+        return f"unknown ({groups.unresolved_references} unresolved)"
+    return f"≥ {groups.resolved_groups} ({groups.unresolved_references} unresolved)"
+
+
+def _stats_row(s: RateStats, groups=None) -> list[object]:
     return [
         s.payer,
         s.n_rates,
-        s.n_provider_groups,
+        _group_cell(s, groups),
         _dollars(s.minimum),
         _dollars(s.p25),
         _dollars(s.median),
@@ -265,9 +401,10 @@ def payer_table(e: EditionContext):
     b = e.benchmarks
     if b is None or not b.by_payer:
         return None
-    rows = [_stats_row(s) for s in b.by_payer]
+    groups = _provider_groups(e)
+    rows = [_stats_row(s, groups.get(s.payer)) for s in b.by_payer]
     if b.overall and len(b.by_payer) > 1:
-        rows.append(_stats_row(b.overall))
+        rows.append(_stats_row(b.overall, groups.get("All commercial payers")))
     facility = b.medicare.reference(True) if b.medicare else None
     nonfacility = b.medicare.reference(False) if b.medicare else None
     medicare = [("Medicare (facility)", facility)]
@@ -347,9 +484,19 @@ def demo_notice(e: EditionContext, what: str) -> Trusted | None:
 
 def payer_notes(e: EditionContext) -> Trusted:
     """One subsection per payer of the catalogue, in its order, with the record's notes or the missing sentence."""
+    from cptpub.analysis.data_quality import payers_without_data
+
     notes = e.record.payer_notes or []
+    noted = {n.payer.lower() for n in notes}
+    without = [
+        name
+        for name in payers_without_data(e.payer_names, e.benchmarks)
+        if name not in e.key_payers and name.lower() not in noted
+    ]
     parts = []
     for name in e.payer_names:
+        if name in without:
+            continue
         mine = [n for n in notes if n.payer.lower() == name.lower()]
         items = [
             join(
@@ -360,6 +507,8 @@ def payer_notes(e: EditionContext) -> Trusted:
             for n in mine
         ]
         parts.append(f"### {md(name)}\n\n" + (bullets(items) if items else not_available(f"notes on {name}")))
+    if without:
+        parts.append(f"Neither rates nor notes for CPT {md(e.code)} are in the input for {names(without)}.")
     return Trusted("\n\n".join(parts))
 
 
@@ -373,6 +522,101 @@ def modifier_table(e: EditionContext):
     """The record's modifiers (None when it has none)."""
     rows = [(m.modifier, m.description, m.when_to_use) for m in e.record.modifiers or []]
     return _frame(rows, ["Modifier", "Description", "When to Use"])
+
+
+def payment_policy_table(e: EditionContext):
+    """CMS's payment-policy indicators of the code (status, global period, PC/TC, ...) with their meaning (None
+    when the fee schedule file does not have the code)."""
+    rows = [(r.topic, r.value, r.meaning) for r in (e.facts.payment_policy if e.facts else ())]
+    return _frame(rows, ["Policy", "CMS value", "Meaning"])
+
+
+def _source_sentence(source) -> Trusted:
+    return join(Trusted("Source:"), source.label + ".")
+
+
+def payment_policy_source(e: EditionContext) -> Trusted | None:
+    pfs = e.facts.pfs if e.facts else None
+    return _source_sentence(pfs.source) if pfs else None
+
+
+def units_per_day(e: EditionContext) -> Trusted:
+    """Medicare's medically unlikely edit: the units per day and how they are counted, with the source."""
+    mue = e.facts.mue if e.facts else None
+    if mue is None:
+        return not_available("Medicare's units per day (NCCI medically unlikely edit)")
+    rationale = f"CMS's rationale: {mue.rationale}." if mue.rationale else None
+    return join(Trusted("**Units per day (MUE):**"), mue.text, rationale, _source_sentence(mue.source))
+
+
+PTP_ROWS_SHOWN = 40
+
+
+def ptp_summary(e: EditionContext) -> Trusted:
+    """How many NCCI procedure-to-procedure edits involve the code, in each direction, and the source."""
+    edits = e.facts.ptp_edits if e.facts else ()
+    if not edits:
+        return not_available("Medicare's procedure-to-procedure (NCCI PTP) edits of this code")
+    col1, col2 = e.facts.codes_not_paid_with_this, e.facts.codes_this_is_not_paid_with  # type: ignore[union-attr]
+    bypass = sum(1 for x in edits if x.modifier_allowed)
+    shown = (
+        f" The first {PTP_ROWS_SHOWN} are listed; the edition's open data lists all."
+        if len(edits) > PTP_ROWS_SHOWN
+        else ""
+    )
+    return join(
+        Trusted(
+            f"**Codes not paid together (NCCI PTP):** Medicare does not pay {number(len(col1), 0)} other code(s) "
+            f"when billed with CPT {md(e.code)}, and does not pay CPT {md(e.code)} with {number(len(col2), 0)} "
+            f"other code(s), for the same patient, date and provider; a modifier can bypass {number(bypass, 0)} of "
+            f"these {number(len(edits), 0)} edits.{shown}"
+        ),
+        _source_sentence(edits[0].source),
+    )
+
+
+def ptp_table(e: EditionContext):
+    """The active NCCI procedure-to-procedure edits of the code, both directions (None when there are none)."""
+    edits = (e.facts.ptp_edits if e.facts else ())[:PTP_ROWS_SHOWN]
+    rows = [
+        (
+            x.other_code,
+            x.other_title or "",
+            f"{x.column2} (column 2)",
+            "Yes" if x.modifier_allowed else "No" if x.modifier_indicator == "0" else "Not applicable",
+            x.effective_date.isoformat(),
+        )
+        for x in edits
+    ]
+    return _frame(rows, ["Other code", "CMS short descriptor", "Not paid", "Modifier allowed", "In effect since"])
+
+
+def primary_codes_table(e: EditionContext):
+    """For an add-on code, the primary codes NCCI's add-on code edits list (None otherwise)."""
+    primaries = e.facts.add_on_primaries if e.facts else ()
+    rows = [
+        (
+            "contractor-defined" if p.contractor_defined else p.primary_code,
+            p.primary_title or "",
+            p.edit_type_meaning,
+            p.effective_date.isoformat() if p.effective_date else "",
+        )
+        for p in primaries
+    ]
+    return _frame(rows, ["Primary code", "CMS short descriptor", "Edit type", "In effect since"])
+
+
+def primary_codes_source(e: EditionContext) -> Trusted | None:
+    primaries = e.facts.add_on_primaries if e.facts else ()
+    return _source_sentence(primaries[0].source) if primaries else None
+
+
+def open_data_link(e: EditionContext) -> Trusted:
+    """The link to the edition's figures as data (``dist/data/cpt-CODE.json``, next to the HTML page)."""
+    from cptpub.analysis.snapshot import snapshot_name
+
+    # the code is checked (letters and digits): the link needs no escaping
+    return Trusted(f"[Open data: this edition's figures (JSON)]({snapshot_name(e.code)})")
 
 
 def icd10_table(e: EditionContext):

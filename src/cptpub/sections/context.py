@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cptpub.analysis.benchmarks import Benchmarks, compute
+from cptpub.analysis.facts import CodeFacts, code_facts, merge_with_record
 from cptpub.records import CodeRecord, PayerCatalogue, load_payers, load_record_or_empty
 from cptpub.records.schema import FIELD_LABELS
 from cptpub.store import RatesStore
@@ -30,10 +31,22 @@ class EditionContext:
     catalogue: PayerCatalogue
     benchmarks: Benchmarks | None  # None when the rates store has not been built
     has_record: bool = True  # False: no data/codes/CODE.yaml; ``record`` is empty and the edition uses data only
+    # Facts derived from CMS's files and the payers' files (None without a store). ``record`` is the record with
+    # its empty fields filled from them; ``derived`` names each filled field's source (the record always wins).
+    facts: CodeFacts | None = None
+    derived: dict[str, str] | None = None
+    # The "Changes since the edition of DATE" box (escaped Markdown; "" for a first edition or a notebook run on
+    # its own), computed by the build from the published snapshot.
+    changes: str = ""
 
     @property
     def title(self) -> str:
         return f"CPT {self.code}: {self.record.title or TITLE_FALLBACK}"
+
+    @property
+    def title_attribution(self) -> str | None:
+        """Where a derived title comes from (e.g. "CMS's short descriptor, <file>"); None for the record's own."""
+        return (self.derived or {}).get("title")
 
     @property
     def payer_names(self) -> list[str]:
@@ -100,13 +113,35 @@ def load_context(code: str, data_dir: Path | str, store_path: Path | str) -> Edi
     data_dir, store_path = Path(data_dir), Path(store_path)
     record, has_record = load_record_or_empty(data_dir / "codes", code)
     catalogue = load_payers(data_dir / "payers.yaml")
-    benchmarks = None
+    benchmarks = facts = None
+    derived: dict[str, str] = {}
     if RatesStore(store_path).exists():
         commercial = [p.name for p in catalogue.payers if p.kind == "commercial"]
         benchmarks = compute(store_path, code.upper(), [p.name for p in catalogue.payers], commercial)
+        facts = code_facts(store_path, code)
+        merged = merge_with_record(record, facts, has_record=has_record)
+        record, derived = merged.record, merged.derived
     return EditionContext(
-        code=code.upper(), record=record, catalogue=catalogue, benchmarks=benchmarks, has_record=has_record
+        code=code.upper(),
+        record=record,
+        catalogue=catalogue,
+        benchmarks=benchmarks,
+        has_record=has_record,
+        facts=facts,
+        derived=derived,
     )
+
+
+def with_changes(ctx: EditionContext, dist_dir: Path | str, report_dir: Path | str) -> EditionContext:
+    """``ctx`` with its change box: what changed since the edition published in ``dist_dir`` (its snapshot
+    ``data/cpt-CODE.json``), under the threshold of ``report_dir``'s ``_quarto.yml``."""
+    import dataclasses
+
+    from cptpub.analysis.changes import changes_box
+    from cptpub.analysis.snapshot import snapshot_path
+
+    box = changes_box(ctx, snapshot_path(Path(dist_dir), ctx.code), Path(report_dir))
+    return dataclasses.replace(ctx, changes=str(box))
 
 
 # Written by the build into the code's build folder, the working directory of every section notebook it runs.
