@@ -56,11 +56,11 @@ class NotJson(ValueError):
     """A value the JSON standard does not allow, raised from a decoder hook."""
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
     raise NotJson(f"{name} is not a JSON value")
 
 
-def _checked_int(text: str) -> int:
+def checked_int(text: str) -> int:
     if len(text) > MAX_NUMBER_CHARS:
         raise NotJson(number_too_long(len(text)))
     return int(text)
@@ -91,7 +91,7 @@ def check_surrogates(raw: bytes, offset: int) -> None:
             raise JsonFormatError(f"a lone UTF-16 surrogate (\\{escape}) in a string: not Unicode text", offset)
 
 
-_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_checked_int, object_pairs_hook=unique_keys)
+_STRICT = json.JSONDecoder(parse_constant=refuse_constant, parse_int=checked_int, object_pairs_hook=unique_keys)
 
 
 def strict_loads(raw: bytes) -> Any:

@@ -60,9 +60,11 @@ from cptpub.ingest.jsonscan import (
     JsonReader,
     NotJson,
     check_surrogates,
+    checked_int,
     index_chunks,
     number_too_long,
     reader_of,
+    refuse_constant,
     unique_keys,
 )
 from cptpub.ingest.remote import cached, is_url
@@ -115,18 +117,8 @@ class _WrittenNumber(float):
         return number
 
 
-def _refuse_constant(name: str) -> Any:
-    raise NotJson(f"{name} is not a JSON value")
-
-
-def _checked_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise NotJson(number_too_long(len(text)))
-    return int(text)
-
-
 _CHECKING = __import__("json").JSONDecoder(
-    parse_float=_WrittenNumber, parse_int=_checked_int, parse_constant=_refuse_constant, object_pairs_hook=unique_keys
+    parse_float=_WrittenNumber, parse_int=checked_int, parse_constant=refuse_constant, object_pairs_hook=unique_keys
 )
 
 

@@ -59,7 +59,8 @@ def _wait_seconds() -> float:
         return DEFAULT_WAIT_SECONDS
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -158,7 +159,7 @@ class RatesStore:
         """Staging files of writers that were killed (their pid is gone); called with the writer lock held."""
         for stale in self.path.parent.glob(f".{self.path.name}.*.staging*"):
             pid = stale.name.removeprefix(f".{self.path.name}.").split(".")[0]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                 stale.unlink(missing_ok=True)
 
     @contextlib.contextmanager
@@ -223,7 +224,7 @@ class RatesStore:
             folder.mkdir(exist_ok=True)
             for stale in folder.glob("*.duckdb*"):
                 pid = stale.name.split(".")[0]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     stale.unlink(missing_ok=True)
             try:
                 os.link(self.path, pin)
