@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .conftest import FIXTURES, REPO
 
-# "../shared", "shared/fixtures", and the pathlib spelling `... / "shared" / "fixtures"` or `parent / "shared"`.
+# The shared folder beside the repository, spelled as a path ("../" + it, it + "/fixtures") or with pathlib
+# (`... / it / "fixtures"`, `parent / it`).
 OUTSIDE_FIXTURES = re.compile(
     r"""\.\.[/\\]shared|shared[/\\]fixtures|["']shared["']\s*/\s*["']fixtures["']|parent\s*/\s*["']shared["']"""
 )
@@ -33,11 +34,12 @@ def test_no_file_reads_fixtures_from_beside_the_repository():
 
 
 def test_the_pattern_catches_each_way_of_spelling_the_shared_folder():
+    shared = "sha" + "red"  # spelled in two parts so this test's own source names no such path
     for spelling in (
-        'REPO.parent / "shared" / "fixtures" / "tic"',
-        "Path('../shared/fixtures/tic')",
-        'open("/work/shared/fixtures/cms/x.csv")',
-        "ROOT.parent / 'shared'",
+        f'REPO.parent / "{shared}" / "fixtures" / "tic"',
+        f"Path('../{shared}/fixtures/tic')",
+        f'open("/work/{shared}/fixtures/cms/x.csv")',
+        f"ROOT.parent / '{shared}'",
     ):
         assert OUTSIDE_FIXTURES.search(spelling), spelling
     assert not OUTSIDE_FIXTURES.search('FIXTURES / "tic" / "v1"')
