@@ -72,6 +72,24 @@ class CptpubNotebookClient(PapermillNotebookClient):
         cell.metadata[USER_EXPRESSIONS] = stored
 
 
+def client_options(
+    kwargs: dict, kernel_name, log_output, stdout_file, stderr_file, start_timeout, execution_timeout
+) -> dict:
+    """The notebook client's options, as papermill's ``NBClientEngine`` builds them from its arguments."""
+    timeout = execution_timeout or kwargs.get("timeout")
+    kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+    return merge_kwargs(
+        kwargs,
+        timeout=timeout,
+        startup_timeout=start_timeout,
+        kernel_name=kernel_name,
+        log=logger,
+        log_output=log_output,
+        stdout_file=stdout_file,
+        stderr_file=stderr_file,
+    )
+
+
 class FreshKernelEngine(NBClientEngine):
     """Papermill engine ``cptpub-fresh``: papermill's nbclient engine (a new kernel per notebook) on
     ``CptpubNotebookClient``."""
@@ -88,16 +106,7 @@ class FreshKernelEngine(NBClientEngine):
         execution_timeout=None,
         **kwargs,
     ):
-        kwargs = remove_args(["input_path"], **kwargs)
-        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-        final_kwargs = merge_kwargs(
-            safe_kwargs,
-            timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
-            startup_timeout=start_timeout,
-            kernel_name=kernel_name,
-            log=logger,
-            log_output=log_output,
-            stdout_file=stdout_file,
-            stderr_file=stderr_file,
+        options = client_options(
+            kwargs, kernel_name, log_output, stdout_file, stderr_file, start_timeout, execution_timeout
         )
-        return CptpubNotebookClient(nb_man, **final_kwargs).execute()
+        return CptpubNotebookClient(nb_man, **options).execute()

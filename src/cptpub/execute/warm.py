@@ -40,9 +40,8 @@ from nbclient.exceptions import DeadKernelError
 # is still initialising: import only from papermill modules that are fully loaded by then.
 from papermill.engines import NBClientEngine
 from papermill.log import logger
-from papermill.utils import merge_kwargs, remove_args
 
-from cptpub.execute.inline import CptpubNotebookClient
+from cptpub.execute.inline import CptpubNotebookClient, client_options
 from cptpub.execute.kernel_death import KernelDied, KernelWatch
 
 RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
@@ -274,22 +273,10 @@ class WarmKernelEngine(NBClientEngine):
             )
         kernel = _checkout(kernel_name, start_timeout)
         # Same client options as NBClientEngine, plus our kernel manager and client.
-        timeout = execution_timeout or kwargs.get("timeout")
-        kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
-        client = CptpubNotebookClient(
-            nb_man,
-            km=kernel.km,
-            **merge_kwargs(
-                kwargs,
-                timeout=timeout,
-                startup_timeout=start_timeout,
-                kernel_name=kernel_name,
-                log=logger,
-                log_output=log_output,
-                stdout_file=stdout_file,
-                stderr_file=stderr_file,
-            ),
+        options = client_options(
+            kwargs, kernel_name, log_output, stdout_file, stderr_file, start_timeout, execution_timeout
         )
+        client = CptpubNotebookClient(nb_man, km=kernel.km, **options)
         client.kc = kernel.kc  # nbclient only starts a kernel/client when none is set
         watch = KernelWatch(kernel.km)
         try:
