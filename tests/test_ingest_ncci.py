@@ -129,6 +129,19 @@ def test_the_same_table_as_csv_or_txt_outside_a_zip_and_reingest(store, tmp_path
     assert query(store, "SELECT count(*) FROM ncci_ptp") == [(18,)]
 
 
+@pytest.mark.parametrize(
+    ("version", "quarter"),
+    # CMS dates its PTP releases by version: 31.2 took effect on 1 July 2025 and 31.3 on 1 October 2025 (American
+    # Academy of Dermatology, "CMS releases 2025 third and fourth quarter NCCI edits", DermWorld, March 2026).
+    [("v312r0", dt.date(2025, 7, 1)), ("v313r0", dt.date(2025, 10, 1)), ("v320r0", dt.date(2026, 1, 1))],
+)
+def test_the_ptp_version_in_the_name_dates_the_release(store, tmp_path, version, quarter):
+    path = tmp_path / f"ccipra-{version}-f1.txt"
+    path.write_text(ptp_text(), encoding="cp1252")
+    ingest_ncci_file(store, path)
+    assert query(store, "SELECT last_updated_on FROM sources WHERE kind = 'ncci-ptp'") == [(quarter,)]
+
+
 def test_a_two_row_header_and_a_readme_beside_the_table(store, tmp_path):
     lines = ptp_text().splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("Column 1\t"))

@@ -17,7 +17,7 @@ member or sheet) and the line or row. Each file or member is refused past ``MAX_
 
 The quarter (``sources.last_updated_on``, its first day) comes from ``as_of`` or the file name: ``2026Q2``,
 ``2024-07-01``, ``07-01-2024``, or the NCCI version of CMS's PTP zips (``v322r0``: version 32.2, i.e. 2026 Q3;
-version 26.0 was January 2020).
+version 26.0 was January 2020; versions 31.2 and 31.3 took effect on 1 July and 1 October 2025).
 """
 
 from __future__ import annotations
