@@ -126,6 +126,9 @@ def test_a_code_without_a_record_has_cms_title_and_no_is_a_code_sentence(derived
     assert f"DEMO PAYER NAME {code}" not in page.text  # CMS's descriptor wins over the payer's item name
     assert "Surgery: " in page.text  # the service type, read from the code number
     assert f"There is no editorial record for CPT {code}" in page.text
+    # the demo notice does not speak of a record the code does not have
+    assert "this code has no editorial record and the rate files are synthetic" in page.text
+    assert "sample text" not in page.text
 
 
 @pytest.mark.parametrize("code", NO_RECORD)
@@ -202,3 +205,4 @@ def test_the_demo_edition_keeps_its_record_and_links_its_open_data(derived):
     assert "Intramedullary Drug Delivery Device Preparation and Insertion" in page.text  # the record's title wins
     assert "Open data: this edition" in page.text
     assert "Derived from" not in page.text  # the record gives its modifiers
+    assert "the editorial record is sample text and the rate files are synthetic" in page.text

@@ -463,9 +463,10 @@ def demo_notice(e: EditionContext, what: str) -> Trusted | None:
     if not e.demo:
         return None
     if what == "edition":
+        record = "the editorial record is sample text" if e.has_record else "this code has no editorial record"
         return Trusted(
-            "> **Demo edition.** This edition is built from the toolkit's demo inputs: the editorial record is sample "
-            "text and the rate files are synthetic. Nothing here is a real price or coding advice."
+            f"> **Demo edition.** This edition is built from the toolkit's demo inputs: {record} and the rate files "
+            "are synthetic. Nothing here is a real price or coding advice."
         )
     b = e.benchmarks
     m = b.medicare if b else None
