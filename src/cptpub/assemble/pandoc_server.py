@@ -106,7 +106,7 @@ class PandocServer:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self.close()
-        self._stderr_file = tempfile.TemporaryFile()
+        self._stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process; _stop closes it)
         self._process = subprocess.Popen(
             [pandoc_path(), *RTS_OPTIONS, "lua", str(_script()), READER],
             stdin=subprocess.PIPE,
