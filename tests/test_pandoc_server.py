@@ -246,3 +246,21 @@ def test_metadata_from_the_page_does_not_leak_into_the_typst_source(tmp_path: Pa
     BuiltinEngine().render(job, ["html", "pdf"], tmp_path / "dist")
     assert "4711" not in (job.workdir / "cpt-20702.typ").read_text(encoding="utf-8")
     assert "4711" in (tmp_path / "dist" / "cpt-20702.html").read_text(encoding="utf-8")
+
+
+def test_editions_rendered_in_threads_share_the_pandoc_safely(tmp_path: Path) -> None:
+    """An external dask worker may run tasks in threads: their jobs must not interleave on the one pipe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = BuiltinEngine()
+    names = list(EDITIONS)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        results = list(
+            pool.map(
+                lambda name: engine.render(edition_job(tmp_path / "t", name), ["html"], tmp_path / "out" / name), names
+            )
+        )
+    for name, outputs in zip(names, results, strict=True):
+        alone = BuiltinEngine().render(edition_job(tmp_path / "alone", name), ["html"], tmp_path / "alone-out" / name)
+        assert outputs["html"].read_bytes() == alone["html"].read_bytes(), name
+    engine.close()

@@ -13,6 +13,7 @@ import os
 import selectors
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ class PandocServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr_file: IO[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
+        self._lock = threading.Lock()  # one job at a time on the pipe, should a worker run tasks in threads
 
     @property
     def pid(self) -> int | None:
@@ -71,7 +73,8 @@ class PandocServer:
             "filters": [str(crossref_filter()), str(safety_filter())],
             "outputs": [asdict(output) for output in outputs],
         }
-        answer = self._ask(json.dumps(job).encode("utf-8") + b"\n", cwd, what)
+        with self._lock:
+            answer = self._ask(json.dumps(job).encode("utf-8") + b"\n", cwd, what)
         if "error" in answer:
             raise AssemblyError(f"pandoc failed to write the {what}: {pandoc_problem(answer['error'])}", where=cwd)
 
