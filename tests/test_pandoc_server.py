@@ -117,6 +117,20 @@ def test_one_pandoc_writes_every_edition_as_the_command_line_does(tmp_path: Path
     engine.close()
 
 
+def test_templates_are_applied_as_the_command_line_does(tmp_path: Path) -> None:
+    """A template without a final line break: the command line adds none to standalone output, nor may the engine."""
+    report = tmp_path / "report"
+    shutil.copytree(REPORT_DIR, report)
+    for template in (report / "publication.typ", report / "template.html"):
+        template.write_text(template.read_text().rstrip("\n") + "\n\n// end" * (template.suffix == ".typ"))
+    job = dataclasses.replace(make_job(tmp_path / "build"), report_dir=report)
+    outputs = BuiltinEngine().render(job, ["html", "pdf"], tmp_path / "dist")
+    expected = command_line(job)
+    assert not expected["typ"].endswith(b"\n") and not expected["html"].endswith(b"\n")
+    assert (job.workdir / "cpt-20702.typ").read_bytes() == expected["typ"]
+    assert outputs["html"].read_bytes() == expected["html"]
+
+
 def test_formats_alone_match_both_together(tmp_path: Path) -> None:
     engine = BuiltinEngine()
     both = engine.render(make_job(tmp_path / "both"), ["html", "pdf"], tmp_path / "both-out")

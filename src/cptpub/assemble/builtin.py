@@ -24,8 +24,6 @@ from cptpub.errors import AssemblyError
 from cptpub.project import output_name
 
 TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it
-
-
 HTML_AST_FILE = "cptpub-html.json"  # in the build folder: the page's document, read and filtered, before writing
 
 

@@ -3,7 +3,8 @@ cptpub's long-lived Pandoc (`pandoc lua pandoc_server.lua READER`): one per work
 rather than twice per edition, and each edition's Markdown is read once for all its outputs.
 
 Reads one job per line on stdin (JSON), answers one line on stdout (JSON): {"ok": true} or {"error": "..."}.
-A job: {"dir": build folder, "markdown": file, "filters": [Lua filter files],
+A job: {"dir": build folder, "markdown": file (as the command line reads its input: no carriage returns, tabs
+        expanded), "filters": [Lua filter files],
         "outputs": [{"format": "typst"|"json", "filter_format": FORMAT for the filters,
                      "metadata": YAML metadata file or null, "template": template file or null, "file": output}]}
 Each output gets what the command line `pandoc --from=READER --metadata-file=M --lua-filter=F... --to=T
@@ -54,17 +55,12 @@ local function render(doc, output, filters)
   if output.template ~= pandoc.json.null and output.template then
     options.template = pandoc.template.compile(read_text(output.template), output.template)
   end
-  local text = pandoc.write(doc, output.format, options)
-  if options.template and text:sub(-1) ~= "\n" then
-    text = text .. "\n"
-  end
-  write_text(output.file, text)
+  write_text(output.file, pandoc.write(doc, output.format, options))
 end
 
 local function convert(job)
   pandoc.system.with_working_directory(job.dir, function()
-    local text = read_text(job.markdown):gsub("\r", "")
-    local doc = pandoc.read(text, READER, reader_options)
+    local doc = pandoc.read(read_text(job.markdown), READER, reader_options)
     for _, output in ipairs(job.outputs) do
       render(doc, output, job.filters)
     end

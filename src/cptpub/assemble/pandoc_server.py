@@ -104,7 +104,12 @@ class PandocServer:
                 where=cwd,
                 hint="the next edition starts a new pandoc",
             )
-        return json.loads(line)
+        try:
+            answer: dict = json.loads(line)
+        except ValueError:
+            self.close()
+            raise AssemblyError(f"pandoc answered the {what} job with {line[:200]!r}", where=cwd) from None
+        return answer
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._process is not None and self._process.poll() is None:
