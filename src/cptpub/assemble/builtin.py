@@ -15,7 +15,8 @@ from cptpub import escape
 from cptpub.assemble.base import CATALOGUE_HREF, DEMO_NOTICE, AssemblyJob, EditionMeta, check_formats
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
-from cptpub.assemble.pandoc import pandoc_version, run_pandoc
+from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
+from cptpub.assemble.pandoc_server import Output, PandocServer
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
@@ -23,30 +24,49 @@ from cptpub.errors import AssemblyError
 from cptpub.project import output_name
 
 TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it
+HTML_AST_FILE = "cptpub-html.json"  # in the build folder: the page's document, read and filtered, before writing
 
 
 class BuiltinEngine:
+    """Holds one long-lived Pandoc (started with the first edition) for every edition it renders: ``close`` it, or
+    let it be collected, to stop that process."""
+
     name = "builtin"
+
+    def __init__(self) -> None:
+        self._pandoc = PandocServer()
 
     def version(self) -> str:
         return f"pandoc {pandoc_version()}, typst {version('typst')}"
+
+    def close(self) -> None:
+        self._pandoc.close()
 
     def render(self, job: AssemblyJob, formats: Sequence[str], out_dir: Path) -> dict[str, Path]:
         wanted = check_formats(formats)
         config = load_config(job.report_dir)
         markdown = notebooks_to_markdown(job.notebooks, job.workdir, config.execute)
+        # One Pandoc run reads the Markdown for both formats: the Typst source, and the page's filtered document
+        # (which only the command line can write with its resources embedded).
+        outputs = []
+        if "html" in wanted:
+            metadata = metadata_file(job.workdir, "HTML page", html_metadata(job.meta, config))
+            outputs.append(Output("json", "html5", HTML_AST_FILE, metadata=metadata))
+        if "pdf" in wanted:
+            typst_source = output_name(job.meta.code, "typ")
+            outputs.append(Output("typst", "typst", typst_source, template=str(config.typst_template)))
+        self._pandoc.convert(job.workdir, markdown, outputs, what=" and ".join(WHAT[fmt] for fmt in wanted))
         # Every format is rendered before any is published: a failing PDF must not leave a new page that links
         # to the previous edition's PDF.
-        rendered = {
-            fmt: render_html(job, config, markdown) if fmt == "html" else render_pdf(job, config, markdown)
-            for fmt in wanted
-        }
+        rendered = {fmt: render_html(job, config) if fmt == "html" else render_pdf(job, config) for fmt in wanted}
         return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
 
 
-def render_html(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
+WHAT = {"html": "HTML page", "pdf": "Typst source"}
+
+
+def render_html(job: AssemblyJob, config: ReportConfig) -> bytes:
     """A standalone page with the styles and figures embedded: it loads nothing from anywhere."""
-    meta = job.meta
     args = [
         "--to=html5",
         "--standalone",
@@ -57,7 +77,8 @@ def render_html(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
     ]
     if config.html.toc:
         args += ["--toc", f"--toc-depth={config.html.toc_depth}"]
-    return run_pandoc(markdown, args, cwd=job.workdir, what="HTML page", metadata=html_metadata(meta, config))
+    document = (job.workdir / HTML_AST_FILE).read_bytes()
+    return run_pandoc_on_ast(document, args, cwd=job.workdir, what=WHAT["html"])
 
 
 def html_metadata(meta: EditionMeta, config: ReportConfig) -> dict[str, object]:
@@ -98,19 +119,13 @@ def html_metadata(meta: EditionMeta, config: ReportConfig) -> dict[str, object]:
     return metadata
 
 
-def render_pdf(job: AssemblyJob, config: ReportConfig, markdown: str) -> bytes:
-    """Typst source from Pandoc (kept beside the figures for debugging), compiled with embedded fonts only.
+def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
+    """The Typst source Pandoc wrote (kept beside the figures for debugging), compiled with embedded fonts only.
 
     The template imports the edition's values from ``TYPST_META_FILE`` beside the source (escaped Typst, written
     here): a file, so no command line carries data, whatever its size."""
     write_atomic(job.workdir / TYPST_META_FILE, f"#let meta = {typst_meta(job.meta, config)}\n".encode())
-    source = run_pandoc(
-        markdown,
-        ["--to=typst", "--standalone", f"--template={config.typst_template}"],
-        cwd=job.workdir,
-        what="Typst source",
-    )
-    source_path = write_atomic(job.workdir / output_name(job.meta.code, "typ"), source)
+    source_path = job.workdir / output_name(job.meta.code, "typ")
     try:
         # No system fonts: the same fonts, hence the same bytes, on every machine.
         return typst.compile(source_path, root=job.workdir, ignore_system_fonts=True, font_paths=[])

@@ -1,7 +1,8 @@
-"""Running Pandoc (the binary shipped by pypandoc-binary) with cptpub's reader and safety filter."""
+"""Running Pandoc (the binary shipped by pypandoc-binary): cptpub's reader, filters, and the command-line runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from importlib import resources
@@ -46,46 +47,54 @@ def crossref_filter() -> Path:
 
 PANDOC_TIMEOUT = 300  # seconds; a page takes well under one
 
+# GHC runtime options, which change speed and memory, never output. The binary's built-in -H64m heap makes a short
+# run fault in and collect 64 MB: a 16 MB allocation area is ~15 % less CPU and 10 MB less memory for a page. Given
+# through the environment: a pandoc built without -rtsopts ignores it with a warning instead of refusing to run.
+RUN_RTS = "-A16m"
 
-def run_pandoc(
-    markdown: str, args: list[str], *, cwd: Path, what: str, metadata: dict[str, Any] | None = None
-) -> bytes:
-    """Convert ``markdown`` with the safe reader, the cross-reference and safety filters; return the output.
 
-    Runs in ``cwd`` (the code's build folder) so figure paths resolve there. ``metadata`` goes to Pandoc in a
-    YAML file in ``cwd`` (``--metadata-file``), never on the command line, so its size is not limited by the
-    system's argument length. ``what`` names the output in error messages.
-    """
-    argv = [
-        pandoc_path(),
-        f"--from={READER}",
-        f"--lua-filter={crossref_filter()}",
-        f"--lua-filter={safety_filter()}",
-    ]
-    if metadata is not None:
-        # Pandoc reads the file's strings as Markdown: callers pass them escaped. PyYAML writes any character YAML
-        # cannot hold raw as an escape Pandoc's YAML reader accepts (JSON's surrogate pairs it does not).
-        text = yaml.safe_dump(metadata, allow_unicode=True, sort_keys=False, width=2**30)
-        meta_file = write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.yaml", text.encode("utf-8"))
-        argv.append(f"--metadata-file={meta_file.name}")
-    argv += args
+def pandoc_env(rts_options: str) -> dict[str, str]:
+    return {**os.environ, "GHCRTS": rts_options}
+
+
+def run_pandoc_on_ast(document: bytes, args: list[str], *, cwd: Path, what: str) -> bytes:
+    """Write a document already read and filtered (Pandoc's JSON, from ``pandoc_server``) with ``args``."""
+    return _run(["--from=json", *args], document, cwd=cwd, what=what)
+
+
+def metadata_file(cwd: Path, what: str, metadata: dict[str, Any]) -> str:
+    """``metadata`` in a YAML file in ``cwd`` for ``--metadata-file``; its name, relative to ``cwd``."""
+    # Pandoc reads the file's strings as Markdown: callers pass them escaped. PyYAML writes any character YAML
+    # cannot hold raw as an escape Pandoc's YAML reader accepts (JSON's surrogate pairs it does not).
+    text = yaml.safe_dump(metadata, allow_unicode=True, sort_keys=False, width=2**30)
+    return write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.yaml", text.encode("utf-8")).name
+
+
+def _run(args: list[str], source: bytes, *, cwd: Path, what: str) -> bytes:
     try:
         result = subprocess.run(
-            argv, input=markdown.encode("utf-8"), cwd=cwd, capture_output=True, check=False, timeout=PANDOC_TIMEOUT
+            [pandoc_path(), *args],
+            input=source,
+            cwd=cwd,
+            env=pandoc_env(RUN_RTS),
+            capture_output=True,
+            check=False,
+            timeout=PANDOC_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise AssemblyError(f"pandoc did not finish the {what} within {PANDOC_TIMEOUT} s", where=cwd) from None
     if result.returncode != 0:
         raise AssemblyError(
-            f"pandoc failed to write the {what} (exit status {result.returncode}): {_pandoc_problem(result.stderr)}",
+            f"pandoc failed to write the {what} (exit status {result.returncode}): "
+            + pandoc_problem(result.stderr.decode("utf-8", "replace")),
             where=cwd,
         )
     return result.stdout
 
 
-def _pandoc_problem(stderr: bytes) -> str:
+def pandoc_problem(stderr: str) -> str:
     """The safety filter's own message when it refused something, otherwise all of pandoc's stderr."""
-    text = stderr.decode("utf-8", "replace").strip()
+    text = stderr.strip()
     for line in text.splitlines():
         if line.startswith(_FILTER_MESSAGE_PREFIX):
             return line.removeprefix(_FILTER_MESSAGE_PREFIX)

@@ -112,8 +112,10 @@ def build_on_worker(task: EditionTask, record: bytes, store: bytes, bundle: Proj
 
 
 def _cleanup_worker() -> None:
+    from cptpub.batch.tasks import close_assembly_engines
     from cptpub.execute.warm import shutdown_warm_kernels
 
+    close_assembly_engines()
     shutdown_warm_kernels()
     with _lock:
         for root in _materialised.values():
@@ -122,7 +124,7 @@ def _cleanup_worker() -> None:
 
 
 class WorkerCleanup(WorkerPlugin):
-    """Shuts the worker's warm kernels down and removes its build folders when the worker closes."""
+    """Shuts the worker's warm kernels and Pandoc down and removes its build folders when the worker closes."""
 
     async def teardown(self, worker) -> None:
         # Not on the worker's event loop: the kernels' clients block while they stop.

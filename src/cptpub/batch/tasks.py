@@ -82,6 +82,15 @@ def assembly_engine(name: str):
     return _engines[name]
 
 
+def close_assembly_engines() -> None:
+    """Stop what the worker's engines keep running (the builtin engine's Pandoc) when the worker stops."""
+    while _engines:
+        _, engine = _engines.popitem()
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+
+
 def run_task(
     project: Project,
     task: EditionTask,

@@ -2,7 +2,7 @@
 
 It reads tasks from the connection on file descriptor ``FD`` and sends back one outcome per task, until it gets
 ``None`` or the main process goes away. SIGTERM (the main process stopping early) abandons the task in hand.
-Either way, the worker's warm kernel is shut down before it exits.
+Either way, the worker's warm kernel and its assembly engine's Pandoc are shut down before it exits.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def main(argv: list[str]) -> int:
                 break
     finally:
         try:
+            from cptpub.batch.tasks import close_assembly_engines
             from cptpub.execute.warm import shutdown_warm_kernels
 
+            close_assembly_engines()
             shutdown_warm_kernels()
         finally:
             conn.close()
