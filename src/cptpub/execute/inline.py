@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from jupyter_core.utils import ensure_async, run_sync
 from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine
 from papermill.exceptions import PapermillExecutionError
 from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
+from cptpub.execute.manager import WriteOnceEngine
 from cptpub.inline import MARKDOWN, USER_EXPRESSIONS, inline_expressions
 
 KERNEL_SETUP = "__import__('cptpub.sections.kernel', fromlist=['setup']).setup()"
@@ -90,7 +90,7 @@ def client_options(
     )
 
 
-class FreshKernelEngine(NBClientEngine):
+class FreshKernelEngine(WriteOnceEngine):
     """Papermill engine ``cptpub-fresh``: papermill's nbclient engine (a new kernel per notebook) on
     ``CptpubNotebookClient``."""
 
