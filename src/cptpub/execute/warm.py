@@ -55,9 +55,10 @@ from nbclient.exceptions import DeadKernelError
 # is still initialising: import only from papermill modules that are fully loaded by then.
 from papermill.log import logger
 
-from cptpub.execute.inline import CptpubNotebookClient, client_options
+from cptpub.execute.inline import client_options
 from cptpub.execute.kernel_death import KernelDied, KernelWatch
 from cptpub.execute.manager import WriteOnceEngine
+from cptpub.execute.one_request import OneRequestNotebookClient
 
 RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
 USE_IPC = os.name == "posix"  # Unix sockets cannot race for ports; Windows has no ipc: TCP + retries
@@ -347,7 +348,7 @@ class WarmKernelEngine(WriteOnceEngine):
         options = client_options(
             kwargs, kernel_name, log_output, stdout_file, stderr_file, start_timeout, execution_timeout
         )
-        client = CptpubNotebookClient(nb_man, km=kernel.km, **options)
+        client = OneRequestNotebookClient(nb_man, km=kernel.km, **options)
         client.kc = kernel.kc  # nbclient only starts a kernel/client when none is set
         watch = KernelWatch(kernel.km)
         try:
