@@ -17,6 +17,7 @@ the client gives up ``TIMEOUT_GRACE`` seconds later), ``DeadKernelError`` when t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from queue import Empty
 
 from jupyter_core.utils import ensure_async, run_sync
@@ -32,6 +33,10 @@ TIMEOUT_GRACE = 5.0  # seconds past a cell's timeout before the client stops wai
 
 
 class OneRequestNotebookClient(CptpubNotebookClient):
+    # A file the kernel can write (the warm kernel's private folder): which cell it is running. Without it, a
+    # kernel that dies may take the messages saying so with it.
+    progress_path: str | None = None
+
     def papermill_execute_cells(self):
         if self.coalesce_streams:
             return super().papermill_execute_cells()
@@ -68,7 +73,10 @@ class OneRequestNotebookClient(CptpubNotebookClient):
         assert self.kc is not None
         wanted = self._kernel_cells()
         by_index = {spec["index"]: spec for spec in wanted}
-        code = f"__import__('cptpub.sections.kernel', fromlist=['run_cells']).run_cells({wanted!r})"
+        driver = "__import__('cptpub.sections.kernel', fromlist=['run_cells']).run_cells"
+        code = f"{driver}({wanted!r}, {self.progress_path!r})"
+        if self.progress_path:
+            Path(self.progress_path).unlink(missing_ok=True)  # the previous notebook's
         msg_id = await ensure_async(self.kc.execute(code, silent=True, store_history=False))
         done = 0  # cells before this index are recorded as run
         running: tuple[int, float] | None = None  # (index, monotonic start) of the cell the kernel is running
@@ -105,7 +113,9 @@ class OneRequestNotebookClient(CptpubNotebookClient):
                             self.nb_man.cell_complete(cell, cell_index=index)
                 elif running is not None:
                     self.process_message(msg, self.nb.cells[running[0]], running[0])
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, DeadKernelError):
+                running = self._cell_that_died(done, running)
             if running is not None:  # as Papermill's loop: the cell that was running is recorded as ended
                 self.nb_man.cell_complete(self.nb.cells[running[0]], cell_index=running[0])
             raise
@@ -131,6 +141,29 @@ class OneRequestNotebookClient(CptpubNotebookClient):
                 alive = self.km.is_alive() if self.km is not None else self.kc.is_alive()
                 if not await ensure_async(alive):
                     raise DeadKernelError("Kernel died") from None
+
+    def _cell_that_died(self, done: int, running: tuple[int, float] | None) -> tuple[int, float] | None:
+        """The cell the kernel was running when it died, from its progress file, with Papermill's records for the
+        cells before it whose messages were lost with the kernel (their outputs are lost too)."""
+        try:
+            index_text, count_text = Path(self.progress_path or "").read_text().split()
+            index = int(index_text)
+        except (OSError, ValueError):
+            return running
+        if (running is not None and index <= running[0]) or (running is None and index < done):
+            return running
+        first = done
+        if running is not None:
+            self.nb_man.cell_complete(self.nb.cells[running[0]], cell_index=running[0])
+            first = running[0] + 1
+        for lost in range(first, index):
+            self.nb_man.cell_start(self.nb.cells[lost], lost)
+            self.nb_man.cell_complete(self.nb.cells[lost], cell_index=lost)
+        cell = self.nb.cells[index]
+        self.nb_man.cell_start(cell, index)
+        if count_text != "None":
+            cell.execution_count = int(count_text)
+        return index, time.monotonic()
 
     def _record_unexecuted(self, start: int, stop: int) -> None:
         """Papermill's records for cells the kernel does not run (Markdown, empty or skipped code cells)."""

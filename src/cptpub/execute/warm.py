@@ -350,6 +350,7 @@ class WarmKernelEngine(WriteOnceEngine):
         )
         client = OneRequestNotebookClient(nb_man, km=kernel.km, **options)
         client.kc = kernel.kc  # nbclient only starts a kernel/client when none is set
+        client.progress_path = os.path.join(kernel.directory, "progress")
         watch = KernelWatch(kernel.km)
         try:
             with watch:

@@ -15,10 +15,11 @@ nbclient does. A cell's timeout is enforced here, by a SIGALRM timer raising ``C
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cptpub.sections.markdown import Trusted, frame_markdown, inline_markdown
 
@@ -46,41 +47,66 @@ class CellTimedOut(BaseException):  # not an Exception: a cell's ``except Except
     """The cell ran longer than its timeout."""
 
 
-def run_cells(cells: list[dict]) -> None:
+def run_cells(cells: list[dict], progress: str | None = None) -> None:
     """Run ``cells`` (dicts: ``index``; ``code``, ``timeout`` and ``allow_errors`` for a code cell, or
     ``expressions`` for a Markdown cell's inline code) until one fails; each is framed by ``cptpub_cell``
     messages: ``{"index", "event": "start", "execution_count"}`` and ``{"index", "event": "end", ...}`` with the
     cell's ``status`` ("ok", "error" or "timeout", with ``ename``, ``evalue``, ``traceback``) or its inline
-    results (``answers``, in the shape of IPython's ``user_expressions``)."""
+    results (``answers``, in the shape of IPython's ``user_expressions``).
+
+    ``progress``: a file that holds "<index> <execution count>" of the cell being run. Messages still queued when
+    the kernel dies are lost with it; the file says which cell killed it."""
     from IPython import get_ipython
 
     shell = get_ipython()
     setup()
-    for cell in cells:
-        if "expressions" in cell:
-            _frame(shell, {"index": cell["index"], "event": "start"})
-            answers = _evaluate_all(shell, cell["expressions"])
-            _frame(shell, {"index": cell["index"], "event": "end", "answers": answers})
-            if answers[-1]["status"] != "ok":
+    with _progress_file(progress) as mark:
+        for cell in cells:
+            mark(cell["index"], shell.execution_count if "code" in cell else None)
+            if not _run_one(shell, cell):
                 return
-            continue
-        _frame(shell, {"index": cell["index"], "event": "start", "execution_count": shell.execution_count})
-        shell._last_traceback = None
-        with _time_limit(cell.get("timeout")):
-            result = shell.run_cell(cell["code"], store_history=True)
-        error = result.error_before_exec if result.error_before_exec is not None else result.error_in_exec
-        end: dict = {"index": cell["index"], "event": "end", "status": "ok"}
-        if not result.success or getattr(shell, "_last_traceback_during_displayhook", False):
-            end.update(
-                status="timeout" if isinstance(error, CellTimedOut) else "error",
-                ename=type(error).__name__,
-                evalue=str(error),
-                traceback=getattr(shell, "_last_traceback", None) or [],
-            )
-        _frame(shell, end)
-        allowed = cell.get("allow_errors") or end.get("ename") in cell.get("allow_error_names", ())
-        if end["status"] == "timeout" or (end["status"] == "error" and not allowed):
-            return
+
+
+def _run_one(shell, cell: dict) -> bool:
+    """Run one cell between its frames; False when the run stops here."""
+    if "expressions" in cell:
+        _frame(shell, {"index": cell["index"], "event": "start"})
+        answers = _evaluate_all(shell, cell["expressions"])
+        _frame(shell, {"index": cell["index"], "event": "end", "answers": answers})
+        return answers[-1]["status"] == "ok"
+    _frame(shell, {"index": cell["index"], "event": "start", "execution_count": shell.execution_count})
+    shell._last_traceback = None
+    with _time_limit(cell.get("timeout")):
+        result = shell.run_cell(cell["code"], store_history=True)
+    error = result.error_before_exec if result.error_before_exec is not None else result.error_in_exec
+    end: dict = {"index": cell["index"], "event": "end", "status": "ok"}
+    if not result.success or getattr(shell, "_last_traceback_during_displayhook", False):
+        end.update(
+            status="timeout" if isinstance(error, CellTimedOut) else "error",
+            ename=type(error).__name__,
+            evalue=str(error),
+            traceback=getattr(shell, "_last_traceback", None) or [],
+        )
+    _frame(shell, end)
+    allowed = cell.get("allow_errors") or end.get("ename") in cell.get("allow_error_names", ())
+    return end["status"] == "ok" or (end["status"] == "error" and allowed)
+
+
+@contextlib.contextmanager
+def _progress_file(path: str | None) -> Iterator[Callable[[int, int | None], None]]:
+    if path is None:
+        yield lambda index, count: None
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def mark(index: int, execution_count: int | None) -> None:
+        # a write reaches the file (the OS's page cache) at once, so it outlives the process
+        os.pwrite(fd, f"{index} {execution_count}\n".ljust(32).encode(), 0)
+
+    try:
+        yield mark
+    finally:
+        os.close(fd)
 
 
 def _evaluate_all(shell, expressions: list[str]) -> list[dict]:
