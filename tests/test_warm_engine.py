@@ -364,7 +364,7 @@ def test_the_executed_notebook_is_written_once_and_kept_when_the_run_fails(tmp_p
     assert len(writes) == 1
     kept = nbformat.read(tmp_path / "dying-cptpub-warm-out.ipynb", as_version=4)
     started = [i for i, c in enumerate(kept.cells) if c.metadata.papermill.start_time]
-    assert started == [0, 1, 2] and kept.cells[1].execution_count == 2
+    assert started == [0, 1, 2] and kept.cells[2].execution_count == 3, "the cell the kernel died in"
     assert kept.metadata.papermill.end_time and "unreachable" not in stdout(kept)
 
 

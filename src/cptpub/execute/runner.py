@@ -2,7 +2,8 @@
 
 Each notebook gets the code and absolute paths as parameters and runs with the build folder as working
 directory, so figures land beside the executed notebooks that reference them. A failing cell stops the code with
-``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved.
+``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved. On warm
+kernels a code's notebooks run back to back after one reset (``cptpub.execute.warm.code_run``).
 """
 
 from __future__ import annotations
