@@ -33,6 +33,8 @@ TIMEOUT_GRACE = 5.0  # seconds past a cell's timeout before the client stops wai
 
 
 class OneRequestNotebookClient(CptpubNotebookClient):
+    """cptpub's Papermill client (inline code, table outputs), sending a notebook's cells in one request."""
+
     # A file the kernel can write (the warm kernel's private folder): which cell it is running. Without it, a
     # kernel that dies may take the messages saying so with it.
     progress_path: str | None = None
