@@ -65,6 +65,7 @@ test-min: system-deps
 bench: install-test
 	$(PY) bench/ingest.py
 	$(PY) bench/build.py
+	$(PY) bench/execution.py
 
 clean:
 	rm -rf build dist

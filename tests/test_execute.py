@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from cptpub.errors import CptpubError, SectionFailed
-from cptpub.execute import run_sections
+from cptpub.execute import FRESH_ENGINE, WARM_ENGINE, run_sections
 from cptpub.project import Project
 from cptpub.validate import check_notebook, check_project
 
@@ -26,7 +26,8 @@ def add_notebook(project: Path, name: str, cells: list[str], *, parameters: str 
     return path
 
 
-def test_failing_cell_names_notebook_cell_and_keeps_the_executed_notebook(project: Path):
+@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE])
+def test_failing_cell_names_notebook_cell_and_keeps_the_executed_notebook(project: Path, engine: str):
     for existing in (project / "notebooks").glob("*.ipynb"):
         existing.unlink()
     add_notebook(project, "01-ok.ipynb", ["x = 1"])
@@ -34,7 +35,7 @@ def test_failing_cell_names_notebook_cell_and_keeps_the_executed_notebook(projec
     add_notebook(project, "03-never.ipynb", ["w = 4"])
     workdir = project / "build" / "20702"
     with pytest.raises(SectionFailed) as err:
-        run_sections(Project(project), "20702", workdir)
+        run_sections(Project(project), "20702", workdir, engine_name=engine)
     failure = err.value
     assert failure.notebook == "02-broken.ipynb"
     assert failure.cell == 3  # the source notebook's third cell (papermill's injected cell not counted)
@@ -78,13 +79,14 @@ def test_repository_notebooks_are_output_free_and_parameterized():
         assert check_notebook(path) == [], path
 
 
-def test_hung_cell_is_stopped_by_the_per_cell_timeout_and_reported(project: Path):
+@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE])
+def test_hung_cell_is_stopped_by_the_per_cell_timeout_and_reported(project: Path, engine: str):
     for existing in (project / "notebooks").glob("*.ipynb"):
         existing.unlink()
     add_notebook(project, "01-hangs.ipynb", ["x = 1", "import time\ntime.sleep(600)"])
     workdir = project / "build" / "20702"
     with pytest.raises(SectionFailed) as err:
-        run_sections(Project(project), "20702", workdir, cell_timeout=2)
+        run_sections(Project(project), "20702", workdir, cell_timeout=2, engine_name=engine)
     assert err.value.notebook == "01-hangs.ipynb"
     assert err.value.cell == 3
     assert "per-cell timeout of 2 s" in str(err.value)

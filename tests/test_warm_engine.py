@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+import papermill
 import papermill as pm
 import pytest
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
-from cptpub.execute.warm import shutdown_warm_kernels
+import cptpub
+from cptpub.execute.warm import code_run, shutdown_warm_kernels
 
 # Prints "<kernel pid> <connection file> <transport> <ip>" as the first line of a notebook's output.
 REPORT_KERNEL = """\
@@ -279,3 +282,162 @@ def test_parallel_workers_get_separate_kernels_shut_down_at_exit(tmp_path):
         assert transport == "ipc"
         assert process_gone(int(pid))
         assert not Path(connection_file).exists(), "atexit shut the kernel down cleanly"
+
+
+# --- one reset per code, cptpub's modules, one write, one request ---------------------------------------------
+
+
+def test_a_codes_notebooks_share_one_reset_and_the_next_code_gets_a_clean_kernel(tmp_path):
+    first = write_notebook(
+        tmp_path / "first.ipynb",
+        REPORT_KERNEL,
+        "import os, pandas\nos.environ['CPTPUB_SAME_CODE'] = '1'\npandas.set_option('display.max_rows', 3)\nmine = 1",
+    )
+    second = write_notebook(
+        tmp_path / "second.ipynb",
+        REPORT_KERNEL,
+        """\
+        import os, pandas
+        print(os.environ.get("CPTPUB_SAME_CODE"), pandas.get_option("display.max_rows"))
+        print("mine" in globals())
+        """,
+    )
+
+    with code_run():  # one code: reset once, before its first notebook
+        nb1, same_code = run(first), run(second)
+    with code_run():  # the next code
+        next_code = run(second)
+
+    assert kernel_pid(nb1) == kernel_pid(same_code) == kernel_pid(next_code)
+    assert stdout(same_code).split()[-3:] == ["1", "3", "False"], "process state shared, namespace not"
+    assert stdout(next_code).split()[-3:] == ["None", "60", "False"], "nothing carries over to another code"
+    assert [c.execution_count for c in same_code.cells] == [1, 2], "each notebook counts from 1"
+
+
+def test_cptpub_modules_stay_imported_until_one_of_their_files_changes(tmp_path, monkeypatch):
+    library = tmp_path / "lib"
+    shutil.copytree(Path(cptpub.__file__).parent, library / "cptpub", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(library), os.environ.get("PYTHONPATH", "")]))
+    (tmp_path / "own_module.py").write_text("VALUE = 1\n")
+    notebook = write_notebook(
+        tmp_path / "modules.ipynb",
+        REPORT_KERNEL,
+        f"""\
+        import cptpub.sections, own_module
+        print(cptpub.sections.__file__.startswith({str(library)!r}), id(cptpub.sections), id(own_module))
+        print(getattr(cptpub, "EDITED", "original"))
+        """,
+    )
+
+    first, second = run(notebook, cwd=tmp_path), run(notebook, cwd=tmp_path)
+    with (library / "cptpub" / "__init__.py").open("a") as source:
+        source.write('\nEDITED = "edited"\n')
+    third = run(notebook, cwd=tmp_path)
+
+    lines = [stdout(nb).splitlines()[1:] for nb in (first, second, third)]
+    (found, sections_1, own_1), (_, sections_2, own_2), (_, sections_3, _) = (line[0].split() for line in lines)
+    assert kernel_pid(first) == kernel_pid(third) and found == "True"
+    assert sections_1 == sections_2, "unchanged cptpub is kept"
+    assert own_1 != own_2, "the user's own modules are re-imported at every reset"
+    assert sections_3 != sections_2 and lines[2][1] == "edited", "an edited file re-imports cptpub"
+    assert lines[1][1] == "original"
+
+
+def test_the_executed_notebook_is_written_once_and_kept_when_the_run_fails(tmp_path, monkeypatch):
+    writes = []
+    real_write = papermill.iorw.papermill_io.write
+
+    def counted_write(buf, path, *args):
+        writes.append(path)
+        return real_write(buf, path, *args)
+
+    monkeypatch.setattr(papermill.iorw.papermill_io, "write", counted_write)
+    healthy = write_notebook(tmp_path / "healthy.ipynb", "x = 1", "print(x)", "x + 1")
+    dying = write_notebook(tmp_path / "dying.ipynb", REPORT_KERNEL, "x = 1", "os._exit(3)", "print('unreachable')")
+
+    run(healthy)
+    assert writes == [str(tmp_path / "healthy-cptpub-warm-out.ipynb")], "one write, after the run"
+
+    writes.clear()
+    with pytest.raises(DeadKernelError):
+        run(dying)
+    assert len(writes) == 1
+    kept = nbformat.read(tmp_path / "dying-cptpub-warm-out.ipynb", as_version=4)
+    started = [i for i, c in enumerate(kept.cells) if c.metadata.papermill.start_time]
+    assert started == [0, 1, 2] and kept.cells[2].execution_count == 3, "the cell the kernel died in"
+    assert kept.metadata.papermill.end_time and "unreachable" not in stdout(kept)
+
+
+OUTPUT_KINDS = [
+    "print('out'); import sys; print('err', file=sys.stderr); print('more')",
+    "from IPython.display import display, Markdown, clear_output\ndisplay(Markdown('*shown*'))\n"
+    "clear_output(wait=True)\ndisplay({'text/plain': 'after clear'}, raw=True)",
+    "from IPython.display import display\nh = display('first', display_id=True)\nh.update('updated')",
+    "",
+    "import pandas as pd\npd.DataFrame({'a': [1, 2]})",
+    "x = 40\nx + 2",
+    "print('before'); 1 / 0",
+    "print('never')",
+]
+
+
+def test_one_request_per_notebook_records_the_same_cells_as_one_request_per_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in OUTPUT_KINDS]
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("Inline: `{python} 6 * 7`."))
+    nbformat.write(nb, tmp_path / "kinds.ipynb")
+
+    def recorded(engine):
+        with pytest.raises(PapermillExecutionError) as error:
+            run(tmp_path / "kinds.ipynb", engine=engine)
+        executed = nbformat.read(tmp_path / f"kinds-{engine}-out.ipynb", as_version=4)
+        cells = [
+            (
+                c.cell_type,
+                c.source,
+                c.get("execution_count"),
+                c.get("outputs"),
+                c.metadata.get("user_expressions"),
+                c.metadata.get("papermill", {}).get("status"),
+            )
+            for c in executed.cells
+        ]
+        return (error.value.cell_index, error.value.ename, error.value.evalue), cells
+
+    (warm_error, warm), (fresh_error, fresh) = recorded("cptpub-warm"), recorded("cptpub-fresh")
+
+    assert warm == fresh
+    assert warm_error == fresh_error == (7, "ZeroDivisionError", "division by zero")
+    outputs = {source: outputs for _, source, _, outputs, _, _ in warm}
+    assert outputs["x = 40\nx + 2"][0]["data"]["text/plain"] == "42"
+    assert [o["output_type"] for o in outputs["print('before'); 1 / 0"]] == ["stream", "error"]
+    assert outputs["print('never')"] == []
+    inline = [expressions for _, _, _, _, expressions, _ in warm if expressions]
+    assert inline == [[{"expression": "6 * 7", "result": {"status": "ok", "data": {"text/markdown": "42"}}}]]
+
+
+def test_a_cell_that_blocks_the_timeout_signal_is_still_stopped(tmp_path):
+    stubborn = write_notebook(
+        tmp_path / "stubborn.ipynb",
+        REPORT_KERNEL,
+        "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\ntime.sleep(60)",
+    )
+    started = time.monotonic()
+    with pytest.raises(CellTimeoutError):
+        run(stubborn, execution_timeout=1)
+    assert time.monotonic() - started < 30
+    pid = kernel_pid(nbformat.read(tmp_path / "stubborn-cptpub-warm-out.ipynb", as_version=4))
+    assert process_gone(pid), "the busy kernel is shut down"
+
+
+def test_a_cell_that_catches_exceptions_cannot_swallow_its_timeout(tmp_path):
+    swallower = write_notebook(
+        tmp_path / "swallower.ipynb",
+        "import time\ntry:\n    time.sleep(60)\nexcept Exception:\n    pass\nprint('swallowed')",
+    )
+    started = time.monotonic()
+    with pytest.raises(CellTimeoutError):
+        run(swallower, execution_timeout=1)
+    assert time.monotonic() - started < 5, "stopped by the kernel's own timer, not the client's backstop"
+    assert "swallowed" not in stdout(nbformat.read(tmp_path / "swallower-cptpub-warm-out.ipynb", as_version=4))

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from jupyter_core.utils import ensure_async, run_sync
 from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine
 from papermill.exceptions import PapermillExecutionError
 from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
+from cptpub.execute.manager import WriteOnceEngine
 from cptpub.inline import MARKDOWN, USER_EXPRESSIONS, inline_expressions
 
 KERNEL_SETUP = "__import__('cptpub.sections.kernel', fromlist=['setup']).setup()"
@@ -53,23 +53,31 @@ class CptpubNotebookClient(PapermillNotebookClient):
         msg_id = await ensure_async(self.kc.execute("", silent=True, store_history=False, user_expressions=wanted))
         reply = await self.async_wait_for_reply(msg_id, cell)
         answers = reply["content"].get(USER_EXPRESSIONS, {}) if reply else {}
-        stored = []
-        for i, expr in enumerate(expressions):
-            answer = answers.get(
-                f"e{i}", {"status": "error", "ename": "Timeout", "evalue": "no answer from the kernel"}
+        store_inline_results(cell, cell_index, expressions, [answers.get(f"e{i}") for i in range(len(expressions))])
+
+
+def store_inline_results(cell, cell_index: int, expressions: list[str], answers: list[dict | None]) -> None:
+    """Store each expression's Markdown in the cell's ``user_expressions`` metadata; raise
+    ``PapermillExecutionError`` for the first that failed (or has no answer)."""
+    stored = []
+    for i, expr in enumerate(expressions):
+        answer = (answers[i] if i < len(answers) else None) or {
+            "status": "error",
+            "ename": "Timeout",
+            "evalue": "no answer from the kernel",
+        }
+        if answer.get("status") != "ok":
+            raise PapermillExecutionError(
+                cell_index=cell_index,
+                exec_count=None,
+                source=cell.source,
+                ename=answer.get("ename", "Error"),
+                evalue=f"{answer.get('evalue', '')} (in the inline code `{{python}} {expr}`)",
+                traceback=answer.get("traceback", []),
             )
-            if answer.get("status") != "ok":
-                raise PapermillExecutionError(
-                    cell_index=cell_index,
-                    exec_count=None,
-                    source=cell.source,
-                    ename=answer.get("ename", "Error"),
-                    evalue=f"{answer.get('evalue', '')} (in the inline code `{{python}} {expr}`)",
-                    traceback=answer.get("traceback", []),
-                )
-            markdown = answer["data"].get(MARKDOWN, "")
-            stored.append({"expression": expr, "result": {"status": "ok", "data": {MARKDOWN: markdown}}})
-        cell.metadata[USER_EXPRESSIONS] = stored
+        markdown = answer["data"].get(MARKDOWN, "")
+        stored.append({"expression": expr, "result": {"status": "ok", "data": {MARKDOWN: markdown}}})
+    cell.metadata[USER_EXPRESSIONS] = stored
 
 
 def client_options(
@@ -90,7 +98,7 @@ def client_options(
     )
 
 
-class FreshKernelEngine(NBClientEngine):
+class FreshKernelEngine(WriteOnceEngine):
     """Papermill engine ``cptpub-fresh``: papermill's nbclient engine (a new kernel per notebook) on
     ``CptpubNotebookClient``."""
 

@@ -2,11 +2,13 @@
 
 Each notebook gets the code and absolute paths as parameters and runs with the build folder as working
 directory, so figures land beside the executed notebooks that reference them. A failing cell stops the code with
-``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved.
+``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved. On warm
+kernels a code's notebooks run back to back after one reset (``cptpub.execute.warm.code_run``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from papermill.exceptions import PapermillExecutionError
 from cptpub.errors import CptpubError, SectionFailed
 from cptpub.execute.inline import FreshKernelEngine
 from cptpub.execute.kernel_death import KernelDied
-from cptpub.execute.warm import WarmKernelEngine
+from cptpub.execute.warm import WarmKernelEngine, code_run
 from cptpub.project import Project, check_code
 
 FRESH_ENGINE = "cptpub-fresh"  # cptpub.execute.inline: a new kernel per notebook
@@ -40,6 +42,20 @@ def section_parameters(project: Project, code: str) -> dict[str, str]:
 
 def parameter_problems(notebook: Path) -> list[str]:
     """What is wrong with a notebook's ``parameters`` cell, as sentences (empty when it is fine)."""
+    try:
+        stat = notebook.stat()
+    except OSError as exc:
+        return [f"not a readable notebook: {exc}"]
+    # A worker checks every notebook for every code it builds: once per version of the file is enough.
+    return list(_parameter_problems(notebook.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_problems(notebook: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_check_parameters(notebook))
+
+
+def _check_parameters(notebook: Path) -> list[str]:
     import nbformat
 
     try:
@@ -76,6 +92,19 @@ def run_sections(
             raise CptpubError("; ".join(problems), where=notebook)
     workdir.mkdir(parents=True, exist_ok=True)
     parameters = section_parameters(project, code)
+    with code_run():  # warm kernels: one reset for the code's notebooks
+        return _run_notebooks(notebooks, code, workdir, parameters, engine_name, cell_timeout, on_notebook)
+
+
+def _run_notebooks(
+    notebooks: list[Path],
+    code: str,
+    workdir: Path,
+    parameters: dict[str, str],
+    engine_name: str,
+    cell_timeout: float | None,
+    on_notebook: Callable[[Path], None] | None,
+) -> list[Path]:
     executed = []
     for notebook in notebooks:
         output = workdir / notebook.name

@@ -2,14 +2,31 @@
 
 ``papermill.execute_notebook(..., engine_name="cptpub-warm")`` runs the notebook like the default
 nbclient engine, but on an IPython kernel kept alive per (process, thread, kernel name), so pandas,
-matplotlib and duckdb are imported once per worker instead of once per notebook.
+matplotlib and duckdb are imported once per worker instead of once per notebook, and with all of the
+notebook's cells in one execute request (``cptpub.execute.one_request``).
 
-Before every notebook the kernel is reset (see ``_KERNEL_HELPER``): user namespace, execution count,
-cwd, sys.argv, sys.path, os.environ, warning filters, root logging, matplotlib figures and rcParams,
-pandas options, and modules imported from outside the Python installation (the project's own code,
-re-imported fresh so neither its module state nor stale source carries over). Installed packages
-stay in sys.modules: that is the point. Not reset: threads or files a notebook leaves open, state
-mutated inside other third-party modules, IPython extensions/event hooks, global RNG state.
+Before each code's notebooks the kernel is reset (see ``_KERNEL_HELPER``): user namespace, execution
+count, cwd, sys.argv, sys.path, os.environ, warning filters, root logging, matplotlib figures and
+rcParams, pandas options, and modules imported from outside the Python installation. Installed
+packages stay in sys.modules: that is the point. Not reset: threads or files a notebook leaves open,
+state mutated inside other third-party modules, IPython extensions/event hooks, global RNG state.
+
+One reset per code: ``run_sections`` runs a code's notebooks inside ``code_run()``, and between them
+the kernel only gets a new user namespace and execution count (``next_notebook``). Notebooks of one
+code share the rest (imports, options, rcParams), as they would in one Quarto document; notebooks of
+two codes never do. A notebook run outside ``code_run()`` gets the full reset.
+
+Project modules: the user's own modules (a helper beside the notebooks) are forgotten at every reset
+and re-imported fresh, so neither their state nor stale source carries over. cptpub's own modules are
+the exception while their files are unchanged: re-importing ``cptpub.sections`` (pydantic models,
+the analysis code) cost more than the rest of the reset, and these modules keep no per-code state
+(the only cache, the payer catalogue's, is keyed by the file's path and mtime). A reset compares each
+cptpub module's file (mtime, size) with what the first reset after its import saw; when one changed,
+all of cptpub is forgotten and re-imported, since its modules import names from each other. (An edit
+made while the notebook that first imported the module was still running is seen as the baseline.)
+After a reset, what is left (modules and their caches) is frozen out of the garbage collector's
+generations (``gc.freeze``), so the full collection in every IPython namespace reset scans only what
+the notebooks made since: it cost ~60 ms per notebook with pandas and matplotlib loaded.
 
 A kernel is replaced by a fresh one whenever there is doubt: it is not alive, its reset fails or
 times out, or the notebook run raised anything (cell timeout, dead kernel, interrupt). An ordinary
@@ -24,11 +41,13 @@ addresses cannot collide. Where ipc is unavailable (Windows) they use TCP and re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -38,11 +57,12 @@ from nbclient.exceptions import DeadKernelError
 
 # Papermill imports this module while registering engine entry points, i.e. while papermill.engines
 # is still initialising: import only from papermill modules that are fully loaded by then.
-from papermill.engines import NBClientEngine
 from papermill.log import logger
 
-from cptpub.execute.inline import CptpubNotebookClient, client_options
+from cptpub.execute.inline import client_options
 from cptpub.execute.kernel_death import KernelDied, KernelWatch
+from cptpub.execute.manager import WriteOnceEngine
+from cptpub.execute.one_request import OneRequestNotebookClient
 
 RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
 USE_IPC = os.name == "posix"  # Unix sockets cannot race for ports; Windows has no ipc: TCP + retries
@@ -51,27 +71,25 @@ START_ATTEMPTS = 1 if USE_IPC else 3
 # Runs inside the kernel as module ``_cptpub_warm``, installed once right after start so that its
 # baseline snapshot is the state of a fresh kernel. Not a user variable, so the reset keeps it.
 _KERNEL_HELPER = r"""
-import logging, os, site, sys, sysconfig, warnings
+import gc, logging, os, site, sys, sysconfig, warnings
 
 _INSTALLED = tuple(os.path.join(path, "") for path in {
     sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
     *site.getsitepackages(), site.getusersitepackages(),
 })
+_LIBRARY = "cptpub"  # kept across resets while its files are unchanged (see cptpub.execute.warm)
 _ARGV, _PATH, _ENVIRON = list(sys.argv), list(sys.path), dict(os.environ)
 _WARNING_FILTERS = list(warnings.filters)
 _ROOT_LEVEL, _ROOT_HANDLERS = logging.root.level, list(logging.root.handlers)
 _MODULES = set(sys.modules)
+_library_files = {}  # module name -> (path, mtime_ns, size) of its file when a reset first saw it
 
 
 def reset(cwd):
     from IPython import get_ipython
 
     shell = get_ipython()
-    # First: the previous notebook's folder may have been deleted (a rebuild clears it), and IPython's reset
-    # reads the working directory.
-    os.chdir(cwd)
-    shell.reset(new_session=False)
-    shell.execution_count = 1
+    next_notebook(cwd)
     sys.argv[:] = _ARGV
     sys.path[:] = _PATH
     os.environ.clear()
@@ -86,6 +104,20 @@ def reset(cwd):
             warnings.simplefilter("ignore")
             sys.modules["pandas"].reset_option("all")
     _forget_project_modules()
+    # What survives a reset is long-lived (modules, their caches): move it out of the garbage collector's sight,
+    # so the next collections (IPython's reset runs a full one) only scan what the notebooks create.
+    gc.freeze()
+
+
+def next_notebook(cwd):  # between notebooks of one code: a new user namespace and execution count, in cwd
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    # First: the previous notebook's folder may have been deleted (a rebuild clears it), and IPython's reset
+    # reads the working directory.
+    os.chdir(cwd)
+    shell.reset(new_session=False)
+    shell.execution_count = 1
 
 
 def _reset_matplotlib(shell):
@@ -108,15 +140,38 @@ def _reset_matplotlib(shell):
         mpl.rcParams.update(inline.InlineBackend.instance().rc)
 
 
+def _project_file(module):
+    try:
+        path = module.__file__
+    except Exception:  # built-in, namespace or lazy placeholder module
+        return None
+    return path if path and not os.path.abspath(path).startswith(_INSTALLED) else None
+
+
+def _file_state(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path, None, None)
+    return (path, stat.st_mtime_ns, stat.st_size)
+
+
 def _forget_project_modules():
+    project = {}
     for name, module in list(sys.modules.items()):
-        if name in _MODULES:
-            continue
-        try:
-            path = module.__file__
-        except Exception:  # built-in, namespace or lazy placeholder module
-            continue
-        if path and not os.path.abspath(path).startswith(_INSTALLED):
+        if name not in _MODULES:
+            path = _project_file(module)
+            if path is not None:
+                project[name] = path
+    library = {name: path for name, path in project.items() if name.split(".")[0] == _LIBRARY}
+    changed = False
+    for name, path in library.items():
+        state = _file_state(path)
+        changed |= _library_files.setdefault(name, state) != state
+    if changed:  # one module edited: all of them, since they import names from each other
+        _library_files.clear()
+    for name in project:
+        if changed or name not in library:
             del sys.modules[name]
 """
 
@@ -146,6 +201,7 @@ class _WarmKernel:
         else:
             self.km = AsyncKernelManager(kernel_name=kernel_name)
         self.kc: AsyncKernelClient | None = None
+        self.code_run: object | None = None  # the ``code_run`` it was last reset for
         try:
             # In-memory IPython history, as nbclient does: no SQLite lock shared between kernels.
             run_sync(self.km.start_kernel)(extra_arguments=["--HistoryManager.hist_file=:memory:"])
@@ -167,10 +223,11 @@ class _WarmKernel:
                 logger.warning("Starting kernel %s failed (%s), retrying", kernel_name, exc)
         return cls(kernel_name, start_timeout)
 
-    def reset(self, cwd: str) -> None:
+    def reset(self, cwd: str, *, full: bool = True) -> None:
+        """Reset the kernel for another code (``full``) or for the next notebook of the same code."""
         if not run_sync(self.km.is_alive)():
             raise RuntimeError("kernel is not alive")
-        self._run(f"__import__('_cptpub_warm').reset({cwd!r})")
+        self._run(f"__import__('_cptpub_warm').{'reset' if full else 'next_notebook'}({cwd!r})")
 
     def _run(self, code: str) -> None:
         """Run bookkeeping code silently; raise if it fails or the kernel does not answer in time.
@@ -209,18 +266,37 @@ def _pool_key(kernel_name: str) -> tuple[int, int, str]:
     return os.getpid(), threading.get_ident(), kernel_name
 
 
+_current_run = threading.local()
+
+
+@contextlib.contextmanager
+def code_run() -> Iterator[None]:
+    """Notebooks run in this block (in this thread) are one code's: its warm kernel is reset once, before the first
+    of them; the others only get a new namespace and execution count (``next_notebook``)."""
+    previous = getattr(_current_run, "token", None)
+    _current_run.token = object()
+    try:
+        yield
+    finally:
+        _current_run.token = previous
+
+
 def _checkout(kernel_name: str, start_timeout: float) -> _WarmKernel:
     """Return this thread's warm kernel for ``kernel_name``, reset and moved to the current cwd."""
+    run = getattr(_current_run, "token", None)
     with _idle_lock:
         kernel = _idle.pop(_pool_key(kernel_name), None)
     if kernel is not None:
         try:
-            kernel.reset(os.getcwd())
+            kernel.reset(os.getcwd(), full=run is None or kernel.code_run is not run)
+            kernel.code_run = run
             return kernel
         except Exception as exc:
             logger.warning("Warm kernel %s unusable (%s), starting a fresh one", kernel_name, exc)
             kernel.shutdown(now=True)
-    return _WarmKernel.start(kernel_name, start_timeout)  # starts clean, in the current cwd
+    kernel = _WarmKernel.start(kernel_name, start_timeout)  # starts clean, in the current cwd
+    kernel.code_run = run
+    return kernel
 
 
 def _checkin(kernel: _WarmKernel) -> None:
@@ -245,7 +321,7 @@ def _is_python_kernel(kernel_name: str) -> bool:
     return KernelSpecManager().get_kernel_spec(kernel_name).language.lower() == "python"
 
 
-class WarmKernelEngine(NBClientEngine):
+class WarmKernelEngine(WriteOnceEngine):
     """Papermill engine ``cptpub-warm``: cptpub's client (inline code, table outputs) on a reused, reset kernel."""
 
     @classmethod
@@ -276,8 +352,9 @@ class WarmKernelEngine(NBClientEngine):
         options = client_options(
             kwargs, kernel_name, log_output, stdout_file, stderr_file, start_timeout, execution_timeout
         )
-        client = CptpubNotebookClient(nb_man, km=kernel.km, **options)
+        client = OneRequestNotebookClient(nb_man, km=kernel.km, **options)
         client.kc = kernel.kc  # nbclient only starts a kernel/client when none is set
+        client.progress_path = os.path.join(kernel.directory, "progress")
         watch = KernelWatch(kernel.km)
         try:
             with watch:
