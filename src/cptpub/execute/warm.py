@@ -203,8 +203,8 @@ class _WarmKernel:
         self.kc: AsyncKernelClient | None = None
         self.code_run: object | None = None  # the ``code_run`` it was last reset for
         try:
-            # In-memory IPython history, as nbclient does: no SQLite lock shared between kernels.
-            run_sync(self.km.start_kernel)(extra_arguments=["--HistoryManager.hist_file=:memory:"])
+            # No IPython history database: no SQLite work per cell, no lock shared between kernels.
+            run_sync(self.km.start_kernel)(extra_arguments=["--HistoryManager.enabled=False"])
             self.kc = self.km.client()
             self.kc.allow_stdin = False
             self.kc.start_channels()

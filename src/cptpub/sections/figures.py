@@ -34,6 +34,7 @@ def rates_figure(ctx) -> SvgFigure | None:
         return None
     import matplotlib
     import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
 
     rates = b.rates
     payers = [s.payer for s in b.by_payer]
@@ -79,6 +80,8 @@ def rates_figure(ctx) -> SvgFigure | None:
         fig.tight_layout()
         svg = io.BytesIO()
         # The title goes into the SVG's metadata too: the drawn text is paths, the demo label stays findable.
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None, "Title": title})
+        # The SVG canvas directly, not ``savefig``: after ``tight_layout`` the figure keeps a placeholder layout
+        # engine, for which ``savefig`` lays every text out once more in a dry run; the bytes are the same.
+        FigureCanvasSVG(fig).print_svg(svg, metadata={"Date": None, "Creator": None, "Title": title})
         plt.close(fig)
     return SvgFigure(svg.getvalue())
