@@ -200,6 +200,10 @@ def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, 
     assert visible_codes(page)[0] == "Z9999"
     page.goto(index.as_uri() + "#code-Z5000")  # a link to one edition opens its page of rows
     assert page.locator("tr[data-code='Z5000']").is_visible()
+    linked = w.context.new_page()  # also when the link opens the page
+    linked.goto(index.as_uri() + "#code-Z5000", wait_until="load")
+    assert linked.locator("tr[data-code='Z5000']").is_visible()
+    assert linked.locator("#page-status").inner_text().startswith("Page 51 of 100: editions 5001–5100")
     page.goto(index.as_uri() + "?q=aetna+Z9998")  # a link can carry the filter
     assert visible_codes(page) == ["Z9998"]
     assert w.errors == [] and w.offline_only() == []
