@@ -65,6 +65,7 @@ test-min: system-deps
 bench: install-test
 	$(PY) bench/ingest.py
 	$(PY) bench/build.py
+	$(PY) bench/catalogue_page.py
 
 clean:
 	rm -rf build dist
