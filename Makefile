@@ -66,6 +66,8 @@ bench: install-test
 	$(PY) bench/ingest.py
 	$(PY) bench/build.py
 	$(PY) bench/execution.py
+	$(PY) bench/assembly.py
+	$(PY) bench/catalogue_page.py
 
 clean:
 	rm -rf build dist

@@ -167,6 +167,24 @@ def test_store_digest_cache_follows_the_store(keyed_project: Project):
     assert after["20702"] != fresh["20702"] and after["20705"] == fresh["20705"]
 
 
+def test_store_digest_cache_serves_each_builds_pinned_version_of_the_store(keyed_project: Project, monkeypatch):
+    from cptpub.batch import keys as keys_module
+    from cptpub.batch.keys import STORE_DIGEST_CACHE, cached_store_digests
+
+    cache = keyed_project.build_dir / STORE_DIGEST_CACHE
+    codes = ["20702", "20705"]
+    with RatesStore(keyed_project.store_path).pinned() as pin:
+        first = cached_store_digests(pin, codes, cache)
+    assert first == store_digests(keyed_project.store_path, codes)
+
+    def no_query(*args):
+        raise AssertionError("the store was queried again")
+
+    monkeypatch.setattr(keys_module, "store_digests", no_query)
+    with RatesStore(keyed_project.store_path).pinned() as pin:  # the next build pins it under another name
+        assert cached_store_digests(pin, codes, cache) == first
+
+
 def test_any_change_to_the_package_moves_every_key(tmp_path: Path, keyed_project: Project, monkeypatch):
     """An edited module, template or filter of cptpub rebuilds every edition; caches and mtimes do not."""
     import cptpub

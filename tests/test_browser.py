@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bench.catalogue_page import FILTER_JS, LOAD_TIMES_JS, TIMES_INIT_JS, catalogue_manifest
 
 from tests.conftest import REPO
 
@@ -157,54 +158,28 @@ def test_catalogue_filter_sort_and_follow_a_link_offline(built_demo: Path, watch
     assert any(url.endswith("/cpt-20702.html") for url in w.requests)
 
 
-LOADED_JS = """() => new Promise(done => requestAnimationFrame(() => setTimeout(() => done(performance.now()), 0)))"""
-# A keystroke in the filter box, timed inside the page until the next frame is ready (rows rendered and laid out).
-FILTER_JS = """text => new Promise(done => {
-  const input = document.getElementById('filter');
-  const start = performance.now();
-  input.value = text;
-  input.dispatchEvent(new Event('input', { bubbles: true }));
-  document.body.offsetHeight;
-  requestAnimationFrame(() => setTimeout(() => done(performance.now() - start), 0));
-})"""
-
-
-def large_manifest(n: int) -> dict:
-    """``n`` editions shaped like the demo's: five payers, five sources over three dates, HTML and PDF."""
-    payers = ["Aetna", "Blue Cross Blue Shield", "Cigna Health", "UnitedHealthcare", "Medicare"]
-    as_of = {f"{p} rates": "2026-10-01" for p in payers[:4]} | {"Cigna Health rates": "2026-09-01"}
-    editions = []
-    for i in range(1, n + 1):
-        code = f"{chr(ord('Z') - i // 10000)}{i % 10000:04d}"
-        editions.append(
-            {
-                "code": code,
-                "title": f"CPT {code}: Synthetic procedure number {i} for the catalogue at scale",
-                "key": "0" * 64,
-                "edition_date": "2026-10-15",
-                "data_as_of": {**as_of, "Medicare fee schedule": "2026-01-01"},
-                "payers": payers if i % 7 else payers[:2],
-                "demo": i % 2 == 0,
-                "engine": "builtin",
-                "outputs": {fmt: {"file": f"cpt-{code}.{fmt}", "sha256": "0" * 64} for fmt in ("html", "pdf")},
-                "build_seconds": 1.0,
-            }
-        )
-    return {"generator": "cptpub", "editions": editions}
+ROWS_JS = "rows => rows.map(r => r.outerHTML)"
+FIRST_PAGE_JS = "() => document.querySelectorAll('#editions tbody tr').length === 100"
 
 
 def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, watched, capsys) -> None:
-    """Load and filter times are measured inside the page (performance.now) and reported; the target (< 200 ms
-    each) is a benchmark figure, not asserted here: the test machine may be busy."""
+    """The page arrives with its first 100 rows; the script filters, sorts and pages through all 10,000.
+
+    Load and filter times are measured inside the page (as bench/catalogue_page.py does) and printed; the target
+    (< 200 ms each) is checked by that benchmark, not here: the test machine may be busy."""
     from cptpub.publish.catalogue import write_catalogue
 
-    index = write_catalogue(tmp_path / "dist", large_manifest(10_000), report_dir=REPO / "report")
+    index = write_catalogue(tmp_path / "dist", catalogue_manifest(10_000), report_dir=REPO / "report")
     w = watched()
+    w.context.add_init_script(TIMES_INIT_JS)
     page = w.page
-    loads, filters = [], []
+    first_rows, first_page, ready, filters = [], [], [], []
     for _ in range(3):
         page.goto(index.as_uri(), wait_until="load")
-        loads.append(page.evaluate(LOADED_JS))  # navigation start -> first rows rendered, next frame
+        times = page.evaluate(LOAD_TIMES_JS)  # navigation start -> rows in the page / script run, next frame painted
+        first_rows.append(times["firstRows"])
+        first_page.append(times["firstPage"])
+        ready.append(times["filterReady"])
         rows = visible_codes(page)
         assert len(rows) == 100 and rows[:2] == ["Y0000", "Z0001"] and rows[-1] == "Z0099", "sorted by code"
         assert page.locator("#page-status").inner_text() == "Page 1 of 100: editions 1–100 of 10000."
@@ -214,22 +189,95 @@ def test_catalogue_of_10000_editions_loads_and_filters_in_pages(tmp_path: Path, 
         assert page.locator("#pager").is_hidden(), "one page of results: no pager"
 
     page.locator("#filter").fill("")
+    assert page.locator("#filter-status").inner_text() == ""
     page.get_by_role("button", name="Next page").click()
     assert visible_codes(page)[0] == "Z0100" and page.locator("#page-status").inner_text().startswith("Page 2 of")
     page.locator("#filter").fill("cigna")  # payers are searchable; a new filter starts at page 1
     assert visible_codes(page)[0] == "Y0000"
     assert page.locator("#filter-status").inner_text() == "Showing 8572 of 10000 editions."
+    page.get_by_label("Demo data only").check()  # words and kind together: every other edition is demo
+    assert page.locator("#filter-status").inner_text() == "Showing 4286 of 10000 editions."
+    page.get_by_label("All editions").check()
     page.get_by_role("button", name="Code").click()  # descending, over all matches, not only the page shown
     assert visible_codes(page)[0] == "Z9999"
     page.goto(index.as_uri() + "#code-Z5000")  # a link to one edition opens its page of rows
     assert page.locator("tr[data-code='Z5000']").is_visible()
+    linked = w.context.new_page()  # also when the link opens the page
+    linked.goto(index.as_uri() + "#code-Z5000", wait_until="load")
+    assert linked.locator("tr[data-code='Z5000']").is_visible()
+    assert linked.locator("#page-status").inner_text().startswith("Page 51 of 100: editions 5001–5100")
+    on_first_page = w.context.new_page()  # a row the script adds to the first page after the first frame
+    on_first_page.goto(index.as_uri() + "#code-Z0060", wait_until="load")
+    assert on_first_page.locator("tr[data-code='Z0060']").is_visible()
+    assert on_first_page.locator("#page-status").inner_text().startswith("Page 1 of 100")
+    page.goto(index.as_uri() + "?q=aetna+Z9998")  # a link can carry the filter
+    assert visible_codes(page) == ["Z9998"]
     assert w.errors == [] and w.offline_only() == []
     with capsys.disabled():
         print(
-            f"\ncatalogue of 10,000 editions in Chromium: load to first rows {sorted(loads)[1]:.0f} ms, "
-            f"filter keystroke to rendered {sorted(filters)[1]:.0f} ms (median of 3; best {min(loads):.0f} / "
-            f"{min(filters):.0f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+            f"\ncatalogue of 10,000 editions ({index.stat().st_size / 1e6:.2f} MB) in Chromium, median of 3 from"
+            f" navigation start: first rows painted {sorted(first_rows)[1]:.0f} ms, first page (100 rows)"
+            f" {sorted(first_page)[1]:.0f} ms, filter ready"
+            f" {sorted(ready)[1]:.0f} ms; filter keystroke to rows painted {sorted(filters)[1]:.0f} ms (load average"
+            f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
+
+
+def test_catalogue_arrives_with_the_rows_its_script_draws(built_demo: Path, tmp_path: Path, watched) -> None:
+    """The first page of rows is in the page's markup (shown before any script runs, and without JavaScript), with
+    exactly the elements, attributes and texts the script builds when it draws the same rows."""
+    import json
+
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = json.loads((built_demo / "dist" / "manifest.json").read_text())
+    hostile = '<b>Aetna</b> & "x" <script>alert(1)</script>'
+    manifest["editions"][1]["changes"] = {"since": "2026-10-01", "material": True, "summary": [hostile, "Cigna: new"]}
+    manifest["editions"][1]["payers"] = [hostile, "Cigna"]
+    odd = {**manifest["editions"][0], "code": "27447", "title": f"A title {hostile}", "demo": False, "payers": []}
+    odd.update(outputs={}, data_as_of={"Odd source": "soon"}, edition_date=None)
+    odd["changes"] = {"since": None, "material": True, "summary": []}
+    manifest["editions"] += [odd] + catalogue_manifest(150)["editions"]
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=built_demo / "report")
+
+    w = watched()
+    page = w.page
+    page.goto(index.as_uri())
+    page.wait_for_function(FIRST_PAGE_JS)  # the script adds the rest of the first page after the first frame
+    arrived = page.locator("#editions tbody tr").evaluate_all(ROWS_JS)
+    assert index.read_text(encoding="utf-8").count("<tr id=") == 25, "the page arrives with 25 rows"
+    page.get_by_role("button", name="Code").click()
+    page.get_by_role("button", name="Code").click()  # code order again, drawn by the script
+    assert page.locator("thead th").first.get_attribute("aria-sort") == "ascending"
+    drawn = page.locator("#editions tbody tr").evaluate_all(ROWS_JS)
+    assert drawn == arrived
+    row = page.locator("tr[data-code='20705']")
+    assert row.locator(".changes li").all_inner_texts() == [hostile, "Cigna: new"] and row.locator("b").count() == 0
+    assert hostile + ", Cigna" in row.locator("td").nth(1).inner_text()
+    assert page.locator("tr[data-code='27447'] td").nth(2).inner_text().startswith("soon")
+    assert w.errors == [] and w.offline_only() == []
+
+
+def test_catalogue_lists_every_edition_without_javascript(tmp_path: Path, browser) -> None:
+    from cptpub.publish.catalogue import write_catalogue
+
+    manifest = catalogue_manifest(250)
+    index = write_catalogue(tmp_path / "dist", manifest, report_dir=REPO / "report")
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(index.as_uri())
+        assert visible_codes(page) == [f"Z{i:04d}" for i in range(1, 26)], "the table shows the first editions"
+        assert page.locator("#filter-form").is_hidden() and page.locator("#pager").is_hidden()
+        rest = page.locator("ul.all-editions li")
+        assert rest.count() == 225 and rest.first.is_visible()
+        links = page.locator("ul.all-editions a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        the_others = sorted(e["code"] for e in manifest["editions"])[25:]
+        assert links == [f"cpt-{code}.{fmt}" for code in the_others for fmt in ("html", "pdf")], "each with its files"
+        assert rest.nth(0).inner_text() == "Z0026 Synthetic procedure number 26 for the catalogue at scale DEMO PDF"
+        assert rest.nth(1).inner_text() == "Z0027 Synthetic procedure number 27 for the catalogue at scale PDF"
+    finally:
+        context.close()
 
 
 def test_catalogue_shows_only_demo_or_only_real_editions_offline(built_demo: Path, tmp_path: Path, watched) -> None:

@@ -122,21 +122,7 @@ class Page(HTMLParser):
     def entries(self) -> list[dict]:
         """The editions the page's script renders, expanded from the embedded JSON as the script does."""
         (data,) = [i for i, (tag, a) in enumerate(self.all_scripts()) if a.get("id") == "editions-data"]
-        document = json.loads(self.scripts[data])
-        strings, dates = document["strings"], document["dates"]
-        return [
-            {
-                "code": e["code"],
-                "title": e["title"],
-                "full_title": e.get("full_title", f"CPT {e['code']}: {e['title']}"),
-                "demo": e["demo"],
-                "payers": [strings[i] for i in e["payers"]],
-                "data_as_of": [(dates[d], [strings[i] for i in labels]) for d, labels in e["data_as_of"]],
-                "edition_date": None if e["edition_date"] is None else dates[e["edition_date"]],
-                "files": e["files"],
-            }
-            for e in document["editions"]
-        ]
+        return expand(json.loads(self.scripts[data]))
 
     def all_scripts(self) -> list[tuple[str, dict[str, str | None]]]:
         return [(name, attrs) for name, attrs in self.tags if name == "script"]
@@ -149,6 +135,30 @@ class Page(HTMLParser):
     def fallback_links(self) -> list[list[str | None]]:
         """Per edition, the links of the no-JavaScript list (title, then the other formats)."""
         return [[a.get("href") for a in item] for item in self.fallback]
+
+
+def expand(document: dict) -> list[dict]:
+    """The compact rows of the page's JSON as plain editions (see catalogue._PageData)."""
+    strings, dates, formats = document["strings"], document["dates"], list(document["format_labels"])
+    editions = []
+    for code, title, flags, payers, as_of, edition_date, *extra in document["editions"]:
+        more = extra[0] if extra else {}
+        editions.append(
+            {
+                "code": code,
+                "title": title,
+                "full_title": more.get("full_title", f"CPT {code}: {title}"),
+                "demo": bool(flags & 1),
+                "payers": [strings[i] for i in document["payer_lists"][payers]],
+                "data_as_of": [
+                    (dates[d], [strings[i] for i in labels]) for d, labels in document["as_of_lists"][as_of]
+                ],
+                "edition_date": None if edition_date is None else dates[edition_date],
+                "files": [fmt for bit, fmt in enumerate(formats) if flags & (2 << bit)],
+                "changes": more.get("changes"),
+            }
+        )
+    return editions
 
 
 @pytest.fixture
@@ -181,15 +191,41 @@ def test_every_edition_is_listed_with_its_details_and_links(page: Page) -> None:
     no_pdf = entries[2]
     assert no_pdf["files"] == ["html"], "no PDF built, no PDF link"
     assert no_pdf["payers"] == [] and no_pdf["data_as_of"] == []
-    # Without JavaScript: a plain list of every edition, its title linking to the page, then its other files.
-    assert page.fallback_links() == [["cpt-20702.html", "cpt-20702.pdf"], ["cpt-20705.html", "cpt-20705.pdf"], [
-        "cpt-J1234.html"
-    ]]  # fmt: skip
+    # The page arrives with the rows drawn (shown before the script runs, and without JavaScript).
+    rows = page.rows
+    assert [row["attrs"]["data-code"] for row in rows] == ["20702", "20705", "J1234"]
+    assert [row["attrs"]["data-kind"] for row in rows] == ["demo", "demo", "real"]
+    assert rows[0]["cells"] == [
+        "20702",
+        "Intramedullary Drug Delivery Device Preparation and Insertion DEMO",
+        "Aetna, Blue Cross Blue Shield, Cigna Health, UnitedHealthcare, Medicare",
+        "October 1, 2026Aetna ratesJanuary 1, 2026Medicare fee schedule",  # block-level spans on screen
+        "October 15, 2026",
+        "HTML edition of 20702PDF edition of 20702",  # list items
+    ]
+    assert rows[2]["cells"][2:] == ["No payer data", "Not available", "October 15, 2026", "HTML edition of J1234"]
+    assert [row["links"] for row in rows] == [
+        ["cpt-20702.html", "cpt-20702.html", "cpt-20702.pdf"],
+        ["cpt-20705.html", "cpt-20705.html", "cpt-20705.pdf"],
+        ["cpt-J1234.html", "cpt-J1234.html"],
+    ], "the title links the web page, then each file"
+    assert page.fallback == [], "every edition is in the table: no list for readers without JavaScript"
+
+
+def test_the_page_arrives_with_its_first_rows_and_lists_the_others_without_javascript() -> None:
+    editions = [edition(f"Z{i:04d}", f"Title {i}", demo=i % 2 == 0, pdf=i != 150) for i in range(1, 251)]
+    page = Page(render_catalogue({"editions": list(reversed(editions))}, REPORT_DIR))
+    assert [row["attrs"]["data-code"] for row in page.rows] == [f"Z{i:04d}" for i in range(1, 26)]
+    assert len(page.entries) == 250, "the script has them all"
+    links = page.fallback_links()  # without JavaScript: the others in a plain list, each with its files
+    assert len(links) == 225 and links[0] == ["cpt-Z0026.html", "cpt-Z0026.pdf"]
+    assert links[124] == ["cpt-Z0150.html"], "no PDF built, no PDF link"
+    assert page.fallback_badges[:2] == [1, 0], "demo editions are marked DEMO"
 
 
 def test_demo_editions_are_visibly_marked(page: Page, page_text: str) -> None:
     assert [e["demo"] for e in page.entries] == [True, True, False]
-    assert page.fallback_badges == [1, 1, 0]
+    assert [row["badges"] for row in page.rows] == [1, 1, 0]
     assert "createElement" in page.page_script and '"badge-demo"' in page.page_script
     assert "DEMO DATA — synthetic figures, not real prices" in page_text
     real_only = render_catalogue({"generator": "cptpub", "editions": [MANIFEST["editions"][2]]}, REPORT_DIR)
@@ -230,6 +266,9 @@ def test_manifest_text_is_escaped_and_never_becomes_markup_or_a_link() -> None:
     entries = {e["code"]: e for e in page.entries}
     assert entries["20702"]["title"] == escape.clean(HOSTILE) and entries["20702"]["payers"] == [escape.clean(HOSTILE)]
     assert entries["20702"]["files"] == ["html"] and entries["20703"]["files"] == ["pdf"]
+    rows = {row["attrs"]["data-code"]: row for row in page.rows}
+    assert rows["20702"]["cells"][1] == escape.clean(HOSTILE) + " DEMO", "the drawn rows show the text as text"
+    assert rows["20702"]["cells"][2] == escape.clean(HOSTILE)
     assert "innerHTML" not in page.page_script and "insertAdjacentHTML" not in page.page_script
 
 
@@ -238,7 +277,9 @@ def test_page_is_accessible(page: Page, page_text: str) -> None:
     assert any(m.get("name") == "viewport" for m in page.all("meta"))
     assert len(page.all("h1")) == 1 and page.all("caption")
     column_headers = [th for th in page.all("th") if th.get("scope") == "col"]
-    assert len(column_headers) == 6 and len(page.all("th")) == 6, "every header cell has a scope"
+    row_headers = [th for th in page.all("th") if th.get("scope") == "row"]
+    assert len(column_headers) == 6 and len(row_headers) == 3, "every header cell has a scope"
+    assert len(page.all("th")) == 9
     assert 'element("th", { scope: "row" }' in page.page_script, "the script's rows have a row header"
     assert [th.get("aria-sort") for th in column_headers] == ["ascending", None, None, None, None, None]
     assert all(b.get("type") == "button" for b in page.all("button")) and len(page.all("button")) == 7
@@ -374,11 +415,11 @@ def test_build_writes_the_catalogue_from_its_manifest(built_demo: Path) -> None:
     assert index == render_catalogue(manifest, built_demo / "report"), "index.html is the manifest's page"
     page = Page(index)
     assert [e["code"] for e in page.entries] == ["20702", "20705"]
-    for entry, links in zip(page.entries, page.fallback_links(), strict=True):
+    for entry, row in zip(page.entries, page.rows, strict=True):
         code = entry["code"]
-        assert entry["demo"], "the demo is marked DEMO"
-        assert entry["files"] == ["html", "pdf"] and links == [f"cpt-{code}.html", f"cpt-{code}.pdf"]
-        for href in links:
+        assert entry["demo"] and row["badges"] == 1, "the demo is marked DEMO"
+        assert entry["files"] == ["html", "pdf"] and row["links"][1:] == [f"cpt-{code}.html", f"cpt-{code}.pdf"]
+        for href in row["links"]:
             assert (dist / str(href)).is_file(), href
 
 

@@ -378,7 +378,7 @@ def test_a_refresh_changes_exactly_the_refreshed_figures(tmp_path, demo_inputs, 
     assert manifest[CODE]["data"]["file"] == f"data/cpt-{CODE}.json"
     assert manifest[CODE]["changes"]["material"] and not manifest["20705"]["changes"]["material"]
     catalogue = (dist / "index.html").read_text()
-    assert [e["code"] for e in embedded(catalogue)["editions"] if e.get("changes")] == [CODE]
+    assert [code for code, changes in changes_by_code(embedded(catalogue)).items() if changes] == [CODE]
     assert 'id="only-updated"' in catalogue
 
     assert (dist / "data" / "history" / f"cpt-{CODE}-{first['edition_date']}.json").exists()
@@ -405,6 +405,11 @@ def embedded(page: str) -> dict:
     return json.loads(re.search(r'<script type="application/json" id="editions-data">(.*?)</script>', page, re.S)[1])
 
 
+def changes_by_code(data: dict) -> dict:
+    """Each embedded edition's changes (its optional seventh item holds them), by code."""
+    return {e[0]: e[6].get("changes") if len(e) > 6 else None for e in data["editions"]}
+
+
 def test_the_catalogue_marks_updated_editions_and_filters_to_them():
     from cptpub.publish.catalogue import render_catalogue
 
@@ -420,23 +425,27 @@ def test_the_catalogue_marks_updated_editions_and_filters_to_them():
     page = render_catalogue(manifest, REPO / "report")
     # The rows are drawn by the page's script from the embedded JSON (driven in Chromium by test_browser.py).
     data = embedded(page)
-    entries = data["editions"]
-    assert [e["code"] for e in entries] == ["20702", "20703", "20704"]
-    assert {e["code"]: e.get("changes") for e in entries} == {
-        "20702": {"since": entries[0]["changes"]["since"], "summary": [hostile]},  # text, shown as text nodes
+    changes = changes_by_code(data)
+    assert list(changes) == ["20702", "20703", "20704"]
+    assert changes == {
+        "20702": {"since": changes["20702"]["since"], "summary": [hostile]},  # text, shown as text nodes
         "20703": None,
         "20704": None,
     }
-    assert data["dates"][entries[0]["changes"]["since"]] == {"iso": "2026-10-01", "label": "October 1, 2026"}
-    # the intro's key and the no-JavaScript list's badge
+    assert data["dates"][changes["20702"]["since"]] == {"iso": "2026-10-01", "label": "October 1, 2026"}
+    # the intro's key and the badge of the row the page arrives with (drawn as the script draws it)
     assert page.count('<span class="badge-updated">UPDATED</span>') == 2
-    assert "since the edition of October 1, 2026: &lt;script&gt;alert(1)&lt;/script&gt; &amp; *x*" in page
+    assert (
+        '<span class="visually-hidden"> since the edition of October 1, 2026</span>'
+        '<ul class="changes"><li>&lt;script&gt;alert(1)&lt;/script&gt; &amp; *x*</li></ul>'
+    ) in page
+    assert page.count('data-updated="1"') == 1
     assert "<script>alert" not in page
     assert '<input type="checkbox" id="only-updated"' in page
     assert '<link rel="alternate" type="application/atom+xml" title="Updated editions" href="feed.xml">' in page
     quiet = render_catalogue({"editions": manifest["editions"][1:]}, REPO / "report")
     assert 'id="only-updated"' not in quiet and 'badge-updated">UPDATED' not in quiet
-    assert not any("changes" in e for e in embedded(quiet)["editions"])
+    assert changes_by_code(embedded(quiet)) == {"20703": None, "20704": None}
 
 
 def test_the_feed_lists_only_updated_editions_deterministically():

@@ -194,7 +194,9 @@ def cached_store_digests(store_path: Path, codes: Sequence[str], cache_file: Pat
     """:func:`store_digests`, remembered in ``cache_file`` for as long as the store file is untouched.
 
     A no-op build of a large catalogue then skips the store query (a third of a second per thousand codes);
-    any write to the store (an ingest) changes its size or mtime and empties the cache.
+    any write to the store (an ingest) changes its size or mtime and empties the cache. The cache is matched by
+    the file's size, mtime and inode, not by its path: every build reads a pinned version of the store under a
+    name of its own (:meth:`cptpub.store.RatesStore.pinned`), a hard link to the same file.
     """
     store_path = Path(store_path)
     stamp = _store_stamp(store_path)
@@ -203,7 +205,7 @@ def cached_store_digests(store_path: Path, codes: Sequence[str], cache_file: Pat
     digests: dict[str, str] = {}
     try:
         cached = json.loads(cache_file.read_text(encoding="utf-8"))
-        if cached.get("store") == str(store_path.resolve()) and cached.get("stamp") == stamp:
+        if cached.get("stamp") == stamp:
             digests = dict(cached["digests"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass

@@ -4,12 +4,17 @@ The page is one static file: styles and the filter/sort script are inline, it fe
 from disk (``file://``) as well as from any static host. Its look is ``report/catalogue.html.j2`` (a Jinja2
 template beside the edition templates), its language and publisher come from ``report/_quarto.yml``.
 
-Scale: the editions are embedded as one JSON array (``<script type="application/json">``) and the page's script
-renders only one page of rows (filtering and sorting work on the array), so 10,000 editions load and filter in
-well under 200 ms, where a table of 10,000 rendered rows took seconds. Without JavaScript the page lists every
-edition's files in a plain list. The page records a digest of what it was made from (manifest, template, report
-settings, this module); :func:`write_catalogue` does not rewrite a page that is already current, so a no-op build
-of a large catalogue does not spend a second re-rendering it.
+Scale: the page arrives with its first 25 rows (in code order) drawn in its markup, the same rows its script would
+draw, so they show before any script runs; the editions are embedded once as compact JSON (``<script
+type="application/json">``, one array per edition; texts, dates, payer lists and source lists written once, see
+:class:`_PageData`), from which the script adds the rest of the first page of 100 rows after the first frame,
+then filters, sorts and draws one page of rows at a time. The data and the script come before the long
+no-JavaScript list, so the page works before the browser has read that list. 10,000 editions make a 2.3 MB page;
+``bench/catalogue_page.py`` times it in Chromium (first rows, first page, filter ready, a filter keystroke; target
+< 200 ms each). Without JavaScript the table shows the first 25 editions and a plain list the others, each with
+its files. The page records a digest of what it was made from (manifest, template, report settings, this
+module); :func:`write_catalogue` does not rewrite a page that is already current, so a no-op build of a large
+catalogue does not spend a second re-rendering it.
 
 Filters besides the words typed: when the catalogue holds both demo and real editions, a "Show" choice (or
 ``?kind=demo|real`` in the address) filters by kind; editions whose last build changed materially (the manifest
@@ -19,9 +24,9 @@ filters to them. The page's head links ``feed.xml``, the Atom feed of those edit
 Guarantees:
 
 * every text that comes from the manifest passes through :func:`cptpub.escape.html` before it reaches the page's
-  markup (the template only ever sees escaped values); in the embedded JSON it is cleaned text with ``<``, ``>``
-  and ``&`` written as ``\\u`` escapes, and the script puts it into the page only as text nodes, never as markup;
-  links point only at the edition's own published file names;
+  markup (the template only ever sees escaped values, the rows it draws included); in the embedded JSON it is
+  cleaned text with ``<``, ``>`` and ``&`` written as ``\\u`` escapes, and the script puts it into the page only as
+  text nodes, never as markup; links point only at the edition's own published file names;
 * the same manifest and template give byte-identical pages: no clock, no randomness, rows sorted by code;
 * the page is written atomically (temporary file + rename), so a web server never serves half of it;
 * a Content-Security-Policy with the hashes of the inline style and script: even injected markup could not run
@@ -56,6 +61,10 @@ if TYPE_CHECKING:
 CATALOGUE_NAME = "index.html"
 TEMPLATE_NAME = "catalogue.html.j2"
 FORMAT_LABELS = {"html": "HTML", "pdf": "PDF"}
+PAGE_SIZE = 100  # rows in one page of the table
+# The page arrives with this many rows drawn (more than a screen holds); its script adds the rest of the first
+# page once they are painted. Laying out all 100 rich rows before the first paint took as long as the rest.
+ROWS_IN_MARKUP = 25
 INPUTS_META = "cptpub-catalogue-inputs"  # <meta name=... content=digest>: what the page was made from
 _INPUTS_PATTERN = re.compile(rb'<meta name="' + INPUTS_META.encode() + rb'" content="([0-9a-f]{64})">')
 _HEAD_BYTES = 4096  # the digest is looked for in the page's first bytes
@@ -70,20 +79,6 @@ def h(value: object) -> Markup:
     return Markup(escape.html(value))
 
 
-def _escaped(value: Any) -> Any:
-    """A plain edition row with every text escaped for the template (numbers and flags kept).
-
-    The row's texts are already cleaned (``escape.clean``), so this is ``escape.html`` without cleaning again.
-    """
-    if isinstance(value, str):
-        return Markup(_html.escape(value, quote=True))
-    if isinstance(value, dict):
-        return {key: _escaped(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escaped(item) for item in value]
-    return value
-
-
 def script_json(data: object) -> Markup:
     """``data`` as JSON that is safe inside a ``<script type="application/json">`` element."""
     return Markup(json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_ESCAPES))
@@ -95,100 +90,152 @@ def csp_source(text: str) -> Markup:
     return Markup(f"'sha256-{base64.b64encode(digest).decode('ascii')}'")
 
 
-def _date(value: object) -> dict[str, Any] | None:
-    """``{"iso": ..., "label": ..., "valid": ...}`` for an ISO date; unparsable text is shown as it is."""
-    if value is None or value == "":
-        return None
-    try:
-        day = dt.date.fromisoformat(str(value))
-    except ValueError:
-        text = escape.clean(value)
-        return {"iso": text, "label": text, "valid": False}
-    return {"iso": day.isoformat(), "label": display_date(day), "valid": True}
+class _Rows:
+    """Makes the edition rows of one page.
 
+    A catalogue of 10,000 editions repeats the same payer names, source labels and dates in every row: each
+    distinct text is cleaned and escaped once, each distinct date and ``data_as_of`` once, and rows share those
+    values (nothing mutates a row once made).
+    """
 
-def _edition_row(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One edition as plain, cleaned text (the JSON the page's script renders; escaped for the template)."""
-    code = escape.clean(entry.get("code", ""))
-    linkable = bool(CODE_PATTERN.fullmatch(code))
-    title = escape.clean(entry.get("title") or "") or f"CPT {code}"
-    # The table has a Code column: "CPT 20702: Intramedullary ..." is shown (and sorted) as "Intramedullary ...".
-    short_title = title.removeprefix(f"CPT {code}: ") or title
-    payers = [escape.clean(p) for p in (entry.get("payers") or []) if escape.clean(p)]
-    raw_as_of = entry.get("data_as_of") or {}
-    as_of_items = raw_as_of.items() if isinstance(raw_as_of, Mapping) else []
-    as_of: list[dict[str, Any]] = []
-    valid_as_of: list[str] = []
-    for label, value in as_of_items:
-        day = _date(value)
-        if day:
-            as_of.append({"label": escape.clean(label), "date": day})
-            if day["valid"]:
-                valid_as_of.append(day["iso"])
-    valid_as_of.sort()
-    # Sources usually share dates (every payer's file of one month): one line per date, newest first.
-    groups: dict[str, dict[str, Any]] = {}
-    for item in as_of:
-        group = groups.setdefault(item["date"]["iso"], {"date": item["date"], "labels": []})
-        group["labels"].append(item["label"])
-    as_of_groups = sorted(groups.values(), key=lambda g: (g["date"]["valid"], g["date"]["iso"]), reverse=True)
+    def __init__(self) -> None:
+        self._clean: dict[str, str] = {}
+        self._dates: dict[str, dict[str, Any]] = {}
+        self._as_of: dict[tuple[tuple[str, str], ...], tuple[list, list, str]] = {}
+        self._escaped: dict[int, Any] = {}  # id of a (shared) value -> its escaped copy
 
-    raw_outputs = entry.get("outputs")
-    outputs: Mapping[str, Any] = raw_outputs if isinstance(raw_outputs, Mapping) else {}
-    links = []
-    for fmt, label in FORMAT_LABELS.items():
-        output = outputs.get(fmt)
-        file = output.get("file") if isinstance(output, Mapping) else None
-        # Only the edition's own published file name is ever linked: no manifest value becomes an arbitrary URL.
-        if linkable and file == output_name(code, fmt):
-            links.append({"format": fmt, "label": label, "href": file})
-    raw_changes = entry.get("changes")
-    changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
-    updated = changes.get("material") is True
-    raw_summary = changes.get("summary") if updated else None
-    summary = [escape.clean(line) for line in raw_summary] if isinstance(raw_summary, list) else []
+    def clean(self, value: object) -> str:
+        text = str(value)
+        cleaned = self._clean.get(text)
+        if cleaned is None:
+            cleaned = self._clean[text] = escape.clean(text)
+        return cleaned
 
-    return {
-        "code": code,
-        "title": short_title,
-        "full_title": title,
-        "demo": entry.get("demo") is True,
-        "payers": payers,
-        "data_as_of": as_of,
-        "data_as_of_by_date": as_of_groups,
-        "data_as_of_sort": valid_as_of[-1] if valid_as_of else "",
-        "edition_date": _date(entry.get("edition_date")),
-        "links": links,
-        "updated": updated,
-        "changes_since": _date(changes.get("since")) if updated else None,
-        "changes_summary": [line for line in summary if line],
-    }
+    def date(self, value: object) -> dict[str, Any] | None:
+        """``{"iso": ..., "label": ..., "valid": ...}`` for an ISO date; unparsable text is shown as it is."""
+        if value is None or value == "":
+            return None
+        key = str(value)
+        if key not in self._dates:
+            try:
+                day = dt.date.fromisoformat(key)
+            except ValueError:
+                text = self.clean(key)
+                self._dates[key] = {"iso": text, "label": text, "valid": False}
+            else:
+                self._dates[key] = {"iso": day.isoformat(), "label": display_date(day), "valid": True}
+        return self._dates[key]
 
+    def as_of(self, raw: object) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+        """``data_as_of`` as a list, grouped by date (newest first), and its newest valid date."""
+        items = tuple((str(k), str(v)) for k, v in raw.items() if v is not None) if isinstance(raw, Mapping) else ()
+        if items in self._as_of:
+            return self._as_of[items]
+        as_of: list[dict[str, Any]] = []
+        for label, value in items:
+            day = self.date(value)
+            if day:
+                as_of.append({"label": self.clean(label), "date": day})
+        valid = sorted(item["date"]["iso"] for item in as_of if item["date"]["valid"])
+        # Sources usually share dates (every payer's file of one month): one line per date, newest first.
+        groups: dict[str, dict[str, Any]] = {}
+        for item in as_of:
+            group = groups.setdefault(item["date"]["iso"], {"date": item["date"], "labels": []})
+            group["labels"].append(item["label"])
+        by_date = sorted(groups.values(), key=lambda g: (g["date"]["valid"], g["date"]["iso"]), reverse=True)
+        made = self._as_of[items] = (as_of, by_date, valid[-1] if valid else "")
+        return made
 
-def _template_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as the template sees it: escaped, with the values derived for it."""
-    escaped = _escaped(row)
-    escaped["payer_count"] = len(row["payers"])
-    escaped["html_href"] = next((link["href"] for link in escaped["links"] if link["format"] == "html"), None)
-    escaped["search"] = h(" ".join([row["code"], row["full_title"], *row["payers"]]).lower())
-    return escaped
+    def edition(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """One edition as plain, cleaned text (what the page's script renders; escaped for the template)."""
+        code = self.clean(entry.get("code", ""))
+        linkable = bool(CODE_PATTERN.fullmatch(code))
+        title = self.clean(entry.get("title") or "") or f"CPT {code}"
+        # The table has a Code column: "CPT 20702: Intramedullary ..." is shown (and sorted) as "Intramedullary ...".
+        short_title = title.removeprefix(f"CPT {code}: ") or title
+        raw_payers = entry.get("payers")
+        payers = [p for p in (self.clean(p) for p in raw_payers) if p] if isinstance(raw_payers, list) else []
+        as_of, as_of_groups, as_of_sort = self.as_of(entry.get("data_as_of"))
+
+        raw_outputs = entry.get("outputs")
+        outputs: Mapping[str, Any] = raw_outputs if isinstance(raw_outputs, Mapping) else {}
+        links = []
+        for fmt, label in FORMAT_LABELS.items():
+            output = outputs.get(fmt)
+            file = output.get("file") if isinstance(output, Mapping) else None
+            # Only the edition's own published file name is ever linked: no manifest value becomes an arbitrary URL.
+            if linkable and file == output_name(code, fmt):
+                links.append({"format": fmt, "label": label, "href": file})
+        raw_changes = entry.get("changes")
+        changes: Mapping[str, Any] = raw_changes if isinstance(raw_changes, Mapping) else {}
+        updated = changes.get("material") is True
+        raw_summary = changes.get("summary") if updated else None
+        summary = [escape.clean(line) for line in raw_summary] if isinstance(raw_summary, list) else []
+
+        return {
+            "code": code,
+            "title": short_title,
+            "full_title": title,
+            "demo": entry.get("demo") is True,
+            "payers": payers,
+            "data_as_of": as_of,
+            "data_as_of_by_date": as_of_groups,
+            "data_as_of_sort": as_of_sort,
+            "edition_date": self.date(entry.get("edition_date")),
+            "links": links,
+            "updated": updated,
+            "changes_since": self.date(changes.get("since")) if updated else None,
+            "changes_summary": [line for line in summary if line],
+        }
+
+    def escaped(self, value: Any) -> Any:
+        """A plain row (or part of one) with every text escaped for the template (numbers and flags kept).
+
+        The texts are already cleaned, so this is ``escape.html`` without cleaning again.
+        """
+        if isinstance(value, str):
+            return Markup(_html.escape(value, quote=True))
+        if not isinstance(value, dict | list):
+            return value
+        known = self._escaped.get(id(value))
+        if known is not None:
+            return known[1]
+        made = (
+            {key: self.escaped(item) for key, item in value.items()}
+            if isinstance(value, dict)
+            else [self.escaped(item) for item in value]
+        )
+        self._escaped[id(value)] = (value, made)  # the value is kept, so its id is not reused while this lives
+        return made
+
+    def template_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row as the template sees it: escaped, with the values derived for it."""
+        escaped: dict[str, Any] = {key: self.escaped(value) for key, value in row.items()}
+        escaped["payer_count"] = len(row["payers"])
+        escaped["html_href"] = next((link["href"] for link in escaped["links"] if link["format"] == "html"), None)
+        escaped["search"] = h(" ".join([row["code"], row["full_title"], *row["payers"]]).lower())
+        return escaped
 
 
 class _PageData:
     """The JSON the page's script renders, compact since a catalogue may hold 10,000 editions.
 
-    ``{"strings": [...], "dates": [{"iso", "label"} or {"label"}], "format_labels": {...}, "editions": [...]}``.
-    Payer names, source labels and dates repeat across editions, so an edition names them by their index in
-    ``strings`` and ``dates``: ``{"code", "title", "full_title" (only when it is not "CPT <code>: <title>"),
-    "demo", "payers": [string index], "data_as_of": [[date index, [string index]], ...] (newest first),
-    "edition_date": date index or null, "files": [format]}`` (each format's file is the edition's own
-    ``cpt-<code>.<format>``, the only name the page links), plus ``"changes": {"since": date index or null,
-    "summary": [line]}`` for an edition updated materially since its previous edition (absent otherwise).
+    Payer names, source labels and dates repeat across editions, and so do whole payer lists and ``data_as_of``
+    lists: each is written once and named by its index. ``{"strings": [text], "dates": [{"iso", "label"}, or
+    {"label"} for text that is not a date], "format_labels": {format: label}, "payer_lists": [[string index]],
+    "as_of_lists": [[[date index, [string index]], ...] (newest date first)], "editions": [row]}``, a row being an
+    array ``[code, title, flags, payer list index, as-of list index, edition date index or null]`` plus, only when
+    needed, a seventh item ``{"full_title": ... (when it is not "CPT <code>: <title>"), "changes": {"since": date
+    index or null, "summary": [line]} (an edition updated materially since its previous edition)}``. ``flags``:
+    1 = demo, then one bit per format of ``format_labels`` in order (2, 4, ...) when its file is published (the
+    edition's own ``cpt-<code>.<format>``, the only name the page links).
     """
 
     def __init__(self) -> None:
         self.strings: dict[str, int] = {}
         self.dates: dict[tuple[str, str, bool], int] = {}
+        self.payer_lists: dict[tuple[int, ...], int] = {}
+        self.as_of_lists: dict[tuple[tuple[int | None, tuple[int, ...]], ...], int] = {}
 
     def string(self, text: str) -> int:
         return self.strings.setdefault(text, len(self.strings))
@@ -198,20 +245,29 @@ class _PageData:
             return None
         return self.dates.setdefault((day["iso"], day["label"], day["valid"]), len(self.dates))
 
-    def edition(self, row: dict[str, Any]) -> dict[str, Any]:
-        page_row: dict[str, Any] = {"code": row["code"], "title": row["title"]}
-        if row["full_title"] != f"CPT {row['code']}: {row['title']}":
-            page_row["full_title"] = row["full_title"]
-        page_row["demo"] = row["demo"]
-        page_row["payers"] = [self.string(payer) for payer in row["payers"]]
-        page_row["data_as_of"] = [
-            [self.date(group["date"]), [self.string(label) for label in group["labels"]]]
+    def edition(self, row: dict[str, Any]) -> list[Any]:
+        payers = tuple(self.string(payer) for payer in row["payers"])
+        as_of = tuple(
+            (self.date(group["date"]), tuple(self.string(label) for label in group["labels"]))
             for group in row["data_as_of_by_date"]
+        )
+        formats = {link["format"] for link in row["links"]}
+        flags = int(row["demo"]) | sum(2 << i for i, fmt in enumerate(FORMAT_LABELS) if fmt in formats)
+        page_row: list[Any] = [
+            row["code"],
+            row["title"],
+            flags,
+            self.payer_lists.setdefault(payers, len(self.payer_lists)),
+            self.as_of_lists.setdefault(as_of, len(self.as_of_lists)),
+            self.date(row["edition_date"]),
         ]
-        page_row["edition_date"] = self.date(row["edition_date"])
-        page_row["files"] = [link["format"] for link in row["links"]]
+        extra: dict[str, Any] = {}
+        if row["full_title"] != f"CPT {row['code']}: {row['title']}":
+            extra["full_title"] = row["full_title"]
         if row["updated"]:
-            page_row["changes"] = {"since": self.date(row["changes_since"]), "summary": row["changes_summary"]}
+            extra["changes"] = {"since": self.date(row["changes_since"]), "summary": row["changes_summary"]}
+        if extra:
+            page_row.append(extra)
         return page_row
 
     def document(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -220,6 +276,8 @@ class _PageData:
             "strings": list(self.strings),
             "dates": [{"iso": iso, "label": label} if valid else {"label": label} for iso, label, valid in self.dates],
             "format_labels": FORMAT_LABELS,
+            "payer_lists": [list(payers) for payers in self.payer_lists],
+            "as_of_lists": [[[day, list(labels)] for day, labels in as_of] for as_of in self.as_of_lists],
             "editions": editions,
         }
 
@@ -230,14 +288,17 @@ def catalogue_context(manifest: Mapping[str, Any], report_dir: Path) -> dict[str
     entries = manifest.get("editions") if isinstance(manifest, Mapping) else None
     if not isinstance(entries, list):
         entries = []
-    rows = [_edition_row(entry) for entry in entries if isinstance(entry, Mapping)]
+    maker = _Rows()
+    rows = [maker.edition(entry) for entry in entries if isinstance(entry, Mapping)]
     rows.sort(key=lambda row: row["code"])
     return {
         "lang": h(config.lang),
         "publisher": h(config.publisher),
         "generator": h(manifest.get("generator", "cptpub") if isinstance(manifest, Mapping) else "cptpub"),
-        "editions": [_template_row(row) for row in rows],
+        "editions": [maker.template_row(row) for row in rows],
         "editions_json": script_json(_PageData().document(rows)),
+        "page_size": PAGE_SIZE,
+        "rows_in_markup": ROWS_IN_MARKUP,
         "any_demo": any(row["demo"] for row in rows),
         "any_real": any(not row["demo"] for row in rows),
         "any_updated": any(row["updated"] for row in rows),
