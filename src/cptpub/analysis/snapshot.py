@@ -37,10 +37,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cptpub.analysis.benchmarks import RateStats
 from cptpub.errors import CptpubError
+
+if TYPE_CHECKING:  # pandas stays unimported in a no-op build, which publishes nothing
+    from cptpub.analysis.benchmarks import RateStats
 
 SNAPSHOT_FORMAT = "cptpub-edition-data/1"
 DATA_FOLDER = "data"  # under dist/
