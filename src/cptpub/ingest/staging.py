@@ -6,8 +6,7 @@ worker on another machine) while one writer appends them to the store, each file
 - ``Staging`` collects one file's rows in column batches (no Python row objects reach the store) and writes them
   as four Parquet files: ``items`` (one row per kept in_network item), ``targets`` (the provider groups or
   references of each negotiated_rates element), ``prices`` (each negotiated price) and ``refs`` (the groups of
-  each provider reference the kept rates use); batches flattened by DuckDB (``flatten``) add ``rows-N`` files,
-  already one row per price and target;
+  each provider reference the kept rates use);
 - ``publish`` joins them into ``negotiated_rates`` inside the caller's transaction: one row per price and provider
   group, as the schema describes.
 
@@ -89,14 +88,14 @@ class Staging:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._pending: dict[str, list[tuple]] = {name: [] for name in SCHEMAS}
+        self._pending: dict[str, list[list]] = {name: [[] for _ in schema] for name, schema in SCHEMAS.items()}
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
 
     def add_item(self, code: str, code_type: str, arrangement: str, name: str | None) -> int:
-        self._pending["items"].append((self.items, code, code_type, arrangement, name))
+        self.extend("items", [[self.items], [code], [code_type], [arrangement], [name]])
         self.items += 1
         return self.items - 1
 
@@ -105,29 +104,35 @@ class Staging:
         prices (negotiated type, rate, billing class, setting, service codes, expiration, modifiers)."""
         rate = self.rates
         self.rates += 1
-        self._pending["targets"] += [(rate, item_seq, *target) for target in targets]
-        pending = self._pending["prices"]
-        pending += [(rate, *price) for price in prices]
-        self.prices += len(prices)
-        if len(pending) >= BATCH_ROWS:
-            self._flush("prices")
-            self._flush("targets")
+        self.extend("targets", [[rate] * len(targets), [item_seq] * len(targets), *_columns(targets)])
+        self.add_rates(0, [[rate] * len(prices), *_columns(prices)])
+
+    def add_rates(self, count: int, price_columns: list[list]) -> None:
+        """``count`` negotiated_rates elements (their targets already added): the columns of their prices."""
+        self.rates += count
+        self.prices += len(price_columns[0])
+        self.extend("prices", price_columns)
 
     def add_reference(self, reference: str, network_names: list[str] | None, groups: list[tuple]) -> None:
-        refs = self._pending["refs"]
-        refs += [(reference, i, network_names, *group) for i, group in enumerate(groups)]
-        if len(refs) >= BATCH_ROWS:
-            self._flush("refs")
+        count = len(groups)
+        self.extend("refs", [[reference] * count, list(range(count)), [network_names] * count, *_columns(groups)])
+
+    def extend(self, table: str, columns: list[list]) -> None:
+        """Append rows to ``table``, given as its columns in the order of its schema."""
+        pending = self._pending[table]
+        for values, more in zip(pending, columns, strict=True):
+            values += more
+        if len(pending[0]) >= BATCH_ROWS:
+            self._flush(table)
 
     def _flush(self, table: str) -> None:
-        rows = self._pending[table]
-        if not rows:
+        columns = self._pending[table]
+        if not columns[0]:
             return
         schema = SCHEMAS[table]
-        columns = list(zip(*rows, strict=True))
         batch = pa.record_batch([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema)
         self._writer(table).write_batch(batch)
-        self._pending[table] = []
+        self._pending[table] = [[] for _ in schema]
 
     def _writer(self, table: str) -> pq.ParquetWriter:
         writer = self._writers.get(table)
@@ -151,6 +156,10 @@ class Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _columns(rows: list[tuple]) -> list[list]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 def staging_root(store_folder: Path) -> Path:
     """This run's staging folder under the store's folder; folders of runs that are gone are removed."""
     root = store_folder / "ingest-staging"
@@ -161,33 +170,26 @@ def staging_root(store_folder: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
 
-    return True
-
 
 def staged_files(folder: Path) -> dict[str, bytes]:
     """The staged Parquet files' bytes, by name (to send a parse from a remote worker to the writer)."""
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
 
 
-# the columns of a staged row before provider references are expanded (flatten.py writes them directly)
+# the columns of a staged row before provider references are expanded
 ROW_COLUMNS = """i.billing_code, i.billing_code_type, p.billing_code_modifiers, i.negotiation_arrangement, i.item_name,
     p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting, p.service_codes, p.expiration_date,
     t.provider_group_key, t.provider_group_name, t.npi_count, t.provider_reference"""
 
 
-def publish(
-    con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any, suspect_in_rows: int = 0
-) -> tuple[int, int]:
+def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any) -> tuple[int, int]:
     """Append the staged file to negotiated_rates (inside the caller's transaction).
 
-    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL; ``suspect_in_rows`` counts those of
-    the ``rows-N.parquet`` parts)."""
+    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
     folder = Path(folder)
     table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
     rows = f"""SELECT {ROW_COLUMNS} FROM {table["prices"]} p JOIN {table["targets"]} t USING (rate_seq)
                JOIN {table["items"]} i USING (item_seq)"""
-    if any(folder.glob("rows-*.parquet")):
-        rows += f" UNION ALL BY NAME SELECT * FROM read_parquet('{_quoted(str(folder / 'rows-*.parquet'))}')"
     # bounded memory whatever the file's size: only the provider references' groups are joined in memory
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
@@ -208,7 +210,7 @@ def publish(
         {"source": source_id, "payer": payer, "as_of": as_of},
     ).fetchone()
     suspect = con.execute(f"SELECT count(*) FROM {table['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
-    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0) + suspect_in_rows
+    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0)
 
 
 def _quoted(path: str) -> str:
