@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 
 from cptpub.store import pid_alive
 
-BATCH_ROWS = 65_536
-PUBLISH_MEMORY = "256MB"
+BATCH_ROWS = 16_384
+PUBLISH_MEMORY = "128MB"
+PUBLISH_RATES = 131_072  # negotiated_rates elements joined per INSERT
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
 SCHEMAS = {
@@ -188,29 +189,37 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
     Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
     folder = Path(folder)
     table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
-    rows = f"""SELECT {ROW_COLUMNS} FROM {table["prices"]} p JOIN {table["targets"]} t USING (rate_seq)
-               JOIN {table["items"]} i USING (item_seq)"""
-    # bounded memory whatever the file's size: only the provider references' groups are joined in memory
+    # bounded memory whatever the file's size: the rows are joined a slice of rates at a time (both files are in
+    # rate order, so each slice reads only its own row groups), and the references' groups are few
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
-    inserted = con.execute(
-        f"""INSERT INTO negotiated_rates
-            SELECT $source, $payer, x.billing_code, x.billing_code_type, x.billing_code_modifiers,
-                   x.negotiation_arrangement, x.item_name, x.negotiated_type, x.negotiated_rate, x.billing_class,
-                   x.setting, x.service_codes, x.expiration_date, g.network_names,
-                   coalesce(x.provider_group_key, g.provider_group_key),
-                   coalesce(x.provider_group_name, g.provider_group_name),
-                   coalesce(x.npi_count, g.npi_count),
-                   x.provider_reference,
-                   CASE WHEN x.provider_reference IS NULL THEN 'inline'
-                        WHEN g.provider_reference IS NULL THEN 'unresolved'
-                        ELSE 'resolved' END,
-                   $as_of
-            FROM ({rows}) x LEFT JOIN {table["refs"]} g ON g.provider_reference = x.provider_reference""",
-        {"source": source_id, "payer": payer, "as_of": as_of},
-    ).fetchone()
+    found = con.execute(f"SELECT max(rate_seq) FROM {table['prices']}").fetchone()
+    last_rate = found[0] if found and found[0] is not None else -1
+    inserted = 0
+    for first in range(0, last_rate + 1, PUBLISH_RATES):
+        rates = f"rate_seq BETWEEN {first} AND {first + PUBLISH_RATES - 1}"
+        rows = f"""SELECT {ROW_COLUMNS} FROM (SELECT * FROM {table["prices"]} WHERE {rates}) p
+                   JOIN (SELECT * FROM {table["targets"]} WHERE {rates}) t USING (rate_seq)
+                   JOIN {table["items"]} i USING (item_seq)"""
+        done = con.execute(
+            f"""INSERT INTO negotiated_rates
+                SELECT $source, $payer, x.billing_code, x.billing_code_type, x.billing_code_modifiers,
+                       x.negotiation_arrangement, x.item_name, x.negotiated_type, x.negotiated_rate, x.billing_class,
+                       x.setting, x.service_codes, x.expiration_date, g.network_names,
+                       coalesce(x.provider_group_key, g.provider_group_key),
+                       coalesce(x.provider_group_name, g.provider_group_name),
+                       coalesce(x.npi_count, g.npi_count),
+                       x.provider_reference,
+                       CASE WHEN x.provider_reference IS NULL THEN 'inline'
+                            WHEN g.provider_reference IS NULL THEN 'unresolved'
+                            ELSE 'resolved' END,
+                       $as_of
+                FROM ({rows}) x LEFT JOIN {table["refs"]} g ON g.provider_reference = x.provider_reference""",
+            {"source": source_id, "payer": payer, "as_of": as_of},
+        ).fetchone()
+        inserted += int(done[0]) if done else 0
     suspect = con.execute(f"SELECT count(*) FROM {table['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
-    return (int(inserted[0]) if inserted else 0), (int(suspect[0]) if suspect else 0)
+    return inserted, (int(suspect[0]) if suspect else 0)
 
 
 def _quoted(path: str) -> str:

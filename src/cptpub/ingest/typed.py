@@ -23,7 +23,8 @@ import msgspec
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS
 from cptpub.ingest.staging import Staging
 
-_NUMBER = re.compile(rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers, comma-separated
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
@@ -92,7 +93,6 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
-        self._reference_text: dict[bytes, str | None] = {}
 
     def stage_item(self, data: bytes, code: str) -> bool:
         """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
@@ -150,10 +150,10 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_ids = [self._reference(raw) for rs in refs if rs for raw in rs]
-        if None in reference_ids:
+        reference_ids = _reference_ids([bytes(raw) for rs in refs if rs for raw in rs])
+        if reference_ids is None:
             return None
-        self.references.update(reference_ids)  # type: ignore[arg-type]
+        self.references.update(reference_ids)
         prices = [p for r in rates for p in r.negotiated_prices]
         price_columns: list[list[Any]] = [
             [p.negotiated_type for p in prices],
@@ -168,22 +168,6 @@ class TypedItems:
         members += _present([p.additional_information for p in prices])
         targets = (groups, refs, group_keys, names, npi_counts, reference_ids)
         return members, list(targets), [price_counts, *price_columns]
-
-    def _reference(self, raw: msgspec.Raw) -> str | None:
-        """A provider_group_id as the file writes it (an unsigned number's text, or a string); None otherwise."""
-        text = bytes(raw)
-        found = self._reference_text.get(text, False)
-        if found is False:
-            found = None
-            if text[:1] == b'"':
-                try:
-                    found = msgspec.json.decode(text, type=str)
-                except _ERRORS:
-                    found = None
-            elif len(text) <= MAX_NUMBER_CHARS and _NUMBER.fullmatch(text):
-                found = text.decode()
-            self._reference_text[text] = found
-        return found  # type: ignore[return-value]
 
     def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
@@ -218,3 +202,23 @@ class TypedItems:
         self.staging.extend("targets", [seqs, [item_seq] * len(seqs), *target_columns])
         price_rate_seqs = [s for s, c in zip(rate_seqs, price_counts, strict=True) for _ in range(c)]
         self.staging.add_rates(len(price_counts), [price_rate_seqs, *prices[1:]])
+
+
+def _reference_ids(raws: list[bytes]) -> list[str] | None:
+    """Each provider_group_id as the file writes it: an unsigned number's text or a string's value; None when
+    one is anything else (the checking parser says what)."""
+    joined = b",".join(raws)
+    if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
+        return joined.decode().split(",") if raws else []
+    found = []
+    for raw in raws:
+        if raw[:1] == b'"':
+            try:
+                found.append(msgspec.json.decode(raw, type=str))
+            except _ERRORS:
+                return None
+        elif len(raw) <= MAX_NUMBER_CHARS and re.fullmatch(_NUMBER, raw):
+            found.append(raw.decode())
+        else:
+            return None
+    return found
