@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from cptpub.store import pid_alive
 
 BATCH_ROWS = 16_384
-PUBLISH_MEMORY = "128MB"
+PUBLISH_MEMORY = "96MB"
 PUBLISH_RATES = 131_072  # negotiated_rates elements joined per INSERT
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
@@ -149,6 +149,7 @@ class Staging:
             self._flush(table)
             self._writer(table).close()
         self._writers.clear()
+        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed blocks: give them back for publish
 
     def abandon(self) -> None:
         for writer in self._writers.values():
