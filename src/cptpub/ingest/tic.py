@@ -53,6 +53,7 @@ from cptpub.ingest.common import (
 from cptpub.ingest.jsonscan import (
     MAX_NUMBER_CHARS,
     MISSING,
+    IndexedChunk,
     JsonFormatError,
     JsonReader,
     NotJson,
@@ -490,11 +491,16 @@ class _InNetworkFile:
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
+        """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
+        ``JsonReader.select_elements``), so chunks are indexed only when needed, by the reader; otherwise every
+        chunk is indexed ahead, in threads."""
         rate_file = RateFile(self.path)
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch(index_chunks(chunks), name="index") as indexed,
+            Prefetch[IndexedChunk | bytes](
+                chunks if self.wanted is not None else index_chunks(chunks), name="index"
+            ) as indexed,
         ):
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
@@ -564,7 +570,7 @@ class _InNetworkFile:
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
         kept_until = 0  # elements before this index are counted
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=wanted is not None):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 self.items_skipped += index - kept_until
                 kept_until = index + 1
