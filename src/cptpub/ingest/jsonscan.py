@@ -9,6 +9,11 @@ so memory stays flat however large the document is.
 Skipped values are checked for balanced brackets and closed strings only; values that are read are fully parsed.
 Offsets are absolute positions in the (decompressed) document.
 
+Chunks may also be given as plain bytes: the reader then indexes them itself as they arrive, which lets
+``select_elements(..., skim=True)`` step over long runs of unwanted array elements without indexing them at all
+(msgspec parses each run as one JSON array, at about the speed of reading it; see ``_skim``). Skimmed elements are
+fully checked as JSON, nesting included up to msgspec's own limit (about 1,000 levels) rather than ``MAX_DEPTH``.
+
 Limits, checked as the bytes are indexed or read, each failing with a ``JsonFormatError`` that names it:
 nesting deeper than ``MAX_DEPTH`` levels, a string longer than ``MAX_STRING_BYTES`` bytes, a number longer than
 ``MAX_NUMBER_CHARS`` characters. Also refused: the non-JSON literals NaN and Infinity, a lone UTF-16 surrogate
@@ -648,7 +653,8 @@ class JsonReader:
                     continue
                 first = self.pos - self.base
                 try:
-                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(b"[" + self.buf[first : cut + 1] + b"]")]
+                    run = b"".join((b"[", memoryview(self.buf)[first : cut + 1], b"]"))
+                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(run)]
                 except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                     return skipped
                 if sum(lengths) + len(lengths) - 1 != cut + 1 - first:  # not one comma between elements
