@@ -15,6 +15,7 @@ A staging folder is scratch: a parse that is killed leaves only a folder that th
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -131,7 +133,7 @@ class Staging:
         if not columns[0]:
             return
         schema = SCHEMAS[table]
-        batch = pa.record_batch([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema)
+        batch = pa.record_batch([_array(col, f.type) for col, f in zip(columns, schema, strict=True)], schema)
         self._writer(table).write_batch(batch)
         self._pending[table] = [[] for _ in schema]
 
@@ -160,6 +162,41 @@ class Staging:
 
 def _columns(rows: list[tuple]) -> list[list]:
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+_NUMBERS = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64}
+
+
+def _array(values: list, kind: pa.DataType) -> pa.Array:
+    """A column of the staging schemas as an Arrow array. Built from NumPy buffers and Arrow's string builder
+    rather than by ``pa.array``, which imports pandas (0.2 s) the first time a process converts a list (and a
+    list array's null mask would import pyarrow.compute)."""
+    count = len(values)
+    if kind == _TEXT:
+        builder = pa.lib.StringBuilder()
+        builder.append_values(values)
+        return builder.finish()
+    if kind == _TEXTS:
+        lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int32, count=count)
+        offsets = np.zeros(count + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = _array(list(itertools.chain.from_iterable(v for v in values if v)), _TEXT)
+        valid = _bits([v is not None for v in values]) if None in values else None
+        return pa.Array.from_buffers(kind, count, [valid, pa.py_buffer(offsets)], children=[flat])
+    if None in values:
+        valid = [v is not None for v in values]
+        data = np.array([0 if v is None else v for v in values], dtype=_NUMBERS[kind])
+        return pa.Array.from_buffers(kind, count, [_bits(valid), pa.py_buffer(data)], null_count=valid.count(False))
+    return _numbers(np.array(values, dtype=_NUMBERS[kind]), kind)
+
+
+def _numbers(data: np.ndarray, kind: pa.DataType) -> pa.Array:
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
+
+
+def _bits(flags: list[bool]) -> pa.Buffer:
+    """An Arrow bitmap: bit i is flags[i]."""
+    return pa.py_buffer(np.packbits(np.array(flags, dtype=bool), bitorder="little"))
 
 
 def staging_root(store_folder: Path) -> Path:
