@@ -470,14 +470,15 @@ def test_replace_reloads_a_files_rows(store, catalogue):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_the_typed_decode_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
-    """Items are decoded into typed Structs; an item or element it refuses goes through the checking parser. Both
-    paths must store the same rows (forced here by refusing every item and element)."""
+    """Items and provider references are decoded into typed Structs; what it refuses goes through the checking
+    parser. Both paths must store the same rows (forced here by refusing every item, element and reference)."""
     from cptpub.ingest import typed
 
     options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
     fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
     monkeypatch.setattr(typed.TypedItems, "stage_item", lambda self, data, code: False)
     monkeypatch.setattr(typed.TypedItems, "stage_rate", lambda self, data, item_seq: False)
+    monkeypatch.setattr(typed.TypedItems, "stage_reference", lambda self, data, reference: False)
     checked = ingest_tic_file(RatesStore(tmp_path / "checked.duckdb"), TIC / name, **options)
     assert fast.rows_kept == checked.rows_kept > 0
     assert stored_rows(RatesStore(tmp_path / "fast.duckdb"), fast.source_id) == stored_rows(

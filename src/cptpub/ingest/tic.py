@@ -697,7 +697,13 @@ class _InNetworkFile:
             field = f"provider_references[{index}]"
             if value is MISSING:
                 raise _BadRecord(field, "must be an object with a provider_group_id")
-            self._define_reference(_reference_id(value, f"{field}.provider_group_id"), reader.read_value(_loads), field)
+            reference = _reference_id(value, f"{field}.provider_group_id")
+            whole = reader.bounded_value(WHOLE_ITEM_BYTES)
+            if whole is not None and self._typed.stage_reference(bytes(whole[0]), reference):
+                self.defined_references.add(reference)
+                reader.pos = whole[1]
+                continue
+            self._define_reference(reference, reader.read_value(_loads), field)
 
     def _undefined_and_needed(self, reference: str) -> bool:
         return reference in self.needed_references and reference not in self.defined_references

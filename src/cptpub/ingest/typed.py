@@ -1,4 +1,5 @@
-"""The fast path for kept in_network items: a typed msgspec decode of the item's bytes, staged as columns.
+"""The fast path for kept in_network items (and the provider_references entries their rates use): a typed
+msgspec decode of the item's bytes, staged as columns.
 
 An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
 the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
@@ -76,7 +77,14 @@ class _Item(msgspec.Struct, kw_only=True):
     covered_services: list[_Code] | None = None
 
 
+class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry that lists its groups
+    provider_group_id: msgspec.Raw
+    network_name: list[str] | None = None
+    provider_groups: list[_Group]
+
+
 _ITEM = msgspec.json.Decoder(_Item)
+_REFERENCE = msgspec.json.Decoder(_Reference)
 _RATES = msgspec.json.Decoder(_Rate)
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
@@ -128,6 +136,29 @@ class TypedItems:
         if columns is None or data.count(b'":') != columns[0]:
             return False
         self._stage(item_seq, columns)
+        return True
+
+    def stage_reference(self, data: bytes, reference: str) -> bool:
+        """Stage the provider groups of a provider_references entry (its bytes) as those of ``reference``; False
+        (nothing staged) when the checking parser must read it, an entry with a remote location among others."""
+        if b"\\" in data:
+            return False
+        try:
+            entry = _REFERENCE.decode(data)
+        except _ERRORS:
+            return False
+        groups = entry.provider_groups
+        if not groups:
+            return False
+        tins = [g.tin for g in groups]
+        npis = [g.npi for g in groups]
+        names = [t.business_name for t in tins]
+        members = 2 + (entry.network_name is not None) + len(groups) * 3 + _present(npis) + _present(names)
+        if data.count(b'":') != members:
+            return False
+        keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
+        npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
+        self.staging.add_reference(reference, entry.network_name, list(zip(keys, names, npi_counts, strict=True)))
         return True
 
     def _rate_columns(self, rates: list[_Rate]) -> tuple[int, list, list] | None:
