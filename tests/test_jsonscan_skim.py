@@ -79,3 +79,41 @@ def test_skimming_steps_over_runs_of_minified_elements_without_the_index(monkeyp
     found, count = _selected(document, 1000, skim=True)
     assert [value for _, value, _ in found] == ["WANT"] and found[0][0] == 250 and count == 500
     assert sum(stepped) > 400
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 20])
+def test_after_a_skim_stops_the_rest_is_read_as_the_indexed_reader_reads_it(chunk, monkeypatch):
+    """A skim that stops at a wanted element indexes that element only and gives back the bytes after it: what
+    follows (more elements, wanted or not, the end of the array, the members after it) must still be read."""
+    stops = []
+    index_from = JsonReader._index_from
+
+    def noted(self, offset, depth, until=None):
+        stops.append(until)
+        index_from(self, offset, depth, until)
+
+    monkeypatch.setattr(JsonReader, "_index_from", noted)
+    skipped = [ITEM.format(name="plain", code=f'"{n:05d}"') for n in range(50)]
+    wanted = ITEM.format(name="plain", code='"WANT"')
+    elements = [*skipped, wanted, *skipped, wanted, wanted, *skipped, wanted]
+    document = ('{"in_network":[' + ",".join(elements) + '],"after":{"x":[1,{"y":"]"}]}}').encode()
+
+    def selected(skim: bool) -> tuple[list, object]:
+        pieces = [document[i : i + chunk] for i in range(0, len(document), chunk)]
+        reader = JsonReader(pieces if skim else index_chunks(pieces))
+        found, after = [], None
+        for key in reader.iter_members():
+            if key == "in_network":
+                for index, value in reader.select_elements("billing_code", _keep, skim=skim):
+                    found.append((index, "MISSING" if value is MISSING else value, reader.pos))
+            else:
+                after = (key, reader.read_value())
+        assert reader.at_end()
+        return found, after
+
+    indexed = selected(skim=False)
+    stops.clear()
+    assert selected(skim=True) == indexed
+    assert [index for index, _, _ in indexed[0]] == [50, 101, 102, 153]
+    assert indexed[1] == ("after", {"x": [1, {"y": "]"}]})
+    assert any(until is not None for until in stops)  # the skim did stop with bytes given back

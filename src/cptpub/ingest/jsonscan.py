@@ -23,6 +23,7 @@ the size of the document.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
@@ -346,9 +347,15 @@ class JsonReader:
         self._at_depth_cache.clear()
         self._indices_cache.clear()
 
-    def _index_from(self, offset: int, depth: int) -> None:
+    def _index_from(self, offset: int, depth: int, until: int | None = None) -> None:
         """Index the window from ``offset``, an element's start at ``depth`` outside any string, dropping the bytes
-        before it; the chunks read after it are indexed as they come."""
+        before it; the chunks read after it are indexed as they come. With ``until`` (the end of that element),
+        the window ends there and the bytes after it are given back to be read as the next chunk, not indexed
+        (``_skimming``): the caller indexes on from the next element when it does not skim it."""
+        if until is not None and until < self.end:
+            self._chunks = itertools.chain((self.buf[until - self.base :],), self._chunks)
+            self.buf = self.buf[: until - self.base]
+            self.eof = False
         self.buf = self.buf[offset - self.base :]
         self.base = offset
         self._state = _ScanState(depth=depth)
@@ -360,6 +367,7 @@ class JsonReader:
         self._skimming = False
         if self.buf:
             self._append_index(*index_chunk(self.buf, offset, self._state))
+        self._skimming = until is not None
 
     def _drop_before(self, keep: int) -> None:
         cut = keep - self.base
@@ -599,8 +607,11 @@ class JsonReader:
         while True:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
-            if skimming and self._byte_at(self.pos) == 0x7B and not self._skim(pattern, depth, keep, loads):
-                skim_from = self.element_index + _SKIM_RETRY
+            if skimming and self._byte_at(self.pos) == 0x7B:
+                if not self._skim(pattern, depth, keep, loads):
+                    skim_from = self.element_index + _SKIM_RETRY
+            elif self._skimming:  # the window ended with the element a skim stopped at
+                self._index_from(self.pos, depth)
             batch = self._object_run(self.pos, depth) if self._byte_at(self.pos) == 0x7B else None
             if batch is None:  # a lone element: not an object, or not whole in the window yet
                 start = self.pos
@@ -623,6 +634,8 @@ class JsonReader:
             self.pos += 1
             self.element_index += 1
             if separator == 0x5D:
+                if self._skimming:
+                    self._index_from(self.pos, depth - 1)
                 return
             if separator != 0x2C:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
@@ -636,7 +649,9 @@ class JsonReader:
         the next element opens as the first one did (``},{"name":``, as minified files write it): if that parses,
         the cut was between elements, each element is valid JSON, and their lengths place them. An element's
         member is taken from the bytes when no bracket, backslash or open string comes before it in the element
-        (so it is the element's own); otherwise, and for an element ``keep`` accepts, the reader takes over."""
+        (so it is the element's own); otherwise, and for an element ``keep`` accepts, the reader takes over.
+        When the skim stops at an element after stepping over others, only that element is indexed: the bytes
+        after it go back to be read as the next chunk, and the next skim most likely steps over them too."""
         start = self.pos
         colon = self.buf.find(b":", start - self.base, start - self.base + _SKIM_KEY_BYTES)
         if colon < 0:
@@ -644,6 +659,7 @@ class JsonReader:
         opening = b"}," + self.buf[start - self.base : colon + 1]
         self._skimming = True
         skipped = 0
+        stopped_at: int | None = None  # the end of the element the skim stopped at, when known
         try:
             while True:
                 cut = self.buf.rfind(opening, self.pos - self.base + 1)
@@ -662,12 +678,13 @@ class JsonReader:
                 for length in lengths:
                     value = self._skimmed_member(pattern, self.pos, self.pos + length, loads)
                     if value is _UNSURE or keep(value):
+                        stopped_at = self.pos + length if skipped else None
                         return skipped
                     self.pos += length + 1
                     self.element_index += 1
                     skipped += 1
         finally:
-            self._index_from(self.pos, depth)
+            self._index_from(self.pos, depth, until=stopped_at)
 
     def _skimmed_member(self, pattern: re.Pattern, start: int, end: int, loads: Callable[[bytes], Any]) -> Any:
         """The member of the object [start, end) that ``pattern`` matches, found without an index (see _skim)."""
