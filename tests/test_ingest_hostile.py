@@ -30,6 +30,7 @@ PRICE = '"negotiated_rate": 123.45'
 NAME = '"name": "Knee Replacement"'
 CODE = '"billing_code": "27447"'
 GROUP_ID = '"provider_group_id": 1,'
+NETWORK = '"network_name": ["ACME Choice Provider Group"]'
 
 
 def _crafted(text: str, name: str) -> str:
@@ -41,6 +42,9 @@ def _crafted(text: str, name: str) -> str:
         "a lone surrogate in a name": text.replace(NAME, '"name": "Knee \\ud800 Replacement"'),
         "NaN as a group id": text.replace(GROUP_ID, '"provider_group_id": NaN,'),
         "a repeated key": text.replace(CODE, CODE + ', "billing_code": "99999"'),
+        "a repeated key in a price": text.replace(PRICE, PRICE + ', "negotiated_rate": 1.0', 1),
+        "a repeated key in a provider reference": text.replace(NETWORK, NETWORK + ', "network_name": ["x"]', 1),
+        "a line break inside a name": text.replace(NAME, '"name": "Knee\nReplacement"'),
         "a repeated header key": text.replace('"plan_name"', '"reporting_entity_name": "Cigna", "plan_name"'),
         "a 60 MB top-level string": text.replace('"version"', '"padding": "' + "x" * (60 << 20) + '", "version"'),
     }[name]
@@ -54,6 +58,9 @@ CRAFTED = [
     ("a lone surrogate in a name", "lone UTF-16 surrogate"),
     ("NaN as a group id", "NaN is not a JSON value"),
     ("a repeated key", "'billing_code' appears twice"),
+    ("a repeated key in a price", "'negotiated_rate' appears twice"),
+    ("a repeated key in a provider reference", "'network_name' appears twice"),
+    ("a line break inside a name", "Invalid control character"),
     ("a repeated header key", "'reporting_entity_name' appears twice"),
     ("a 60 MB top-level string", f"a string longer than the limit of {MAX_STRING_BYTES >> 20} MiB"),
 ]

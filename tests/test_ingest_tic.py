@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -468,19 +469,40 @@ def test_replace_reloads_a_files_rows(store, catalogue):
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_the_duckdb_batches_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
-    """Items are flattened by DuckDB in batches; a batch it refuses goes through the checking parser. Both paths
-    must store the same rows (forced here by refusing every batch)."""
-    from cptpub.ingest import flatten
+def test_the_typed_decode_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
+    """Items and provider references are decoded into typed Structs; what it refuses goes through the checking
+    parser. Both paths must store the same rows (forced here by refusing every item, element and reference)."""
+    from cptpub.ingest import typed
 
     options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
     fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
-    monkeypatch.setattr(flatten.Flattener, "stage", lambda self, items: None)
+    monkeypatch.setattr(typed.TypedItems, "stage_item", lambda self, data, code: False)
+    monkeypatch.setattr(typed.TypedItems, "stage_rate", lambda self, data, item_seq: False)
+    monkeypatch.setattr(typed.TypedItems, "stage_reference", lambda self, data, reference: False)
     checked = ingest_tic_file(RatesStore(tmp_path / "checked.duckdb"), TIC / name, **options)
     assert fast.rows_kept == checked.rows_kept > 0
     assert stored_rows(RatesStore(tmp_path / "fast.duckdb"), fast.source_id) == stored_rows(
         RatesStore(tmp_path / "checked.duckdb"), checked.source_id
     )
+
+
+def test_non_integer_provider_group_ids_are_kept_as_the_file_writes_them(catalogue, tmp_path):
+    """Ids such as 1.50 or 2E1 name groups: the typed decode, like the checking parser, keeps their text."""
+    text = (TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json").read_text()
+    text = text.replace('"provider_group_id": 1,', '"provider_group_id": 1.50,')
+    text = text.replace('"provider_group_id": 2,', '"provider_group_id": 2E1,')
+    text = text.replace('"provider_references": [1]', '"provider_references": [1.50, 2E1]')
+    path = tmp_path / "ids.json"
+    path.write_text(text)
+    store = RatesStore(tmp_path / "rates.duckdb")
+    ingest_tic_file(store, path, codes=None, catalogue=catalogue)
+    with closing(store.connect(read_only=True)) as con:
+        found = con.execute(
+            "SELECT provider_reference, provider_reference_status, count(*) FROM negotiated_rates "
+            "WHERE provider_reference IS NOT NULL GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    assert [(ref, status) for ref, status, _ in found] == [("1.50", "resolved"), ("2E1", "resolved")]
+    assert found[0][2] > 0 and found[1][2] > 0
 
 
 def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
@@ -502,22 +524,24 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
 
 
 def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue, monkeypatch):
-    from cptpub.ingest import flatten
+    from cptpub.ingest import staging
 
     ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
     before = counts(store)
-    original, staged = flatten.Flattener.stage, []
+    original, staged = staging.Staging._flush, []
 
-    def interrupt_once_staged(self, items):
-        staged.append(original(self, items))  # the batch's rows are in the staging files
-        assert list(self.staging.folder.glob("rows-*.parquet"))
+    def interrupt_once_staged(self, table):
+        original(self, table)  # the batch's rows are in the staging files
+        staged.append(table)
+        assert (self.folder / f"{table}.parquet").exists()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flatten.Flattener, "stage", interrupt_once_staged)
+    monkeypatch.setattr(staging, "BATCH_ROWS", 1)
+    monkeypatch.setattr(staging.Staging, "_flush", interrupt_once_staged)
     with pytest.raises(KeyboardInterrupt):
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
-    assert staged and staged[0] is not None
+    assert staged
     assert counts(store) == before
     assert not any((store.path.parent / "ingest-staging").iterdir())  # the scratch folder went with it
 

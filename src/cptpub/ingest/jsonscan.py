@@ -9,6 +9,11 @@ so memory stays flat however large the document is.
 Skipped values are checked for balanced brackets and closed strings only; values that are read are fully parsed.
 Offsets are absolute positions in the (decompressed) document.
 
+Chunks may also be given as plain bytes: the reader then indexes them itself as they arrive, which lets
+``select_elements(..., skim=True)`` step over long runs of unwanted array elements without indexing them at all
+(msgspec parses each run as one JSON array, at about the speed of reading it; see ``_skim``). Skimmed elements are
+fully checked as JSON, nesting included up to msgspec's own limit (about 1,000 levels) rather than ``MAX_DEPTH``.
+
 Limits, checked as the bytes are indexed or read, each failing with a ``JsonFormatError`` that names it:
 nesting deeper than ``MAX_DEPTH`` levels, a string longer than ``MAX_STRING_BYTES`` bytes, a number longer than
 ``MAX_NUMBER_CHARS`` characters. Also refused: the non-JSON literals NaN and Infinity, a lone UTF-16 surrogate
@@ -18,6 +23,7 @@ the size of the document.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
@@ -26,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 _QUOTE, _BACKSLASH, _OPEN, _CLOSE = 0x22, 0x5C, 0x7B, 0x7D  # '{' | 0x20 and '[' | 0x20 are both 0x7B
@@ -44,6 +51,11 @@ MAX_STRING_BYTES = 16 << 20
 MAX_NUMBER_CHARS = 100
 
 MISSING = object()  # select_elements / peek_member: the object has no such member
+_UNSURE = object()
+_RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_SKIM_KEY_BYTES = 256  # an element's first member name, to recognise where the next one opens
+_SKIM_WINDOW = 16 << 20  # a skim reads on at most this far for the next element's opening
+_SKIM_RETRY = 64  # elements read by the index before a skim that found nothing is tried again
 
 # an escaped UTF-16 surrogate without its partner (after an even run of backslashes: not itself escaped)
 _LONE_SURROGATE = re.compile(
@@ -277,8 +289,16 @@ class JsonReader:
     ``peek_member`` (a member's scalar value of the object at the cursor, without moving).
     """
 
-    def __init__(self, chunks: Iterable[IndexedChunk], *, on_chunk: Callable[[], None] | None = None, start: int = 0):
+    def __init__(
+        self,
+        chunks: Iterable[IndexedChunk | bytes],
+        *,
+        on_chunk: Callable[[], None] | None = None,
+        start: int = 0,
+    ):
         self._chunks = iter(chunks)
+        self._state = _ScanState()  # indexes chunks given as bytes, as they are read (see select_elements' skim)
+        self._skimming = False  # the window past the cursor is not indexed
         self._on_chunk = on_chunk
         self.buf = b""
         self.base = start  # absolute offset of buf[0]
@@ -309,14 +329,45 @@ class JsonReader:
             self.eof = True
             return False
         self._drop_before(self.pos)
-        self.buf = b"".join((memoryview(self.buf), chunk.data)) if self.buf else chunk.data
-        self._brackets = np.concatenate((self._brackets, chunk.brackets))
-        self._depths = np.concatenate((self._depths, chunk.depths))
-        self._at_depth_cache.clear()
-        self._indices_cache.clear()
+        if isinstance(chunk, bytes):
+            data = chunk
+            if not self._skimming:
+                self._append_index(*index_chunk(data, self.end, self._state))
+        else:
+            data = chunk.data
+            self._append_index(chunk.brackets, chunk.depths)
+        self.buf = b"".join((memoryview(self.buf), data)) if self.buf else data
         if self._on_chunk:
             self._on_chunk()
         return True
+
+    def _append_index(self, brackets: np.ndarray, depths: np.ndarray) -> None:
+        self._brackets = np.concatenate((self._brackets, brackets))
+        self._depths = np.concatenate((self._depths, depths))
+        self._at_depth_cache.clear()
+        self._indices_cache.clear()
+
+    def _index_from(self, offset: int, depth: int, until: int | None = None) -> None:
+        """Index the window from ``offset``, an element's start at ``depth`` outside any string, dropping the bytes
+        before it; the chunks read after it are indexed as they come. With ``until`` (the end of that element),
+        the window ends there and the bytes after it are given back to be read as the next chunk, not indexed
+        (``_skimming``): the caller indexes on from the next element when it does not skim it."""
+        if until is not None and until < self.end:
+            self._chunks = itertools.chain((self.buf[until - self.base :],), self._chunks)
+            self.buf = self.buf[: until - self.base]
+            self.eof = False
+        self.buf = self.buf[offset - self.base :]
+        self.base = offset
+        self._state = _ScanState(depth=depth)
+        self._base_depth = depth
+        self._brackets = self._depths = np.empty(0, dtype=np.int64)
+        self._at_depth_cache.clear()
+        self._indices_cache.clear()
+        self._last_depth = self._last_close = (-1, 0)
+        self._skimming = False
+        if self.buf:
+            self._append_index(*index_chunk(self.buf, offset, self._state))
+        self._skimming = until is not None
 
     def _drop_before(self, keep: int) -> None:
         cut = keep - self.base
@@ -526,7 +577,12 @@ class JsonReader:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
     def select_elements(
-        self, key: str, keep: Callable[[Any], bool], loads: Callable[[bytes], Any] = strict_loads
+        self,
+        key: str,
+        keep: Callable[[Any], bool],
+        loads: Callable[[bytes], Any] = strict_loads,
+        *,
+        skim: bool = False,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -536,6 +592,9 @@ class JsonReader:
         Elements are expected to be objects; ``value`` is MISSING when the element has no such member (or is not
         an object), Ellipsis when the member is not a scalar. Runs of complete objects in the window are
         handled together with a few vectorised steps, so skipping costs little per element.
+
+        ``skim`` (for chunks given as bytes): runs of elements that ``keep`` refuses are stepped over without
+        indexing their bytes, see ``_skim``; the others are read as above.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -544,8 +603,15 @@ class JsonReader:
             return
         depth = self.depth_at(self.pos)  # inside the array
         pattern = _member_pattern(key)
+        skim_from = 0 if skim else None
         while True:
             self.skip_ws()
+            skimming = skim_from is not None and self.element_index >= skim_from
+            if skimming and self._byte_at(self.pos) == 0x7B:
+                if not self._skim(pattern, depth, keep, loads):
+                    skim_from = self.element_index + _SKIM_RETRY
+            elif self._skimming:  # the window ended with the element a skim stopped at
+                self._index_from(self.pos, depth)
             batch = self._object_run(self.pos, depth) if self._byte_at(self.pos) == 0x7B else None
             if batch is None:  # a lone element: not an object, or not whole in the window yet
                 start = self.pos
@@ -568,9 +634,72 @@ class JsonReader:
             self.pos += 1
             self.element_index += 1
             if separator == 0x5D:
+                if self._skimming:
+                    self._index_from(self.pos, depth - 1)
                 return
             if separator != 0x2C:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
+
+    def _skim(self, pattern: re.Pattern, depth: int, keep: Callable[[Any], bool], loads: Callable[[bytes], Any]) -> int:
+        """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
+        as long as their bytes show where each ends and its member without an index; returns how many. The window
+        is indexed again from the element the cursor ends on.
+
+        A run of elements is handed to msgspec as one JSON array, cut before the last place in the window where
+        the next element opens as the first one did (``},{"name":``, as minified files write it): if that parses,
+        the cut was between elements, each element is valid JSON, and their lengths place them. An element's
+        member is taken from the bytes when no bracket, backslash or open string comes before it in the element
+        (so it is the element's own); otherwise, and for an element ``keep`` accepts, the reader takes over.
+        When the skim stops at an element after stepping over others, only that element is indexed: the bytes
+        after it go back to be read as the next chunk, and the next skim most likely steps over them too."""
+        start = self.pos
+        colon = self.buf.find(b":", start - self.base, start - self.base + _SKIM_KEY_BYTES)
+        if colon < 0:
+            return 0
+        opening = b"}," + self.buf[start - self.base : colon + 1]
+        self._skimming = True
+        skipped = 0
+        stopped_at: int | None = None  # the end of the element the skim stopped at, when known
+        try:
+            while True:
+                cut = self.buf.rfind(opening, self.pos - self.base + 1)
+                if cut < 0:
+                    if self.end - self.pos > _SKIM_WINDOW or not self._fill():
+                        return skipped
+                    continue
+                first = self.pos - self.base
+                try:
+                    run = b"".join((b"[", memoryview(self.buf)[first : cut + 1], b"]"))
+                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(run)]
+                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                    return skipped
+                if sum(lengths) + len(lengths) - 1 != cut + 1 - first:  # not one comma between elements
+                    return skipped
+                for length in lengths:
+                    value = self._skimmed_member(pattern, self.pos, self.pos + length, loads)
+                    if value is _UNSURE or keep(value):
+                        stopped_at = self.pos + length if skipped else None
+                        return skipped
+                    self.pos += length + 1
+                    self.element_index += 1
+                    skipped += 1
+        finally:
+            self._index_from(self.pos, depth, until=stopped_at)
+
+    def _skimmed_member(self, pattern: re.Pattern, start: int, end: int, loads: Callable[[bytes], Any]) -> Any:
+        """The member of the object [start, end) that ``pattern`` matches, found without an index (see _skim)."""
+        needle = pattern.pattern[: pattern.pattern.index(b'"', 1) + 1]
+        first = start - self.base
+        at = self.buf.find(needle, first, end - self.base)
+        while at >= 0:
+            match = pattern.match(self.buf, at, end - self.base)
+            if match:
+                before = self.buf[first + 1 : at]
+                if b"{" in before or b"[" in before or b"\\" in before or before.count(b'"') % 2:
+                    return _UNSURE
+                return self._member_value(match, loads)
+            at = self.buf.find(needle, at + 1, end - self.base)
+        return _UNSURE
 
     def _object_run(self, start: int, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(starts, ends) of the consecutive complete objects from ``start`` (an element of an array whose inside

@@ -1,12 +1,12 @@
 """Ingest Transparency in Coverage in-network rate files (schema 1.x and 2.x) into the rates store.
 
 One pass streams the file (plain or gzip, local or an http(s) URL) through ``jsonscan``: in_network items whose
-billing code is not wanted are stepped over unparsed (by default every code is wanted). Wanted items that end
-within ``WHOLE_ITEM_BYTES`` are collected as raw bytes and flattened a batch at a time by DuckDB's JSON reader
-(``flatten``) straight into Parquet columns (``staging``); a larger item is read one negotiated_rates element at a
-time (msgspec typed decode), so memory stays flat. Anything the fast paths refuse (an unusual type, a schema error,
-a repeated key) is read again by the checking parser, which accepts what the schema allows and otherwise names the
-field, the item and the byte offset.
+billing code is not wanted are stepped over unparsed (by default every code is wanted). A wanted item that ends
+within ``WHOLE_ITEM_BYTES`` is decoded at once by msgspec into typed Structs and appended to the staging columns
+(``typed``, ``staging``); a larger item is read one negotiated_rates element at a time the same way, so memory
+stays flat. Anything the typed decode cannot vouch for (an unusual type or spelling, a schema error, a repeated or
+unknown key, an escape) is read by the checking parser, which accepts what the schema allows and otherwise names
+the field, the item and the byte offset.
 
 Zero, negative and placeholder prices ($0.00, $0.01, 999999.99) are stored with the rest and counted in the
 source's warnings (``staging.SUSPECT_PRICE_SQL`` recognises them); only a file whose structure is broken fails.
@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import duckdb
-import msgspec
 
 from cptpub.errors import CptpubError, IngestError, UsageError
 from cptpub.ingest.common import (
@@ -52,24 +50,23 @@ from cptpub.ingest.common import (
     source_exists,
     unreadable,
 )
-from cptpub.ingest.flatten import BATCH_BYTES, Flattener
 from cptpub.ingest.jsonscan import (
     MAX_NUMBER_CHARS,
     MISSING,
+    IndexedChunk,
     JsonFormatError,
     JsonReader,
     NotJson,
-    check_surrogates,
     checked_int,
     index_chunks,
     number_too_long,
-    reader_of,
     refuse_constant,
     unique_keys,
 )
 from cptpub.ingest.remote import cached, is_url
 from cptpub.ingest.staging import Staging, publish, staging_root
 from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
+from cptpub.ingest.typed import TypedItems
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
 from cptpub.store import RatesStore
@@ -124,42 +121,6 @@ _CHECKING = __import__("json").JSONDecoder(
 
 def _loads(raw: bytes | memoryview) -> Any:
     return _CHECKING.decode(bytes(raw).decode("utf-8"))
-
-
-# --- the typed decode (msgspec): the exact, common form of the schema; anything else goes to the checking parser
-
-
-class _Tin(msgspec.Struct):
-    type: str
-    value: str
-    business_name: str | None = None
-
-
-class _GroupStruct(msgspec.Struct):
-    tin: _Tin
-    npi: list[int | str] = []
-
-
-class _PriceStruct(msgspec.Struct):  # field order = the staging "prices" columns after rate_seq
-    negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
-    negotiated_rate: float
-    billing_class: Literal["professional", "institutional", "both"]
-    setting: Literal["inpatient", "outpatient", "both"] | None = None
-    service_code: list[str] | None = None
-    expiration_date: str | None = None
-    billing_code_modifier: list[str] | None = None
-
-
-class _RateStruct(msgspec.Struct):
-    negotiated_prices: list[_PriceStruct]
-    provider_groups: list[_GroupStruct] | None = None
-    provider_references: list[msgspec.Raw] | None = None
-
-
-_RATE_DECODER = msgspec.json.Decoder(_RateStruct)
-_TYPED_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
-_astuple = msgspec.structs.astuple
-_NUMBER = re.compile(rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class _BadRecord(Exception):
@@ -223,7 +184,6 @@ class ParsedFile:
     bytes_parsed: int
     seconds: float
     unchanged: bool = False  # the bytes were ingested before: nothing staged
-    suspect_in_rows: int = 0  # zero/negative/placeholder prices in the rows DuckDB flattened
     files: dict[str, bytes] = field(default_factory=dict)  # the staged files, when sent from a remote worker
 
     @property
@@ -332,7 +292,6 @@ def parse_tic_file(
         bytes_stored=parse.bytes_stored or size,
         bytes_parsed=parse.bytes_parsed,
         seconds=time.perf_counter() - started,
-        suspect_in_rows=parse.suspect_in_rows,
     )
 
 
@@ -355,7 +314,7 @@ def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = Fal
             parsed.staging.mkdir(parents=True, exist_ok=True)
             for name, data in parsed.files.items():
                 (parsed.staging / name).write_bytes(data)
-        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of, parsed.suspect_in_rows)
+        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of)
         warnings = list(parsed.warnings)
         if suspect:
             warnings.append(
@@ -502,11 +461,7 @@ class _InNetworkFile:
         self.remote_resolved = 0
         self.empty_references: list[str] = []
         self._gzip = False
-        self._batch: list[tuple[bytes, int, int, str]] = []  # (item bytes, index, offset, code) for DuckDB
-        self._batch_bytes = 0
-        self._flattener: Flattener | None = None
-        self._checking = False  # reading a batch again with the checking parser
-        self.suspect_in_rows = 0
+        self._typed = TypedItems(staging, self.needed_references)
         # where we are, for error messages
         self._offset = 0
         self._item_index: int | None = None
@@ -516,14 +471,6 @@ class _InNetworkFile:
 
     def run(self) -> Payer:
         """Read the file into the staging tables; returns the payer its rates are filed under."""
-        try:
-            return self._run()
-        finally:
-            if self._flattener is not None:
-                self.suspect_in_rows = self._flattener.suspect_prices
-                self._flattener.close()
-
-    def _run(self) -> Payer:
         try:
             self._read_all()
             if self.references_first and self.needed_references:
@@ -544,11 +491,16 @@ class _InNetworkFile:
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
+        """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
+        ``JsonReader.select_elements``), so chunks are indexed only when needed, by the reader; otherwise every
+        chunk is indexed ahead, in threads."""
         rate_file = RateFile(self.path)
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch(index_chunks(chunks), name="index") as indexed,
+            Prefetch[IndexedChunk | bytes](
+                chunks if self.wanted is not None else index_chunks(chunks), name="index"
+            ) as indexed,
         ):
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
@@ -618,7 +570,7 @@ class _InNetworkFile:
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
         kept_until = 0  # elements before this index are counted
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=wanted is not None):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 self.items_skipped += index - kept_until
                 kept_until = index + 1
@@ -627,12 +579,11 @@ class _InNetworkFile:
                 if not isinstance(code, str) or not code.strip():
                     raise _BadRecord("billing_code", f"must be a non-empty string, got {code!r}")
                 self._item_code = code.strip().upper()
-                if not self._batch_item(reader, index, self._item_code):
+                if not self._typed_item(reader, self._item_code):
                     self._read_item(reader, self._item_code)
                 self.items_kept += 1
-            self._flush_batch()
         except JsonFormatError:
-            if reader.element_index != self._item_index and not self._checking:  # in an item stepped over
+            if reader.element_index != self._item_index:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
         self.items_skipped += reader.element_index - kept_until
@@ -641,67 +592,14 @@ class _InNetworkFile:
         self._item_index = self._item_code = None
         self.in_network_read = True
 
-    def _batch_item(self, reader: JsonReader, index: int, code: str) -> bool:
-        """Add the item at the cursor to the batch for DuckDB when it is whole within WHOLE_ITEM_BYTES."""
+    def _typed_item(self, reader: JsonReader, code: str) -> bool:
+        """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the
+        decode vouches for it (the cursor then moves past it)."""
         whole = reader.bounded_value(WHOLE_ITEM_BYTES)
-        if whole is None:
+        if whole is None or not self._typed.stage_item(bytes(whole[0]), code):
             return False
-        raw = bytes(whole[0])
-        self._batch.append((raw, index, reader.pos, code))
-        self._batch_bytes += len(raw)
         reader.pos = whole[1]
-        if self._batch_bytes >= BATCH_BYTES:
-            self._flush_batch()
         return True
-
-    def _flush_batch(self) -> None:
-        """Stage the batched items through DuckDB; a batch it refuses goes through the checking parser, item by
-        item, which stages the valid ones and names the first invalid one."""
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        if not batch:
-            return
-        raws = [raw for raw, _, _, _ in batch]
-        references = None
-        try:
-            for raw in raws:
-                check_surrogates(raw, 0)
-            if self._flattener is None:
-                self._flattener = Flattener(self.staging, _CHOICES, WHOLE_ITEM_BYTES)
-            references = self._flattener.stage(raws)
-        except JsonFormatError:
-            references = None
-        if references is not None:
-            self.needed_references |= references
-            return
-        self._checking = True
-        for raw, index, offset, code in batch:
-            self._offset, self._item_index, self._item_code = offset, index, code
-            self._read_item(reader_of(raw, offset), code)
-        self._checking = False
-
-    def _typed_rate(self, rate: _RateStruct) -> tuple[list[tuple], list[tuple]] | None:
-        """(targets, prices) of a typed negotiated_rates element; None when it needs the checking parser."""
-        if not rate.negotiated_prices:
-            return None
-        targets: list[tuple] = []
-        if rate.provider_groups is not None:
-            for group in rate.provider_groups:
-                tin = group.tin
-                npis = sum(1 for npi in group.npi if npi not in (0, "0"))
-                targets.append((f"{tin.type.strip().lower()}:{tin.value.strip()}", tin.business_name, npis, None))
-        if rate.provider_references is not None:
-            for value in rate.provider_references:
-                text = bytes(value)  # a number exactly as written: ids such as 690.65627 are kept as text
-                if text[:1] == b'"':
-                    reference = msgspec.json.decode(text, type=str)
-                elif text[:1].isdigit() and len(text) <= MAX_NUMBER_CHARS and _NUMBER.fullmatch(text):
-                    reference = text.decode()
-                else:
-                    return None  # the checking parser says what is wrong
-                targets.append((None, None, None, reference))
-        if not targets:
-            return None
-        return targets, [_astuple(price) for price in rate.negotiated_prices]
 
     def _add_rate(self, item_seq: int, targets: list[tuple], prices: list[tuple]) -> None:
         for target in targets:
@@ -724,9 +622,7 @@ class _InNetworkFile:
                     self._offset = reader.pos
                     if item_seq is None and header.keys() >= _ITEM_KEYS:
                         item_seq = self._add_item(code, header)
-                    typed = self._typed_element(reader) if item_seq is not None else None
-                    if typed is not None:
-                        self._add_rate(item_seq, *typed)  # type: ignore[arg-type]
+                    if item_seq is not None and self._typed_element(reader, item_seq):
                         continue
                     rate = reader.read_value(_loads)
                     if item_seq is None:
@@ -744,22 +640,13 @@ class _InNetworkFile:
         for index, rate in early_rates:
             self._stage_rate(item_seq, rate, index)
 
-    def _typed_element(self, reader: JsonReader) -> tuple[list[tuple], list[tuple]] | None:
-        """A negotiated_rates element through the typed decode, the cursor moved past it; None if it needs the
-        checking parser (the cursor then stays)."""
+    def _typed_element(self, reader: JsonReader, item_seq: int) -> bool:
+        """Stage the negotiated_rates element at the cursor through the typed decode, as ``_typed_item``."""
         whole = reader.bounded_value(WHOLE_ITEM_BYTES)
-        if whole is None:
-            return None
-        try:
-            rate = _RATE_DECODER.decode(whole[0])
-        except _TYPED_ERRORS:
-            return None
-        typed = self._typed_rate(rate)
-        data = bytes(whole[0])
-        if typed is None or data.count(b'"negotiated_rate"') != len(typed[1]) or b"\\u" in data:
-            return None
+        if whole is None or not self._typed.stage_rate(bytes(whole[0]), item_seq):
+            return False
         reader.pos = whole[1]
-        return typed
+        return True
 
     def _add_item(self, code: str, header: dict[str, Any]) -> int:
         item = _item(code, header)
@@ -810,7 +697,13 @@ class _InNetworkFile:
             field = f"provider_references[{index}]"
             if value is MISSING:
                 raise _BadRecord(field, "must be an object with a provider_group_id")
-            self._define_reference(_reference_id(value, f"{field}.provider_group_id"), reader.read_value(_loads), field)
+            reference = _reference_id(value, f"{field}.provider_group_id")
+            whole = reader.bounded_value(WHOLE_ITEM_BYTES)
+            if whole is not None and self._typed.stage_reference(bytes(whole[0]), reference):
+                self.defined_references.add(reference)
+                reader.pos = whole[1]
+                continue
+            self._define_reference(reference, reader.read_value(_loads), field)
 
     def _undefined_and_needed(self, reference: str) -> bool:
         return reference in self.needed_references and reference not in self.defined_references

@@ -1,0 +1,255 @@
+"""The fast path for kept in_network items (and the provider_references entries their rates use): a typed
+msgspec decode of the item's bytes, staged as columns.
+
+An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
+the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
+schema names. Its values are then appended to the staging columns with list comprehensions, a batch of items
+becoming one Arrow record batch (``staging``), so no Python row object is built per price.
+
+Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
+what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
+a repeated key and skips keys it does not know, so the decode is trusted only when the item's bytes hold
+exactly as many member names (``":``, counted in one pass) as the Structs have fields set: a repeated key, a
+key the Structs do not know, or an explicit null makes the counts differ. Items with a backslash (escapes,
+possibly a lone surrogate) take the checking parser too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS
+from cptpub.ingest.staging import Staging
+
+_NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers, comma-separated
+_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
+
+class _Tin(msgspec.Struct, kw_only=True):
+    type: str
+    value: str
+    business_name: str | None = None
+
+
+class _Group(msgspec.Struct, kw_only=True):
+    tin: _Tin
+    npi: list[int | str] | None = None
+
+
+class _Price(msgspec.Struct, kw_only=True):
+    negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
+    negotiated_rate: float
+    billing_class: Literal["professional", "institutional", "both"]
+    setting: Literal["inpatient", "outpatient", "both"] | None = None
+    service_code: list[str] | None = None
+    expiration_date: str | None = None
+    billing_code_modifier: list[str] | None = None
+    additional_information: str | None = None
+
+
+class _Rate(msgspec.Struct, kw_only=True):
+    negotiated_prices: list[_Price]
+    provider_groups: list[_Group] | None = None
+    provider_references: list[msgspec.Raw] | None = None
+
+
+class _Code(msgspec.Struct, kw_only=True):  # an element of bundled_codes / covered_services
+    billing_code_type: str | None = None
+    billing_code_type_version: str | None = None
+    billing_code: str | None = None
+    description: str | None = None
+
+
+class _Item(msgspec.Struct, kw_only=True):
+    negotiation_arrangement: Literal["ffs", "bundle", "capitation"]
+    name: str | None = None
+    billing_code_type: str
+    billing_code_type_version: str | None = None
+    billing_code: str
+    description: str | None = None
+    severity_of_illness: str | None = None
+    negotiated_rates: list[_Rate]
+    bundled_codes: list[_Code] | None = None
+    covered_services: list[_Code] | None = None
+
+
+class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry that lists its groups
+    provider_group_id: msgspec.Raw
+    network_name: list[str] | None = None
+    provider_groups: list[_Group]
+
+
+_ITEM = msgspec.json.Decoder(_Item)
+_REFERENCE = msgspec.json.Decoder(_Reference)
+_RATES = msgspec.json.Decoder(_Rate)
+_ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
+_PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
+_CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
+
+
+def _present(values: list) -> int:
+    return len(values) - values.count(None)
+
+
+class TypedItems:
+    """Stages typed items into ``staging``, adding the provider references their rates use to ``references``."""
+
+    def __init__(self, staging: Staging, references: set[str]):
+        self.staging = staging
+        self.references = references
+
+    def stage_item(self, data: bytes, code: str) -> bool:
+        """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
+        if b"\\" in data:
+            return False
+        try:
+            item = _ITEM.decode(data)
+        except _ERRORS:
+            return False
+        code_type = item.billing_code_type.strip()
+        if not code_type:
+            return False
+        members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL)
+        for codes in (item.bundled_codes, item.covered_services):
+            if codes is not None:
+                members += 1 + sum(_present([getattr(c, name) for c in codes]) for name in _CODE_FIELDS)
+        columns = self._rate_columns(item.negotiated_rates)
+        if columns is None or data.count(b'":') != members + columns[0]:
+            return False
+        item_seq = self.staging.add_item(code, code_type, item.negotiation_arrangement, item.name)
+        self._stage(item_seq, columns)
+        return True
+
+    def stage_rate(self, data: bytes, item_seq: int) -> bool:
+        """Stage one negotiated_rates element (its bytes) of item ``item_seq``; False as for ``stage_item``."""
+        if b"\\" in data:
+            return False
+        try:
+            rate = _RATES.decode(data)
+        except _ERRORS:
+            return False
+        columns = self._rate_columns([rate])
+        if columns is None or data.count(b'":') != columns[0]:
+            return False
+        self._stage(item_seq, columns)
+        return True
+
+    def stage_reference(self, data: bytes, reference: str) -> bool:
+        """Stage the provider groups of a provider_references entry (its bytes) as those of ``reference``; False
+        (nothing staged) when the checking parser must read it, an entry with a remote location among others."""
+        if b"\\" in data:
+            return False
+        try:
+            entry = _REFERENCE.decode(data)
+        except _ERRORS:
+            return False
+        groups = entry.provider_groups
+        if not groups:
+            return False
+        tins = [g.tin for g in groups]
+        npis = [g.npi for g in groups]
+        names = [t.business_name for t in tins]
+        members = 2 + (entry.network_name is not None) + len(groups) * 3 + _present(npis) + _present(names)
+        if data.count(b'":') != members:
+            return False
+        keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
+        npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
+        self.staging.add_reference(reference, entry.network_name, list(zip(keys, names, npi_counts, strict=True)))
+        return True
+
+    def _rate_columns(self, rates: list[_Rate]) -> tuple[int, list, list] | None:
+        """(member names the rates hold, target columns without seqs, price columns without rate_seq), rate by
+        rate; None when something needs the checking parser."""
+        price_counts = [len(r.negotiated_prices) for r in rates]
+        groups = [r.provider_groups for r in rates]
+        refs = [r.provider_references for r in rates]
+        if 0 in price_counts:
+            return None
+        members = len(rates) + _present(groups) + _present(refs)
+        target_counts = [len(g or ()) + len(r or ()) for g, r in zip(groups, refs, strict=True)]
+        if 0 in target_counts:
+            return None
+        # targets, per rate: its provider groups, then its references
+        flat_groups = [g for gs in groups if gs for g in gs]
+        tins = [g.tin for g in flat_groups]
+        npis = [g.npi for g in flat_groups]
+        names = [t.business_name for t in tins]
+        members += len(flat_groups) * 3 + _present(npis) + _present(names)
+        group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
+        npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
+        reference_ids = _reference_ids([bytes(raw) for rs in refs if rs for raw in rs])
+        if reference_ids is None:
+            return None
+        self.references.update(reference_ids)
+        prices = [p for r in rates for p in r.negotiated_prices]
+        price_columns: list[list[Any]] = [
+            [p.negotiated_type for p in prices],
+            [p.negotiated_rate for p in prices],
+            [p.billing_class for p in prices],
+            [p.setting for p in prices],
+            [p.service_code for p in prices],
+            [p.expiration_date for p in prices],
+            [p.billing_code_modifier for p in prices],
+        ]
+        members += len(prices) * 3 + sum(_present(c) for c in price_columns[3:])
+        members += _present([p.additional_information for p in prices])
+        targets = (groups, refs, group_keys, names, npi_counts, reference_ids)
+        return members, list(targets), [price_counts, *price_columns]
+
+    def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
+        _, targets, prices = columns
+        groups, refs, group_keys, names, npi_counts, reference_ids = targets
+        price_counts = prices[0]
+        first = self.staging.rates
+        rate_seqs = range(first, first + len(price_counts))
+        if not reference_ids:  # every rate has provider groups only
+            seqs = [s for s, g in zip(rate_seqs, groups, strict=True) for _ in g]
+            target_columns = [group_keys, names, npi_counts, [None] * len(seqs)]
+        elif not group_keys:  # every rate has provider references only
+            seqs = [s for s, r in zip(rate_seqs, refs, strict=True) for _ in r]
+            nothing = [None] * len(seqs)
+            target_columns = [nothing, nothing, nothing, reference_ids]
+        else:  # per rate: its provider groups, then its references
+            seqs, target_columns = [], [[], [], [], []]
+            key_column, name_column, npi_column, ref_column = target_columns
+            g_at = r_at = 0
+            for s, g, r in zip(rate_seqs, groups, refs, strict=True):
+                n_g, n_r = len(g or ()), len(r or ())
+                seqs += [s] * (n_g + n_r)
+                key_column += group_keys[g_at : g_at + n_g]
+                name_column += names[g_at : g_at + n_g]
+                npi_column += npi_counts[g_at : g_at + n_g]
+                ref_column += [None] * n_g
+                nothing = [None] * n_r
+                key_column += nothing
+                name_column += nothing
+                npi_column += nothing
+                ref_column += reference_ids[r_at : r_at + n_r]
+                g_at, r_at = g_at + n_g, r_at + n_r
+        self.staging.extend("targets", [seqs, [item_seq] * len(seqs), *target_columns])
+        price_rate_seqs = [s for s, c in zip(rate_seqs, price_counts, strict=True) for _ in range(c)]
+        self.staging.add_rates(len(price_counts), [price_rate_seqs, *prices[1:]])
+
+
+def _reference_ids(raws: list[bytes]) -> list[str] | None:
+    """Each provider_group_id as the file writes it: an unsigned number's text or a string's value; None when
+    one is anything else (the checking parser says what)."""
+    joined = b",".join(raws)
+    if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
+        return joined.decode().split(",") if raws else []
+    found = []
+    for raw in raws:
+        if raw[:1] == b'"':
+            try:
+                found.append(msgspec.json.decode(raw, type=str))
+            except _ERRORS:
+                return None
+        elif len(raw) <= MAX_NUMBER_CHARS and re.fullmatch(_NUMBER, raw):
+            found.append(raw.decode())
+        else:
+            return None
+    return found

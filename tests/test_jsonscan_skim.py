@@ -1,0 +1,119 @@
+"""Skimming (``select_elements(..., skim=True)``) steps over unwanted elements without indexing their bytes: it must
+select exactly what the indexed reader selects, whatever the elements hold and wherever the chunks are cut."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
+
+ITEM = (
+    '{{"negotiation_arrangement":"ffs","name":"{name}","billing_code":{code},'
+    '"negotiated_rates":[{{"p":[1,{{"q":2}}]}}]}}'
+)
+ELEMENTS = [
+    ITEM.format(name="plain", code='"A1"'),
+    ITEM.format(name="plain", code='"WANT"'),
+    # a billing_code inside a nested object before the element's own
+    '{"negotiation_arrangement":"ffs","bundled_codes":[{"billing_code":"WANT"}],"billing_code":"B2"}',
+    # the opening of the next element, written inside a string (escaped quotes)
+    '{"negotiation_arrangement":"ffs","name":"x},{\\"negotiation_arrangement\\":","billing_code":"C3"}',
+    # a string value that reads like the member name
+    '{"negotiation_arrangement":"ffs","name":"billing_code","billing_code":"D4"}',
+    # a repeated member: the first counts, as for the indexed reader
+    '{"negotiation_arrangement":"ffs","billing_code":"E5","billing_code":"WANT"}',
+    '{"negotiation_arrangement":"ffs","name":"no code here"}',
+    ITEM.format(name="a number", code="27447"),
+    ITEM.format(name="brackets [in] {a} string", code='"F6"'),
+    '{"negotiation_arrangement":"ffs","negotiated_rates":[],"billing_code":"WANT"}',
+]
+
+
+def _keep(value):
+    return value == "WANT" or not isinstance(value, str)
+
+
+def _selected(document: bytes, chunk: int, skim: bool) -> tuple[list, int]:
+    pieces = [document[i : i + chunk] for i in range(0, len(document), chunk)]
+    reader = JsonReader(pieces if skim else index_chunks(pieces))
+    found = []
+    for key in reader.iter_members():
+        assert key == "in_network"
+        for index, value in reader.select_elements("billing_code", _keep, skim=skim):
+            found.append((index, "MISSING" if value is MISSING else value, reader.pos))
+            if index % 2:  # the caller reads some of the elements it selects, and leaves the others
+                reader.read_value()
+        count = reader.element_index
+    assert reader.at_end()
+    return found, count
+
+
+@pytest.mark.parametrize("separator", [",", ", ", ",\n  "])
+@pytest.mark.parametrize("chunk", [7, 64, 1000, 1 << 20])
+def test_skimming_selects_what_the_indexed_reader_selects(separator, chunk):
+    elements = (ELEMENTS * 20)[:-3] + [ITEM.format(name="plain", code='"G7"')] * 200
+    document = ('{"in_network":[' + separator.join(elements) + "]}").encode()
+    json.loads(document)  # the document is valid JSON
+    indexed = _selected(document, chunk, skim=False)
+    skimmed = _selected(document, chunk, skim=True)
+    assert skimmed == indexed
+    assert indexed[1] == len(elements)
+    assert {value for _, value, _ in indexed[0]} == {"WANT", 27447, "MISSING"}
+
+
+def test_skimming_steps_over_runs_of_minified_elements_without_the_index(monkeypatch):
+    """The comparison above is not vacuous: on a minified array most unwanted elements are skimmed."""
+    stepped = []
+    skim = JsonReader._skim
+
+    def counted(self, *args):
+        stepped.append(skim(self, *args))
+        return stepped[-1]
+
+    monkeypatch.setattr(JsonReader, "_skim", counted)
+    elements = [ITEM.format(name="plain", code=f'"{n:05d}"') for n in range(500)]
+    elements[250] = ITEM.format(name="plain", code='"WANT"')
+    document = ('{"in_network":[' + ",".join(elements) + "]}").encode()
+    found, count = _selected(document, 1000, skim=True)
+    assert [value for _, value, _ in found] == ["WANT"] and found[0][0] == 250 and count == 500
+    assert sum(stepped) > 400
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 20])
+def test_after_a_skim_stops_the_rest_is_read_as_the_indexed_reader_reads_it(chunk, monkeypatch):
+    """A skim that stops at a wanted element indexes that element only and gives back the bytes after it: what
+    follows (more elements, wanted or not, the end of the array, the members after it) must still be read."""
+    stops = []
+    index_from = JsonReader._index_from
+
+    def noted(self, offset, depth, until=None):
+        stops.append(until)
+        index_from(self, offset, depth, until)
+
+    monkeypatch.setattr(JsonReader, "_index_from", noted)
+    skipped = [ITEM.format(name="plain", code=f'"{n:05d}"') for n in range(50)]
+    wanted = ITEM.format(name="plain", code='"WANT"')
+    elements = [*skipped, wanted, *skipped, wanted, wanted, *skipped, wanted]
+    document = ('{"in_network":[' + ",".join(elements) + '],"after":{"x":[1,{"y":"]"}]}}').encode()
+
+    def selected(skim: bool) -> tuple[list, object]:
+        pieces = [document[i : i + chunk] for i in range(0, len(document), chunk)]
+        reader = JsonReader(pieces if skim else index_chunks(pieces))
+        found, after = [], None
+        for key in reader.iter_members():
+            if key == "in_network":
+                for index, value in reader.select_elements("billing_code", _keep, skim=skim):
+                    found.append((index, "MISSING" if value is MISSING else value, reader.pos))
+            else:
+                after = (key, reader.read_value())
+        assert reader.at_end()
+        return found, after
+
+    indexed = selected(skim=False)
+    stops.clear()
+    assert selected(skim=True) == indexed
+    assert [index for index, _, _ in indexed[0]] == [50, 101, 102, 153]
+    assert indexed[1] == ("after", {"x": [1, {"y": "]"}]})
+    assert any(until is not None for until in stops)  # the skim did stop with bytes given back
