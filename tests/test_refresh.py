@@ -6,8 +6,10 @@ Expected figures are computed here straight from the rate files (``refresh_files
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import statistics
@@ -511,3 +513,9 @@ def test_an_ingest_between_two_editions_in_one_worker_is_seen(tmp_path, aetna_mo
         assert aetna_median(store.path) == pytest.approx(november_median, abs=1e-9)
         assert aetna_median(pin) == pytest.approx(october_median, abs=1e-9)  # the build's version, unchanged
     assert aetna_median(store.path) == pytest.approx(november_median, abs=1e-9)
+    if Path("/proc/self/fd").is_dir():  # the pinned version is deleted after the build: this process let it go
+        open_files = []
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+                open_files.append(os.readlink(fd))
+        assert not [f for f in open_files if f.startswith(str(pin))]
