@@ -173,7 +173,7 @@ def _stats(payer: str, group: str, rates: Sequence[_Rate]) -> RateStats:
     pct = np.array([r.pct_of_medicare for r in rates], dtype=float)
     pct = pct[~np.isnan(pct)]
     # The same numpy functions pandas' Series.quantile and .median use (linear interpolation between ranks).
-    p25, median, p75 = np.percentile(amounts, [25.0, 50.0, 75.0])
+    p25, p75 = np.percentile(amounts, [25.0, 75.0])
     return RateStats(
         payer=payer,
         group=group,
