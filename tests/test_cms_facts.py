@@ -263,7 +263,7 @@ def test_a_store_made_before_the_policy_columns_is_read_then_migrated(tmp_path):
     assert facts.pfs is not None and facts.pfs.pctc_indicator is None and facts.modifiers == ()
     assert facts.ptp_edits == () and facts.mue is None
     ingest_pfs_file(RatesStore(path), PFS_2026)  # a read-write connection migrates the store first
-    con = duckdb.connect(str(path), read_only=True)
+    con = RatesStore(path).connect()
     assert con.execute(
         "SELECT year, pctc_indicator, pricing_indicator FROM medicare_pfs WHERE hcpcs = '99213' ORDER BY year"
     ).fetchall() == [(2024, None, None), (2026, "0", "9")]

@@ -6,8 +6,10 @@ Expected figures are computed here straight from the rate files (``refresh_files
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import statistics
@@ -25,7 +27,7 @@ from cptpub.errors import CptpubError
 from cptpub.ingest.pfs import ingest_pfs_file
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records import load_payers
-from cptpub.store import RatesStore
+from cptpub.store import RatesStore, release_store
 
 from .conftest import REPO, copy_project, run_cptpub
 from .refresh_files import professional_rates, rewrite_tic
@@ -177,6 +179,7 @@ def test_a_store_made_before_supersession_is_upgraded_when_read(tmp_path, aetna_
     store = RatesStore(tmp_path / "rates.duckdb")
     _ingest(store, october)
     _ingest(store, november)
+    release_store()  # this process keeps the store open for reading; the older cptpub would be another process
     with duckdb.connect(str(store.path)) as con:  # as an older cptpub left it
         con.execute("DROP VIEW current_sources")
         con.execute("DROP TABLE source_status")
@@ -494,3 +497,34 @@ def test_other_cms_kinds_are_superseded_by_quarter_and_claim_type():
     status = {s.source_id: (s.current, s.superseded_by) for s in decide(sources)}
     assert status["c"] == status["d"] == status["e"] == (True, None)
     assert not status["a"][0] and not status["b"][0] and status["a"][1] in {"c", "d"}
+
+
+def test_an_ingest_between_two_editions_in_one_worker_is_seen(tmp_path, aetna_months):
+    """A worker keeps the store open between editions; the next edition after an ingest reads the new file, and a
+    build's pinned version keeps reading the file it pinned."""
+    from cptpub.sections.context import load_context
+
+    october, november = aetna_months
+    store = RatesStore(tmp_path / "rates.duckdb")
+    _ingest(store, october)
+
+    def aetna_median(store_path: Path) -> float:
+        benchmarks = load_context(CODE, REPO / "data", store_path).benchmarks
+        assert benchmarks is not None
+        return next(s for s in benchmarks.by_payer if s.payer == "Aetna").median
+
+    october_median = statistics.median(r[2] for r in professional_rates(october, CODE))
+    november_median = statistics.median(r[2] for r in professional_rates(november, CODE))
+    assert aetna_median(store.path) == pytest.approx(october_median, abs=1e-9)
+    with store.pinned() as pin:
+        assert aetna_median(pin) == pytest.approx(october_median, abs=1e-9)
+        _ingest(store, november)
+        assert aetna_median(store.path) == pytest.approx(november_median, abs=1e-9)
+        assert aetna_median(pin) == pytest.approx(october_median, abs=1e-9)  # the build's version, unchanged
+    assert aetna_median(store.path) == pytest.approx(november_median, abs=1e-9)
+    if Path("/proc/self/fd").is_dir():  # the pinned version is deleted after the build: this process let it go
+        open_files = []
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+                open_files.append(os.readlink(fd))
+        assert not [f for f in open_files if f.startswith(str(pin))]

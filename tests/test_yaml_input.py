@@ -208,3 +208,36 @@ def test_a_value_yaml_cannot_build_is_one_line_naming_its_line(project: Path):
         with pytest.raises(RecordError) as err:
             load_record(project / "data" / "codes", "20799")
         assert str(err.value).startswith(f"{path}:2:") and "\n" not in str(err.value), str(err.value)
+
+
+def test_an_edited_payer_catalogue_and_report_config_are_seen_by_the_next_edition(tmp_path):
+    """A worker parses the payer catalogue and ``_quarto.yml`` once per version of the file: an edit is seen at
+    the next read, even one of the same size within the same file time (an editor saving twice in a tick)."""
+    import os
+
+    from cptpub.analysis.changes import load_thresholds
+
+    payers = tmp_path / "payers.yaml"
+    shutil.copy(REPO / "data" / "payers.yaml", payers)
+    config = tmp_path / "_quarto.yml"
+    config.write_text("cptpub:\n  changes:\n    median-percent: 5\n", encoding="utf-8")
+    assert load_payers(payers).payers[0].name == "Aetna"
+    assert load_thresholds(tmp_path).median_percent == 5
+
+    for path, old, new in ((payers, "name: Aetna", "name: Aetnx"), (config, "median-percent: 5", "median-percent: 7")):
+        times = path.stat()
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # same size, same modification time
+        assert path.stat().st_size == times.st_size
+    assert load_payers(payers).payers[0].name == "Aetnx"
+    assert load_thresholds(tmp_path).median_percent == 7
+
+
+def test_each_reader_of_a_yaml_file_gets_its_own_data(tmp_path):
+    from cptpub.yamlfile import read_yaml
+
+    path = tmp_path / "settings.yml"
+    path.write_text("format:\n  html:\n    toc: true\n", encoding="utf-8")
+    first, _ = read_yaml(path)
+    first["format"]["html"]["toc"] = False  # a caller changing what it was given
+    assert read_yaml(path)[0] == {"format": {"html": {"toc": True}}}

@@ -9,10 +9,15 @@ Two things YAML allows are refused, because both have hurt users:
   700-byte file expand to ten billion values, and every later walk of the data (validation, error location)
   would take hours. The size is computed over the node graph, once per distinct node, so the check itself is
   linear in the file.
+
+A process parses each version of a file once (the payer catalogue and ``report/_quarto.yml`` are read for every
+edition a worker builds): a file is parsed again when its size, times or inode change.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +125,31 @@ def _scalars(root: yaml.Node):
 
 
 def read_yaml(path: Path, error: type[CptpubError] = CptpubError) -> tuple[Any, yaml.Node | None]:
-    """The file's data and its root node. Unreadable files, syntax errors, repeated keys, alias bombs and values
-    YAML cannot build (``2026-13-45`` as a date) raise ``error`` with ``file:line[:column]``; a missing file
-    raises FileNotFoundError."""
+    """The file's data (the caller's own copy) and its root node. Unreadable files, syntax errors, repeated keys,
+    alias bombs and values YAML cannot build (``2026-13-45`` as a date) raise ``error`` with
+    ``file:line[:column]``; a missing file raises FileNotFoundError."""
+    try:
+        st = path.stat()  # before reading: a file replaced in between is parsed again next time
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}", where=path) from exc
+    version = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    parsed = _parsed.get(version)
+    if parsed is None:  # errors are raised, never kept: a bad file is read again, for the same error
+        parsed = _parse(path, error)
+        if len(_parsed) >= _PARSED_VERSIONS:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[version] = parsed
+    data, root = parsed
+    return copy.deepcopy(data), root
+
+
+_PARSED_VERSIONS = 64
+_parsed: dict[tuple[object, ...], tuple[Any, yaml.Node | None]] = {}  # (path, inode, size, times) -> parse
+
+
+def _parse(path: Path, error: type[CptpubError]) -> tuple[Any, yaml.Node | None]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -108,6 +108,9 @@ def build_on_worker(task: EditionTask, record: bytes, store: bytes, bundle: Proj
             Project(root, store=store_path), task, root.parent / "work" / task.code, worker=name, ship_executed=True
         )
     finally:
+        from cptpub.store import release_store
+
+        release_store(store_path)
         store_path.unlink(missing_ok=True)
 
 

@@ -123,16 +123,16 @@ def load_record_or_empty(codes_dir: Path, code: str) -> tuple[CodeRecord, bool]:
 
 
 @lru_cache(maxsize=8)
-def _load_payers_cached(path: Path, mtime_ns: int) -> PayerCatalogue:
+def _load_payers_cached(path: Path, version: tuple[int, ...]) -> PayerCatalogue:
     return load_model(path, PayerCatalogue)
 
 
 def load_payers(path: Path) -> PayerCatalogue:
     try:
-        mtime = path.stat().st_mtime_ns
+        st = path.stat()
     except FileNotFoundError:
         raise RecordError("the payer catalogue is missing", where=path) from None
-    catalogue = _load_payers_cached(path, mtime)
+    catalogue = _load_payers_cached(path, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     for payer in catalogue.payers:
         for pattern in payer.entity_patterns:
             try:
