@@ -154,6 +154,19 @@ def test_pandoc_killed_between_editions_is_restarted(tmp_path: Path) -> None:
     engine.close()
 
 
+def test_pandoc_is_renewed_after_its_share_of_editions_with_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(server_module, "JOBS_PER_PROCESS", 2)
+    engine = BuiltinEngine()
+    first = engine.render(make_job(tmp_path / "one"), ["html"], tmp_path / "dist-one")
+    pid = server_pid(engine)
+    engine.render(make_job(tmp_path / "two"), ["html"], tmp_path / "dist-two")
+    assert server_pid(engine) == pid  # both editions on one process
+    third = engine.render(make_job(tmp_path / "three"), ["html"], tmp_path / "dist-three")
+    assert server_pid(engine) != pid and stopped(pid)  # the third on a new one; the old one is gone
+    assert third["html"].read_bytes() == first["html"].read_bytes()
+    engine.close()
+
+
 def test_pandoc_dying_during_an_edition_fails_that_edition_only(tmp_path: Path) -> None:
     engine = BuiltinEngine()
     engine.render(make_job(tmp_path / "warm"), ["html"], tmp_path / "dist")
