@@ -30,7 +30,8 @@ The end of the output is a Markdown table of the figures issue 13 asks for (for 
 target saying whether it was met; a target must hold in the worst run.
 
 Targets on 2 cores: (b) >= 35x faster than (a) and <= 0.5 s of CPU per edition; < 500 MB peak memory per worker
-(reported both as the RSS of worker + kernel and as the PSS of worker + kernel + Pandoc, see ``RssSampler``); (e) <= 3 s wall for 10,000 codes, including the CLI's start-up.
+(reported both as the RSS of worker + kernel and as the PSS of worker + kernel + Pandoc, see ``RssSampler``);
+(e) <= 3 s wall for 10,000 codes, including the CLI's start-up.
 """
 
 from __future__ import annotations
