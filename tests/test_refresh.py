@@ -499,17 +499,6 @@ def test_other_cms_kinds_are_superseded_by_quarter_and_claim_type():
     assert not status["a"][0] and not status["b"][0] and status["a"][1] in {"c", "d"}
 
 
-def test_the_store_kept_open_has_a_bounded_cache_and_a_notebook_can_still_open_it(tmp_path, aetna_months):
-    store = RatesStore(tmp_path / "rates.duckdb")
-    _ingest(store, aetna_months[0])
-    with store.connect() as con:
-        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    assert limit == ("244.1 MiB",)  # 256 MB, as DuckDB prints it; its default is 80 % of the machine
-    # a notebook's own read-only connection to the same file, while the process keeps its database open
-    with duckdb.connect(str(store.path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM sources").fetchone() == (1,)
-
-
 def test_an_ingest_between_two_editions_in_one_worker_is_seen(tmp_path, aetna_months):
     """A worker keeps the store open between editions; the next edition after an ingest reads the new file, and a
     build's pinned version keeps reading the file it pinned."""

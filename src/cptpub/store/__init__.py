@@ -55,10 +55,6 @@ from cptpub.store import releases
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
 WAIT_ENV = "CPTPUB_STORE_WAIT"
 DEFAULT_WAIT_SECONDS = 600.0
-# The database a process keeps open caches the pages it has read, up to DuckDB's memory limit (80 % of the machine
-# by default): over a store of tens of GB a build worker would grow toward it. A reader needs one code's rows at a
-# time; larger queries (``cptpub list``) spill to disk beyond this.
-READER_MEMORY_LIMIT = "256MB"
 _POLL_SECONDS = 0.1
 _pins = itertools.count()
 
@@ -133,9 +129,6 @@ class RatesStore:
             database = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
-        # A setting, not connect()'s config: DuckDB refuses a later duckdb.connect(path) (a notebook's, say) whose
-        # config differs from the open database's.
-        database.execute(f"SET memory_limit = '{READER_MEMORY_LIMIT}'")
         if not _has_releases(database):  # made by an older cptpub: add the supersession tables once, then read
             database.close()
             with self.transaction():
