@@ -130,25 +130,25 @@ def _run_notebooks(
                 error=f"{exc.ename}: {exc.evalue}",
             ) from exc
         except CellTimeoutError as exc:
-            started = _last_started_cell(output)
-            raise SectionFailed(
-                code=code,
-                notebook=notebook.name,
-                cell=None if started is None else _source_cell_number(output, started),
-                executed_path=output,
-                error=f"the cell ran longer than the per-cell timeout of {cell_timeout:g} s and was stopped",
-            ) from exc
+            error = f"the cell ran longer than the per-cell timeout of {cell_timeout:g} s and was stopped"
+            raise _stopped_in_last_started_cell(code, notebook, output, error) from exc
         except DeadKernelError as exc:  # KernelDied (warm kernels) says how it died
-            started = _last_started_cell(output)
-            raise SectionFailed(
-                code=code,
-                notebook=notebook.name,
-                cell=None if started is None else _source_cell_number(output, started),
-                executed_path=output,
-                error=str(exc) if isinstance(exc, KernelDied) else f"the kernel died: {exc}",
-            ) from exc
+            error = str(exc) if isinstance(exc, KernelDied) else f"the kernel died: {exc}"
+            raise _stopped_in_last_started_cell(code, notebook, output, error) from exc
         executed.append(output)
     return executed
+
+
+def _stopped_in_last_started_cell(code: str, notebook: Path, output: Path, error: str) -> SectionFailed:
+    """The failure of a run stopped from outside its cells (a timeout, a dead kernel): the cell that was running."""
+    started = _last_started_cell(output)
+    return SectionFailed(
+        code=code,
+        notebook=notebook.name,
+        cell=None if started is None else _source_cell_number(output, started),
+        executed_path=output,
+        error=error,
+    )
 
 
 def _last_started_cell(executed: Path) -> int | None:
