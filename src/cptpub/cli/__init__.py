@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cptpub import __version__
+from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT
 from cptpub.errors import CptpubError
 
 app = typer.Typer(
@@ -19,6 +20,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+)
+# The per-cell time limit, the same option for every command that runs notebooks (build, preview).
+CELL_TIMEOUT_OPTION = typer.Option(
+    None,
+    "--timeout",
+    help="Seconds a notebook cell may run before it fails (0: no limit). Default: cptpub.cell-timeout in "
+    f"report/_quarto.yml, else {DEFAULT_CELL_TIMEOUT:g}.",
+    min=0,
 )
 console = Console(soft_wrap=True)  # lines that name paths stay whole (copy, grep)
 err_console = Console(stderr=True, soft_wrap=True)  # messages name paths: never wrap them

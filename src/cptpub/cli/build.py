@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT
-from cptpub.cli import app, console
+from cptpub.cli import CELL_TIMEOUT_OPTION, app, console
 from cptpub.errors import CptpubError, UsageError, cell_label
 from cptpub.project import Project, read_codes_file
 
@@ -55,13 +54,7 @@ def build(
     scheduler: str = typer.Option(
         None, "--scheduler", help="Address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 (implies dask)."
     ),
-    timeout: float = typer.Option(
-        None,
-        "--timeout",
-        help="Seconds a notebook cell may run before it fails (0: no limit). Default: cptpub.cell-timeout in "
-        f"report/_quarto.yml, else {DEFAULT_CELL_TIMEOUT:g}.",
-        min=0,
-    ),
+    timeout: float = CELL_TIMEOUT_OPTION,
 ) -> None:
     """Build publications into dist/ (cpt-CODE.html, cpt-CODE.pdf, manifest.json); skip what is up to date."""
     from cptpub.batch.progress import print_summary, reporter_for

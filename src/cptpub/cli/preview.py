@@ -9,8 +9,8 @@ import webbrowser
 import typer
 from rich.markup import escape
 
-from cptpub.cell_timeout import DEFAULT_CELL_TIMEOUT, cell_timeout
-from cptpub.cli import app, console, err_console
+from cptpub.cell_timeout import cell_timeout
+from cptpub.cli import CELL_TIMEOUT_OPTION, app, console, err_console
 from cptpub.project import Project, check_code
 
 
@@ -48,13 +48,7 @@ def preview(
         False, "--fresh-kernels", help="A new Jupyter kernel per notebook (slow; default: one warm kernel)."
     ),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
-    timeout: float = typer.Option(
-        None,
-        "--timeout",
-        help="Seconds a notebook cell may run before it fails (0: no limit). Default: cptpub.cell-timeout in "
-        f"report/_quarto.yml, else {DEFAULT_CELL_TIMEOUT:g}.",
-        min=0,
-    ),
+    timeout: float = CELL_TIMEOUT_OPTION,
 ) -> None:
     """Build CODE, serve dist/ at http://127.0.0.1:PORT/ and rebuild on every change; the page reloads itself.
 
