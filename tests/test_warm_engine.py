@@ -374,6 +374,17 @@ def test_the_executed_notebook_is_written_once_and_kept_when_the_run_fails(tmp_p
     assert kept.metadata.papermill.end_time and "unreachable" not in stdout(kept)
 
 
+def test_each_cell_records_its_start_end_and_duration_as_papermill_does(tmp_path):
+    import dateutil.parser
+
+    executed = run(write_notebook(tmp_path / "timed.ipynb", "import time", "time.sleep(0.2)", "x = 1"))
+    for cell in executed.cells:
+        times = cell.metadata.papermill
+        started, ended = (dateutil.parser.parse(times[key]) for key in ("start_time", "end_time"))
+        assert times.duration == (ended - started).total_seconds() and times.status == "completed"
+    assert executed.cells[1].metadata.papermill.duration >= 0.2
+
+
 OUTPUT_KINDS = [
     "print('out'); import sys; print('err', file=sys.stderr); print('more')",
     "from IPython.display import display, Markdown, clear_output\ndisplay(Markdown('*shown*'))\n"
