@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cptpub.errors import UsageError
-from cptpub.ingest import stream
+from cptpub.ingest import stream, tic
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
@@ -415,6 +415,22 @@ def test_provider_references_after_in_network_are_read_in_the_same_pass(store, c
     path.write_text(json.dumps(document))
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
     assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_provider_references_before_in_network_are_held_or_read_again(store, catalogue, monkeypatch, held):
+    """References that come first (the usual layout) are needed only once in_network has been read: their bytes
+    are held when small, and read by a second pass over the file when beyond HELD_REFERENCES_BYTES."""
+    path = TIC / "v2/in-network-rates-multiple-plans-sample.json"
+    text = path.read_text()
+    assert text.index('"provider_references"') < text.index('"in_network"')
+    if not held:
+        monkeypatch.setattr(tic, "HELD_REFERENCES_BYTES", 64)
+    passes = []
+    monkeypatch.setattr(tic, "RateFile", lambda source: passes.append(source) or stream.RateFile(source))
+    result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
+    assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
+    assert len(passes) == (1 if held else 2)
 
 
 def test_a_reference_no_rate_uses_is_not_loaded(store, catalogue):
