@@ -127,6 +127,20 @@ def _member_pattern(key: str) -> re.Pattern:
 _MEMBER_PATTERNS: dict[str, re.Pattern] = {}
 
 
+def _head_pattern(member: re.Pattern) -> re.Pattern:
+    """An object's opening and its first members, up to and with the one ``member`` matches (group 1 its value),
+    when those before it all have a scalar value and no escape: the member found is then the object's own."""
+    head = _HEAD_PATTERNS.get(member.pattern)
+    if head is None:
+        name = member.pattern[: member.pattern.index(b'"', 1) + 1]
+        scalar_member = rb"(?!" + name + rb')"[^"\\]*"\s*:\s*(?:"[^"\\]*"|[^"\\\s,{}\[\]]+)\s*,\s*'
+        head = _HEAD_PATTERNS[member.pattern] = re.compile(rb"\{\s*(?:" + scalar_member + rb")*+" + member.pattern)
+    return head
+
+
+_HEAD_PATTERNS: dict[bytes, re.Pattern] = {}
+
+
 class JsonFormatError(Exception):
     """The document is not valid JSON (or ends early) at ``offset``."""
 
@@ -648,8 +662,9 @@ class JsonReader:
         A run of elements is handed to msgspec as one JSON array, cut before the last place in the window where
         the next element opens as the first one did (``},{"name":``, as minified files write it): if that parses,
         the cut was between elements, each element is valid JSON, and their lengths place them. An element's
-        member is taken from the bytes when no bracket, backslash or open string comes before it in the element
-        (so it is the element's own); otherwise, and for an element ``keep`` accepts, the reader takes over.
+        member is taken from the bytes when only members with a scalar value and no escape come before it in the
+        element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
+        accepts, the reader takes over.
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
@@ -661,7 +676,7 @@ class JsonReader:
         if colon < 0:
             return 0
         opening = b"}," + self.buf[first : colon + 1]
-        needle = pattern.pattern[: pattern.pattern.index(b'"', 1) + 1]
+        head = _head_pattern(pattern)
         run = bytearray(b"[")
         run += memoryview(self.buf)[first:]
         origin = self.pos - 1  # the absolute offset of run[0]
@@ -693,7 +708,8 @@ class JsonReader:
                 if sum(lengths) + len(lengths) - 1 != cut:  # not valid, or not one comma between elements
                     return skipped
                 for length in lengths:
-                    value = self._skimmed_member(run, origin, needle, pattern, at, at + length, loads)
+                    match = head.match(run, at, at + length)
+                    value = _UNSURE if match is None else self._member_value(match, loads, origin)
                     if value is _UNSURE or keep(value):
                         stopped_at = origin + at + length if skipped else None
                         return skipped
@@ -718,33 +734,6 @@ class JsonReader:
         if self._on_chunk:
             self._on_chunk()
         return chunk if isinstance(chunk, bytes) else chunk.data
-
-    def _skimmed_member(
-        self,
-        buf: bytearray,
-        origin: int,
-        needle: bytes,
-        pattern: re.Pattern,
-        start: int,
-        end: int,
-        loads: Callable[[bytes], Any],
-    ) -> Any:
-        """The member of the object buf[start:end] that ``pattern`` matches (``needle`` is its quoted name), found
-        without an index (see _skim); ``origin`` is the absolute offset of buf[0]."""
-        at = buf.find(needle, start, end)
-        while at >= 0:
-            match = pattern.match(buf, at, end)
-            if match:
-                if (
-                    buf.find(b"{", start + 1, at) >= 0
-                    or buf.find(b"[", start + 1, at) >= 0
-                    or buf.find(b"\\", start + 1, at) >= 0
-                    or buf.count(b'"', start + 1, at) % 2
-                ):
-                    return _UNSURE
-                return self._member_value(match, loads, origin)
-            at = buf.find(needle, at + 1, end)
-        return _UNSURE
 
     def _object_run(self, start: int, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(starts, ends) of the consecutive complete objects from ``start`` (an element of an array whose inside

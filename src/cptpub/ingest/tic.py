@@ -31,7 +31,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -499,15 +499,15 @@ class _InNetworkFile:
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
         """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
-        ``JsonReader.select_elements``), so chunks are indexed only when needed, by the reader; otherwise every
-        chunk is indexed ahead, in threads."""
+        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; otherwise
+        every chunk is indexed ahead, in threads."""
         rate_file = RateFile(self.path)
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch[IndexedChunk | bytes](
-                chunks if self.wanted is not None else index_chunks(chunks), name="index"
-            ) as indexed,
+            Prefetch[IndexedChunk | bytes](index_chunks(chunks), name="index")
+            if self.wanted is None
+            else nullcontext(chunks) as indexed,
         ):
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
