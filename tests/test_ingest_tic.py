@@ -427,7 +427,7 @@ def test_provider_references_before_in_network_are_held_or_read_again(store, cat
     if not held:
         monkeypatch.setattr(tic, "HELD_REFERENCES_BYTES", 64)
     passes = []
-    monkeypatch.setattr(tic, "RateFile", lambda source: passes.append(source) or stream.RateFile(source))
+    monkeypatch.setattr(tic, "RateFile", lambda source, **kw: passes.append(source) or stream.RateFile(source, **kw))
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
     assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
     assert len(passes) == (1 if held else 2)
@@ -592,6 +592,7 @@ def test_small_chunks_give_the_same_rows(store, catalogue, monkeypatch):
     """Every chunk boundary case at once: strings, keys, numbers and escapes split between chunks."""
     monkeypatch.setattr(stream, "RAW_BLOCK", 7)
     monkeypatch.setattr(stream, "CHUNK", 13)
+    monkeypatch.setattr(tic, "SKIM_CHUNK", 13)
     path = TIC / "v2/in-network-rates-all-negotiated-types-sample.json"
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue, payer_override="Aetna")
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)

@@ -67,7 +67,7 @@ from cptpub.ingest.jsonscan import (
 )
 from cptpub.ingest.remote import cached, is_url
 from cptpub.ingest.staging import Staging, publish, staging_root
-from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
+from cptpub.ingest.stream import SKIM_CHUNK, CorruptGzip, Prefetch, RateFile, TruncatedGzip
 from cptpub.ingest.typed import TypedItems
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
@@ -501,7 +501,7 @@ class _InNetworkFile:
         """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
         ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; otherwise
         every chunk is indexed ahead, in threads."""
-        rate_file = RateFile(self.path)
+        rate_file = RateFile(self.path, chunk=SKIM_CHUNK if self.wanted is not None else None)
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
