@@ -772,7 +772,8 @@ class JsonReader:
     def _member_values(
         self, pattern: re.Pattern, starts: np.ndarray, ends: np.ndarray, depth: int, loads: Callable[[bytes], Any]
     ) -> list[Any]:
-        """The value of the member matched by ``pattern`` in each object [start, end), members at ``depth``."""
+        """The value of the member matched by ``pattern`` in each object [start, end), members at ``depth`` (the first
+        object is element ``element_index``; an error in a value moves it to that value's element)."""
         values: list[Any] = [MISSING] * len(starts)
         matches = self._find_all(pattern, int(starts[0]) - self.base, int(ends[-1]) - self.base)
         if not matches:
@@ -783,7 +784,11 @@ class JsonReader:
         member_level = self._depths[np.searchsorted(self._brackets, at) - 1] == depth
         for match, owner, level in zip(matches, owners.tolist(), member_level.tolist(), strict=True):
             if level and values[owner] is MISSING and not self._escaped_at(self.base + match.start()):
-                values[owner] = self._member_value(match, loads)
+                try:
+                    values[owner] = self._member_value(match, loads)
+                except JsonFormatError:
+                    self.element_index += owner  # the element whose member it is
+                    raise
         return values
 
     def _find_all(self, pattern: re.Pattern, start: int, end: int) -> list[re.Match]:
