@@ -456,6 +456,22 @@ def test_gzip_gives_the_same_rows_and_hashes_the_compressed_bytes(store, catalog
     assert stored_rows(store, result.source_id) == as_rows(V1_FFS)
 
 
+@pytest.mark.parametrize("piece", [5, 64 << 10])
+def test_concatenated_gzip_members_inflated_in_pieces_give_the_same_rows(
+    store, catalogue, tmp_path, monkeypatch, piece
+):
+    """Some writers (and `cat a.gz b.gz`) give several gzip members; the compressed bytes are inflated a piece at a
+    time, and a member may end anywhere in a piece."""
+    monkeypatch.setattr(stream, "INFLATE_PIECE", piece)
+    monkeypatch.setattr(tic, "SKIM_CHUNK", 13)
+    text = (TIC / "v1/in-network-rates-fee-for-service-single-plan-sample.json").read_bytes()
+    packed = tmp_path / "two-members.json.gz"
+    packed.write_bytes(gzip.compress(text[: len(text) // 2]) + gzip.compress(text[len(text) // 2 :]))
+    result = ingest_tic_file(store, packed, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
+    assert result.source_id == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert stored_rows(store, result.source_id) == as_rows(V1_FFS)
+
+
 def test_reingesting_the_same_file_changes_nothing(store, catalogue, tmp_path):
     path = TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json"
     first = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
