@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cptpub.errors import UsageError
-from cptpub.ingest import stream
+from cptpub.ingest import stream, tic
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
@@ -417,6 +417,22 @@ def test_provider_references_after_in_network_are_read_in_the_same_pass(store, c
     assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
 
 
+@pytest.mark.parametrize("held", [True, False])
+def test_provider_references_before_in_network_are_held_or_read_again(store, catalogue, monkeypatch, held):
+    """References that come first (the usual layout) are needed only once in_network has been read: their bytes
+    are held when small, and read by a second pass over the file when beyond HELD_REFERENCES_BYTES."""
+    path = TIC / "v2/in-network-rates-multiple-plans-sample.json"
+    text = path.read_text()
+    assert text.index('"provider_references"') < text.index('"in_network"')
+    if not held:
+        monkeypatch.setattr(tic, "HELD_REFERENCES_BYTES", 64)
+    passes = []
+    monkeypatch.setattr(tic, "RateFile", lambda source, **kw: passes.append(source) or stream.RateFile(source, **kw))
+    result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
+    assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
+    assert len(passes) == (1 if held else 2)
+
+
 def test_a_reference_no_rate_uses_is_not_loaded(store, catalogue):
     path = TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json"
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
@@ -435,6 +451,22 @@ def test_gzip_gives_the_same_rows_and_hashes_the_compressed_bytes(store, catalog
     packed.write_bytes(
         gzip.compress((TIC / "v1/in-network-rates-fee-for-service-single-plan-sample.json").read_bytes())
     )
+    result = ingest_tic_file(store, packed, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
+    assert result.source_id == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert stored_rows(store, result.source_id) == as_rows(V1_FFS)
+
+
+@pytest.mark.parametrize("piece", [5, 64 << 10])
+def test_concatenated_gzip_members_inflated_in_pieces_give_the_same_rows(
+    store, catalogue, tmp_path, monkeypatch, piece
+):
+    """Some writers (and `cat a.gz b.gz`) give several gzip members; the compressed bytes are inflated a piece at a
+    time, and a member may end anywhere in a piece."""
+    monkeypatch.setattr(stream, "INFLATE_PIECE", piece)
+    monkeypatch.setattr(tic, "SKIM_CHUNK", 13)
+    text = (TIC / "v1/in-network-rates-fee-for-service-single-plan-sample.json").read_bytes()
+    packed = tmp_path / "two-members.json.gz"
+    packed.write_bytes(gzip.compress(text[: len(text) // 2]) + gzip.compress(text[len(text) // 2 :]))
     result = ingest_tic_file(store, packed, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
     assert result.source_id == hashlib.sha256(packed.read_bytes()).hexdigest()
     assert stored_rows(store, result.source_id) == as_rows(V1_FFS)
@@ -576,6 +608,7 @@ def test_small_chunks_give_the_same_rows(store, catalogue, monkeypatch):
     """Every chunk boundary case at once: strings, keys, numbers and escapes split between chunks."""
     monkeypatch.setattr(stream, "RAW_BLOCK", 7)
     monkeypatch.setattr(stream, "CHUNK", 13)
+    monkeypatch.setattr(tic, "SKIM_CHUNK", 13)
     path = TIC / "v2/in-network-rates-all-negotiated-types-sample.json"
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue, payer_override="Aetna")
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
+from cptpub.ingest.jsonscan import MISSING, JsonFormatError, JsonReader, index_chunks
 
 ITEM = (
     '{{"negotiation_arrangement":"ffs","name":"{name}","billing_code":{code},'
@@ -117,3 +117,26 @@ def test_after_a_skim_stops_the_rest_is_read_as_the_indexed_reader_reads_it(chun
     assert [index for index, _, _ in indexed[0]] == [50, 101, 102, 153]
     assert indexed[1] == ("after", {"x": [1, {"y": "]"}]})
     assert any(until is not None for until in stops)  # the skim did stop with bytes given back
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 20])
+def test_a_bad_member_in_a_skimmed_run_is_reported_where_the_indexed_reader_reports_it(chunk):
+    """A skimmed element's member is read from the run of elements msgspec checked, not from the window: an error
+    in it must still name the byte of the document and the element, as the indexed reader does."""
+    elements = [ITEM.format(name="plain", code=f'"{n:05d}"') for n in range(60)]
+    elements[40] = ITEM.format(name="plain", code="1" * 150)  # a number longer than the limit
+    document = ('{"in_network":[' + ",".join(elements) + "]}").encode()
+
+    def failure(skim: bool) -> tuple[int, int, str]:
+        pieces = [document[i : i + chunk] for i in range(0, len(document), chunk)]
+        reader = JsonReader(pieces if skim else index_chunks(pieces))
+        with pytest.raises(JsonFormatError) as raised:
+            for _ in reader.iter_members():
+                for _ in reader.select_elements("billing_code", _keep, skim=skim):
+                    pass
+        return raised.value.offset, reader.element_index, raised.value.message
+
+    assert failure(skim=True) == failure(skim=False)
+    offset, element, message = failure(skim=True)
+    assert (offset, element) == (document.index(b"1" * 150), 40)
+    assert "longer than the limit" in message

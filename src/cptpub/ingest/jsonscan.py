@@ -127,6 +127,20 @@ def _member_pattern(key: str) -> re.Pattern:
 _MEMBER_PATTERNS: dict[str, re.Pattern] = {}
 
 
+def _head_pattern(member: re.Pattern) -> re.Pattern:
+    """An object's opening and its first members, up to and with the one ``member`` matches (group 1 its value),
+    when those before it all have a scalar value and no escape: the member found is then the object's own."""
+    head = _HEAD_PATTERNS.get(member.pattern)
+    if head is None:
+        name = member.pattern[: member.pattern.index(b'"', 1) + 1]
+        scalar_member = rb"(?!" + name + rb')"[^"\\]*"\s*:\s*(?:"[^"\\]*"|[^"\\\s,{}\[\]]+)\s*,\s*'
+        head = _HEAD_PATTERNS[member.pattern] = re.compile(rb"\{\s*(?:" + scalar_member + rb")*+" + member.pattern)
+    return head
+
+
+_HEAD_PATTERNS: dict[bytes, re.Pattern] = {}
+
+
 class JsonFormatError(Exception):
     """The document is not valid JSON (or ends early) at ``offset``."""
 
@@ -648,58 +662,78 @@ class JsonReader:
         A run of elements is handed to msgspec as one JSON array, cut before the last place in the window where
         the next element opens as the first one did (``},{"name":``, as minified files write it): if that parses,
         the cut was between elements, each element is valid JSON, and their lengths place them. An element's
-        member is taken from the bytes when no bracket, backslash or open string comes before it in the element
-        (so it is the element's own); otherwise, and for an element ``keep`` accepts, the reader takes over.
+        member is taken from the bytes when only members with a scalar value and no escape come before it in the
+        element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
+        accepts, the reader takes over.
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
-        after it go back to be read as the next chunk, and the next skim most likely steps over them too."""
-        start = self.pos
-        colon = self.buf.find(b":", start - self.base, start - self.base + _SKIM_KEY_BYTES)
+        after it go back to be read as the next chunk, and the next skim most likely steps over them too.
+
+        The run is kept in a bytearray whose first byte stands for the one before the cursor: the chunks read are
+        appended to it and the decoded elements dropped from its front, and the two brackets msgspec needs are
+        written over that byte and the comma after the cut, so each byte is copied once."""
+        first = self.pos - self.base
+        colon = self.buf.find(b":", first, first + _SKIM_KEY_BYTES)
         if colon < 0:
             return 0
-        opening = b"}," + self.buf[start - self.base : colon + 1]
+        opening = b"}," + self.buf[first : colon + 1]
+        head = _head_pattern(pattern)
+        run = bytearray(b"[")
+        run += memoryview(self.buf)[first:]
+        origin = self.pos - 1  # the absolute offset of run[0]
+        self.buf, self.base = b"", self.end  # the window is the run until the skim ends
         self._skimming = True
         skipped = 0
         stopped_at: int | None = None  # the end of the element the skim stopped at, when known
+        searched = 1  # an opening found before this offset of the run is not the last one
+        at = 1  # the run's offset of the element at the cursor
         try:
             while True:
-                cut = self.buf.rfind(opening, self.pos - self.base + 1)
+                cut = run.rfind(opening, searched)
                 if cut < 0:
-                    if self.end - self.pos > _SKIM_WINDOW or not self._fill():
+                    chunk = None if len(run) > _SKIM_WINDOW else self._next_chunk()
+                    if chunk is None:
                         return skipped
+                    searched = max(1, len(run) - len(opening) + 1)
+                    run += chunk
                     continue
-                first = self.pos - self.base
+                run[cut + 1] = 0x5D  # ']' for the ',' after the cut
+                view = memoryview(run)[: cut + 2]
                 try:
-                    run = b"".join((b"[", memoryview(self.buf)[first : cut + 1], b"]"))
-                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(run)]
+                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(view)]
                 except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                    return skipped
-                if sum(lengths) + len(lengths) - 1 != cut + 1 - first:  # not one comma between elements
+                    lengths = []
+                finally:
+                    view.release()
+                run[cut + 1] = 0x2C
+                if sum(lengths) + len(lengths) - 1 != cut:  # not valid, or not one comma between elements
                     return skipped
                 for length in lengths:
-                    value = self._skimmed_member(pattern, self.pos, self.pos + length, loads)
+                    match = head.match(run, at, at + length)
+                    value = _UNSURE if match is None else self._member_value(match, loads, origin)
                     if value is _UNSURE or keep(value):
-                        stopped_at = self.pos + length if skipped else None
+                        stopped_at = origin + at + length if skipped else None
                         return skipped
-                    self.pos += length + 1
+                    at += length + 1
                     self.element_index += 1
                     skipped += 1
+                del run[: cut + 1]  # cheap: a bytearray drops bytes at its front by moving its start
+                run[0] = 0x5B  # '[' for the ',' before the next element
+                origin += cut + 1
+                at = searched = 1
         finally:
+            self.buf, self.base = bytes(memoryview(run)[at:]), origin + at
+            self.pos = self.base
             self._index_from(self.pos, depth, until=stopped_at)
 
-    def _skimmed_member(self, pattern: re.Pattern, start: int, end: int, loads: Callable[[bytes], Any]) -> Any:
-        """The member of the object [start, end) that ``pattern`` matches, found without an index (see _skim)."""
-        needle = pattern.pattern[: pattern.pattern.index(b'"', 1) + 1]
-        first = start - self.base
-        at = self.buf.find(needle, first, end - self.base)
-        while at >= 0:
-            match = pattern.match(self.buf, at, end - self.base)
-            if match:
-                before = self.buf[first + 1 : at]
-                if b"{" in before or b"[" in before or b"\\" in before or before.count(b'"') % 2:
-                    return _UNSURE
-                return self._member_value(match, loads)
-            at = self.buf.find(needle, at + 1, end - self.base)
-        return _UNSURE
+    def _next_chunk(self) -> bytes | None:
+        """The next chunk's bytes, not indexed (see ``_skim``); None at the end."""
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self.eof = True
+            return None
+        if self._on_chunk:
+            self._on_chunk()
+        return chunk if isinstance(chunk, bytes) else chunk.data
 
     def _object_run(self, start: int, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(starts, ends) of the consecutive complete objects from ``start`` (an element of an array whose inside
@@ -738,7 +772,8 @@ class JsonReader:
     def _member_values(
         self, pattern: re.Pattern, starts: np.ndarray, ends: np.ndarray, depth: int, loads: Callable[[bytes], Any]
     ) -> list[Any]:
-        """The value of the member matched by ``pattern`` in each object [start, end), members at ``depth``."""
+        """The value of the member matched by ``pattern`` in each object [start, end), members at ``depth`` (the first
+        object is element ``element_index``; an error in a value moves it to that value's element)."""
         values: list[Any] = [MISSING] * len(starts)
         matches = self._find_all(pattern, int(starts[0]) - self.base, int(ends[-1]) - self.base)
         if not matches:
@@ -749,7 +784,11 @@ class JsonReader:
         member_level = self._depths[np.searchsorted(self._brackets, at) - 1] == depth
         for match, owner, level in zip(matches, owners.tolist(), member_level.tolist(), strict=True):
             if level and values[owner] is MISSING and not self._escaped_at(self.base + match.start()):
-                values[owner] = self._member_value(match, loads)
+                try:
+                    values[owner] = self._member_value(match, loads)
+                except JsonFormatError:
+                    self.element_index += owner  # the element whose member it is
+                    raise
         return values
 
     def _find_all(self, pattern: re.Pattern, start: int, end: int) -> list[re.Match]:
@@ -765,7 +804,9 @@ class JsonReader:
             at = self.buf.find(needle, at + 1, end)
         return found
 
-    def _member_value(self, match: re.Match, loads: Callable[[bytes], Any]) -> Any:
+    def _member_value(self, match: re.Match, loads: Callable[[bytes], Any], origin: int | None = None) -> Any:
+        """The value of a member matched in the window (or in a skimmed run starting at offset ``origin``)."""
+        origin = self.base if origin is None else origin
         raw = match.group(1)
         if raw is None:
             return ...
@@ -775,10 +816,10 @@ class JsonReader:
             except UnicodeDecodeError:
                 pass  # reported with its position by _decode
         elif len(raw) > MAX_NUMBER_CHARS:
-            raise JsonFormatError(number_too_long(len(raw)), self.base + match.start(1))
+            raise JsonFormatError(number_too_long(len(raw)), origin + match.start(1))
         elif raw.isdigit() and (raw[:1] != b"0" or len(raw) == 1):
             return int(raw)
-        return self._decode(raw, self.base + match.start(1), loads)
+        return self._decode(raw, origin + match.start(1), loads)
 
     def _escaped_at(self, at: int) -> bool:
         """Whether the quote at ``at`` is escaped (so text inside a string, not a member name)."""

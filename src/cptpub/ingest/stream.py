@@ -42,6 +42,10 @@ INFLATER = _inflate_lib.__name__
 
 RAW_BLOCK = 1 << 20  # bytes read from disk at a time
 CHUNK = 1 << 20  # decompressed bytes handed on at a time: small arrays stay in the CPU caches
+# ... when few codes are wanted and most chunks are skimmed (jsonscan): the chunk and the run of elements msgspec
+# checks stay in a core's L2 cache (measured: 256 KiB took about 7% less CPU than 1 MiB on a 200 MB file)
+SKIM_CHUNK = 256 << 10
+INFLATE_PIECE = 64 << 10  # compressed bytes inflated at a time (see _gunzip)
 GZIP_MAGIC = b"\x1f\x8b"
 
 Item = TypeVar("Item")
@@ -78,10 +82,12 @@ def sha256_of(path: Path) -> str:
 class RateFile:
     """The decompressed bytes of a .json or .json.gz file or of an http(s) URL, in chunks; ``sha256`` (of the
     bytes as stored) is set once the last chunk has been read, and ``bytes_read`` counts the stored bytes read so
-    far. Gzip is recognised from the first bytes, whatever the name."""
+    far. Gzip is recognised from the first bytes, whatever the name. Chunks are of about ``chunk`` bytes
+    (``CHUNK`` when not given)."""
 
-    def __init__(self, source: Path | str):
+    def __init__(self, source: Path | str, *, chunk: int | None = None):
         self.source: Path | str = source if is_url(source) else Path(source)
+        self.chunk = chunk or CHUNK
         self.remote = RemoteFile(str(source), block=RAW_BLOCK) if is_url(source) else None
         self.gzip = False
         self.bytes_read = 0
@@ -102,7 +108,7 @@ class RateFile:
         first = next(blocks, b"")
         self.gzip = first[:2] == GZIP_MAGIC
         blocks = itertools.chain([first], blocks) if first else iter(())
-        return _gunzip(blocks, self) if self.gzip else _rechunk(blocks)
+        return _gunzip(blocks, self) if self.gzip else _rechunk(blocks, self.chunk)
 
     def _blocks(self) -> Iterator[bytes]:
         digest = hashlib.sha256()
@@ -117,17 +123,17 @@ class RateFile:
             yield from self.remote.blocks()
             return
         with open(self.source, "rb", buffering=0) as handle:
-            while block := handle.read(RAW_BLOCK):
+            while block := handle.read(min(RAW_BLOCK, self.chunk)):
                 yield block
 
 
-def _rechunk(blocks: Iterator[bytes]) -> Iterator[bytes]:
+def _rechunk(blocks: Iterator[bytes], chunk: int) -> Iterator[bytes]:
     pending: list[bytes] = []
     size = 0
     for block in blocks:
         pending.append(block)
         size += len(block)
-        if size >= CHUNK:
+        if size >= chunk:
             yield b"".join(pending)
             pending, size = [], 0
     if pending:
@@ -139,18 +145,20 @@ def _gunzip(blocks: Iterator[bytes], source: RateFile) -> Iterator[bytes]:
     member_started = False
     pending: list[bytes] = []
     size = 0
-    for block in blocks:
-        data = block
+    # compressed bytes go to the inflater in pieces: when the output bound stops it, the rest of its input is
+    # copied into unconsumed_tail, again at every call, so a whole block would be copied many times
+    pieces = (block[at : at + INFLATE_PIECE] for block in blocks for at in range(0, len(block), INFLATE_PIECE))
+    for data in pieces:
         while data:
             member_started = True
             try:
-                out = inflater.decompress(data, CHUNK)  # bounded: JSON inflates 10-30x
+                out = inflater.decompress(data, source.chunk)  # bounded: JSON inflates 10-30x
             except (zlib.error, _inflate_lib.error) as exc:
                 raise CorruptGzip(source.bytes_read, str(exc)) from None
             if out:
                 pending.append(out)
                 size += len(out)
-                if size >= CHUNK:
+                if size >= source.chunk:
                     yield b"".join(pending)
                     pending, size = [], 0
             if inflater.eof:  # concatenated gzip members, as `cat a.gz b.gz` and some writers produce
@@ -160,7 +168,7 @@ def _gunzip(blocks: Iterator[bytes], source: RateFile) -> Iterator[bytes]:
             else:
                 data = inflater.unconsumed_tail
     if member_started:
-        # output held back by the CHUNK bound; a complete member ends here, a cut one does not
+        # output held back by the chunk bound; a complete member ends here, a cut one does not
         try:
             pending.append(inflater.flush())
         except (zlib.error, _inflate_lib.error) as exc:

@@ -14,7 +14,8 @@ source's warnings (``staging.SUSPECT_PRICE_SQL`` recognises them); only a file w
 Provider references. Rates that point at ``provider_references`` are staged with the reference id; the groups
 of only the references those rates use are loaded, then a join expands them. When provider_references comes
 after in_network (references known by then) they are read in the same pass; when it comes first (the usual
-layout) a second pass reads just that leading part of the file, stopping where it ends. References that point
+layout) its bytes are held until in_network has been read (up to ``HELD_REFERENCES_BYTES``), or, when larger, a
+second pass reads just that leading part of the file, stopping where it ends. References that point
 at a remote ``location`` are resolved from ``provider_refs_dir`` (files named as the URL's last path segment),
 else fetched once per URL into ``refs_cache``; offline (no cache) or when the fetch fails they are stored
 unresolved, with a warning on the source.
@@ -30,7 +31,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -60,12 +61,13 @@ from cptpub.ingest.jsonscan import (
     checked_int,
     index_chunks,
     number_too_long,
+    reader_of,
     refuse_constant,
     unique_keys,
 )
 from cptpub.ingest.remote import cached, is_url
 from cptpub.ingest.staging import Staging, publish, staging_root
-from cptpub.ingest.stream import CorruptGzip, Prefetch, RateFile, TruncatedGzip
+from cptpub.ingest.stream import SKIM_CHUNK, CorruptGzip, Prefetch, RateFile, TruncatedGzip
 from cptpub.ingest.typed import TypedItems
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
@@ -78,6 +80,7 @@ BILLING_CLASSES = ("professional", "institutional", "both")
 SETTINGS = ("inpatient", "outpatient", "both")
 ARRANGEMENTS = ("ffs", "bundle", "capitation")
 WHOLE_ITEM_BYTES = 8 << 20  # a wanted item up to this size is decoded at once
+HELD_REFERENCES_BYTES = 8 << 20  # provider_references before in_network up to this size is held, not read again
 _HEADER_KEYS = frozenset({"reporting_entity_name", "reporting_entity_type", "plan_name", "last_updated_on", "version"})
 _ITEM_KEYS = frozenset({"billing_code_type", "negotiation_arrangement", "name"})
 _OTHER_KINDS = {
@@ -454,6 +457,7 @@ class _InNetworkFile:
         self.items_skipped = 0
         self.in_network_read = False
         self.references_first = False
+        self.held_references: tuple[bytes, int] | None = None  # (bytes, offset) of a leading provider_references
         self.needed_references: set[str] = set()
         self.defined_references: set[str] = set()
         self.remote_unresolved: dict[str, str] = {}
@@ -474,7 +478,10 @@ class _InNetworkFile:
         try:
             self._read_all()
             if self.references_first and self.needed_references:
-                self._read_references_again()
+                if self.held_references is not None:
+                    self._read_references(reader_of(*self.held_references))
+                else:
+                    self._read_references_again()
             if self.payer is None:
                 self.payer = self._resolve_payer(self.header)
             return self.payer
@@ -492,15 +499,15 @@ class _InNetworkFile:
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
         """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
-        ``JsonReader.select_elements``), so chunks are indexed only when needed, by the reader; otherwise every
-        chunk is indexed ahead, in threads."""
-        rate_file = RateFile(self.path)
+        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; otherwise
+        every chunk is indexed ahead, in threads."""
+        rate_file = RateFile(self.path, chunk=SKIM_CHUNK if self.wanted is not None else None)
         progress = self._progress if report_progress else None
         with (
             Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch[IndexedChunk | bytes](
-                chunks if self.wanted is not None else index_chunks(chunks), name="index"
-            ) as indexed,
+            Prefetch[IndexedChunk | bytes](index_chunks(chunks), name="index")
+            if self.wanted is None
+            else nullcontext(chunks) as indexed,
         ):
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
@@ -533,9 +540,14 @@ class _InNetworkFile:
         elif key == "provider_references":
             if self.in_network_read:
                 self._read_references(reader)
-            else:
+            else:  # which references are needed is known after in_network: hold them, or read them again then
                 self.references_first = True
-                reader.skip_value()
+                whole = reader.bounded_value(HELD_REFERENCES_BYTES)
+                if whole is None or len(whole[0]) > HELD_REFERENCES_BYTES:
+                    reader.skip_value()
+                else:
+                    self.held_references = (bytes(whole[0]), reader.pos)
+                    reader.pos = whole[1]
         elif key in _HEADER_KEYS:
             value = reader.read_value(_loads)
             if not isinstance(value, str):
