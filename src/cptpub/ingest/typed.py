@@ -203,36 +203,17 @@ class TypedItems:
     def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
         groups, refs, group_keys, names, npi_counts, reference_ids = targets
-        price_counts = prices[0]
-        first = self.staging.rates
-        rate_seqs = range(first, first + len(price_counts))
-        if not reference_ids:  # every rate has provider groups only
-            seqs = [s for s, g in zip(rate_seqs, groups, strict=True) for _ in g]
-            target_columns = [group_keys, names, npi_counts, [None] * len(seqs)]
-        elif not group_keys:  # every rate has provider references only
-            seqs = [s for s, r in zip(rate_seqs, refs, strict=True) for _ in r]
-            nothing = [None] * len(seqs)
-            target_columns = [nothing, nothing, nothing, reference_ids]
-        else:  # per rate: its provider groups, then its references
-            seqs, target_columns = [], [[], [], [], []]
-            key_column, name_column, npi_column, ref_column = target_columns
-            g_at = r_at = 0
-            for s, g, r in zip(rate_seqs, groups, refs, strict=True):
-                n_g, n_r = len(g or ()), len(r or ())
-                seqs += [s] * (n_g + n_r)
-                key_column += group_keys[g_at : g_at + n_g]
-                name_column += names[g_at : g_at + n_g]
-                npi_column += npi_counts[g_at : g_at + n_g]
-                ref_column += [None] * n_g
-                nothing = [None] * n_r
-                key_column += nothing
-                name_column += nothing
-                npi_column += nothing
-                ref_column += reference_ids[r_at : r_at + n_r]
-                g_at, r_at = g_at + n_g, r_at + n_r
-        self.staging.extend("targets", [seqs, [item_seq] * len(seqs), *target_columns])
-        price_rate_seqs = [s for s, c in zip(rate_seqs, price_counts, strict=True) for _ in range(c)]
-        self.staging.add_rates(len(price_counts), [price_rate_seqs, *prices[1:]])
+        price_counts, types, amounts, classes, settings, places, expirations, modifiers = prices
+        staging = self.staging
+        staging.add_rates(
+            item_seq,
+            price_counts,
+            [modifiers, types, amounts, classes, settings, places, expirations],
+            [len(g) if g else 0 for g in groups],
+            staging.group_seqs(group_keys, names, npi_counts) if group_keys else [],
+            [len(r) if r else 0 for r in refs],
+            reference_ids,
+        )
 
 
 def _reference_ids(raws: list[bytes]) -> list[str] | None:
