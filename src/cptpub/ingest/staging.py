@@ -5,9 +5,10 @@ worker on another machine) while one writer appends them to the store, each file
 
 - ``Staging`` collects one file's rows in column batches (no Python row objects reach the store) and writes them
   as Parquet files in the store's normalised shape (``schema.sql``): ``items`` (one row per kept in_network
-  item), ``prices`` (each negotiated price, with its item and negotiated_rates element), ``group_targets`` and
-  ``ref_targets`` (the inline provider groups and the provider references each element applies to), ``groups``
-  (the distinct inline groups) and ``refs`` (the groups of each provider reference the kept rates use);
+  item), ``prices`` (each negotiated price, with its item and negotiated_rates element), ``lists`` (the distinct
+  lists of service codes and modifiers the prices point at), ``group_targets`` and ``ref_targets`` (the inline
+  provider groups and the provider references each element applies to), ``groups`` (the distinct inline groups)
+  and ``refs`` (the groups of each provider reference the kept rates use);
 - ``publish`` appends them to the ``tic_*`` tables inside the caller's transaction, numbering them after the
   store's ids and resolving provider references: the ``negotiated_rates`` view then shows one row per price and
   provider group.
@@ -50,15 +51,16 @@ SCHEMAS = {
         [
             ("item_seq", pa.int64()),
             ("rate_seq", pa.int64()),
-            ("billing_code_modifiers", _TEXTS),
+            ("modifiers_seq", pa.int64()),  # billing_code_modifiers: a list_seq of "lists", -1 for none
             ("negotiated_type", _TEXT),
             ("negotiated_rate", pa.float64()),
             ("billing_class", _TEXT),
             ("setting", _TEXT),
-            ("service_codes", _TEXTS),
+            ("service_codes_seq", pa.int64()),  # service_codes, as modifiers_seq
             ("expiration_date", _TEXT),
         ]
     ),
+    "lists": pa.schema([("list_seq", pa.int64()), ("codes", _TEXTS)]),
     "group_targets": pa.schema([("rate_seq", pa.int64()), ("group_seq", pa.int64())]),
     "ref_targets": pa.schema([("rate_seq", pa.int64()), ("provider_reference", _TEXT)]),
     "groups": pa.schema(
@@ -98,6 +100,7 @@ class Staging:
         self._pending_rows = dict.fromkeys(SCHEMAS, 0)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._groups: dict[tuple[str, str | None, int], int] = {}  # inline group -> group_seq
+        self._lists: dict[tuple[str, ...], int] = {}  # list of codes -> list_seq
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
@@ -116,7 +119,7 @@ class Staging:
         self.add_rates(
             item_seq,
             [len(prices)],
-            [modifiers, types, amounts, classes, settings, places, expirations],
+            [self._list_seqs(modifiers), types, amounts, classes, settings, self._list_seqs(places), expirations],
             [len(groups)],
             self.group_seqs(*_columns(groups)) if groups else [],
             [len(references)],
@@ -145,6 +148,18 @@ class Staging:
             self.extend("group_targets", [np.repeat(seqs, group_counts), group_seqs])
         if references:
             self.extend("ref_targets", [np.repeat(seqs, reference_counts), references])
+
+    def list_seq(self, codes: list[str]) -> int:
+        """The list_seq of a list of codes (service codes, modifiers): equal lists share one."""
+        key = tuple(codes)
+        seq = self._lists.get(key)
+        if seq is None:
+            seq = self._lists[key] = len(self._lists)
+            self.extend("lists", [[seq], [codes]])
+        return seq
+
+    def _list_seqs(self, lists: list[list[str] | None]) -> list[int]:
+        return [-1 if codes is None else self.list_seq(codes) for codes in lists]
 
     def group_seqs(self, keys: list[str], names: list[str | None], npi_counts: list[int]) -> list[int]:
         """The group_seq of each inline provider group (identical groups share one), staging the new ones."""
@@ -279,8 +294,12 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
         {"source": source_id, "item0": item0, "payer": payer, "as_of": as_of},
     )
     con.execute(
-        f"""INSERT INTO tic_prices SELECT $source, item_seq + $item0, rate_seq + $rate0, * EXCLUDE (item_seq, rate_seq)
-            FROM {table["prices"]}""",
+        f"""INSERT INTO tic_prices
+            SELECT $source, p.item_seq + $item0, p.rate_seq + $rate0, m.codes, p.negotiated_type, p.negotiated_rate,
+                   p.billing_class, p.setting, s.codes, p.expiration_date
+            FROM {table["prices"]} p
+            LEFT JOIN {table["lists"]} m ON m.list_seq = p.modifiers_seq
+            LEFT JOIN {table["lists"]} s ON s.list_seq = p.service_codes_seq""",
         {"source": source_id, "item0": item0, "rate0": rate0},
     )
     # the references the rates use, each one target: its groups, or one unresolved row

@@ -29,42 +29,43 @@ _NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
-class _Tin(msgspec.Struct, kw_only=True):
+class _Tin(msgspec.Struct, kw_only=True, gc=False):
     type: str
     value: str
     business_name: str | None = None
 
 
-class _Group(msgspec.Struct, kw_only=True):
+class _Group(msgspec.Struct, kw_only=True, gc=False):
     tin: _Tin
     npi: list[int | str] | None = None
 
 
-class _Price(msgspec.Struct, kw_only=True):
+class _Price(msgspec.Struct, kw_only=True, gc=False):
     negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
     negotiated_rate: float
     billing_class: Literal["professional", "institutional", "both"]
     setting: Literal["inpatient", "outpatient", "both"] | None = None
-    service_code: list[str] | None = None
+    # lists of codes are kept as their bytes: a file repeats a few lists, each decoded once (``_list_ids``)
+    service_code: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     expiration_date: str | None = None
-    billing_code_modifier: list[str] | None = None
+    billing_code_modifier: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     additional_information: str | None = None
 
 
-class _Rate(msgspec.Struct, kw_only=True):
+class _Rate(msgspec.Struct, kw_only=True, gc=False):
     negotiated_prices: list[_Price]
     provider_groups: list[_Group] | None = None
     provider_references: list[msgspec.Raw] | None = None
 
 
-class _Code(msgspec.Struct, kw_only=True):  # an element of bundled_codes / covered_services
+class _Code(msgspec.Struct, kw_only=True, gc=False):  # an element of bundled_codes / covered_services
     billing_code_type: str | None = None
     billing_code_type_version: str | None = None
     billing_code: str | None = None
     description: str | None = None
 
 
-class _Item(msgspec.Struct, kw_only=True):
+class _Item(msgspec.Struct, kw_only=True, gc=False):
     negotiation_arrangement: Literal["ffs", "bundle", "capitation"]
     name: str | None = None
     billing_code_type: str
@@ -77,7 +78,7 @@ class _Item(msgspec.Struct, kw_only=True):
     covered_services: list[_Code] | None = None
 
 
-class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry that lists its groups
+class _Reference(msgspec.Struct, kw_only=True, gc=False):  # a provider_references entry that lists its groups
     provider_group_id: msgspec.Raw
     network_name: list[str] | None = None
     provider_groups: list[_Group]
@@ -85,6 +86,7 @@ class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry t
 
 _ITEM = msgspec.json.Decoder(_Item)
 _REFERENCE = msgspec.json.Decoder(_Reference)
+_STRINGS = msgspec.json.Decoder(list[str])
 _RATES = msgspec.json.Decoder(_Rate)
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
@@ -101,6 +103,7 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
+        self._lists: dict[bytes, int] = {}  # a list of codes as the file writes it -> its staged list_seq
 
     def stage_item(self, data: bytes, code: str) -> bool:
         """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
@@ -186,19 +189,43 @@ class TypedItems:
             return None
         self.references.update(reference_ids)
         prices = [p for r in rates for p in r.negotiated_prices]
+        places = self._list_ids([p.service_code for p in prices])
+        modifiers = self._list_ids([p.billing_code_modifier for p in prices])
+        if places is None or modifiers is None:
+            return None
         price_columns: list[list[Any]] = [
             [p.negotiated_type for p in prices],
             [p.negotiated_rate for p in prices],
             [p.billing_class for p in prices],
             [p.setting for p in prices],
-            [p.service_code for p in prices],
+            places,
             [p.expiration_date for p in prices],
-            [p.billing_code_modifier for p in prices],
+            modifiers,
         ]
-        members += len(prices) * 3 + sum(_present(c) for c in price_columns[3:])
+        members += len(prices) * 3 + _present(price_columns[3]) + _present(price_columns[5])
+        members += len(prices) * 2 - places.count(-1) - modifiers.count(-1)
         members += _present([p.additional_information for p in prices])
         targets = (groups, refs, group_keys, names, npi_counts, reference_ids)
         return members, list(targets), [price_counts, *price_columns]
+
+    def _list_ids(self, raws: list) -> list[int] | None:
+        """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
+        known = self._lists
+        unset = msgspec.UNSET
+        ids = [-1 if raw is unset else known.get(bytes(raw), -2) for raw in raws]
+        if -2 in ids:
+            for at, seq in enumerate(ids):
+                if seq == -2:
+                    data = bytes(raws[at])
+                    seq = known.get(data, -2)
+                    if seq == -2:
+                        try:
+                            values = _STRINGS.decode(data)
+                        except _ERRORS:
+                            return None
+                        seq = known[data] = self.staging.list_seq(values)
+                    ids[at] = seq
+        return ids
 
     def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
