@@ -62,7 +62,8 @@ SCHEMAS = {
     ),
     "lists": pa.schema([("list_seq", pa.int64()), ("codes", _TEXTS)]),
     "group_targets": pa.schema([("rate_seq", pa.int64()), ("group_seq", pa.int64())]),
-    "ref_targets": pa.schema([("rate_seq", pa.int64()), ("provider_reference", _TEXT)]),
+    "ref_targets": pa.schema([("rate_seq", pa.int64()), ("ref_seq", pa.int64())]),
+    "references": pa.schema([("ref_seq", pa.int64()), ("provider_reference", _TEXT)]),  # those the rates use
     "groups": pa.schema(
         [
             ("group_seq", pa.int64()),
@@ -101,6 +102,7 @@ class Staging:
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._groups: dict[tuple[str, str | None, int], int] = {}  # inline group -> group_seq
         self._lists: dict[tuple[str, ...], int] = {}  # list of codes -> list_seq
+        self._references: dict[bytes, int] = {}  # provider reference (UTF-8) -> ref_seq
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
@@ -123,7 +125,7 @@ class Staging:
             [len(groups)],
             self.group_seqs(*_columns(groups)) if groups else [],
             [len(references)],
-            references,
+            self.reference_seqs([r.encode() for r in references])[0],
         )
 
     def add_rates(
@@ -134,11 +136,11 @@ class Staging:
         group_counts: list[int],
         group_seqs: Column,
         reference_counts: list[int],
-        references: list[str],
+        reference_seqs: list[int],
     ) -> None:
         """Consecutive negotiated_rates elements of one item: per element its number of prices, inline groups and
         provider references; the prices' columns (``prices`` after the seqs), the groups' ``group_seqs`` and the
-        references, element after element."""
+        references' ``reference_seqs``, element after element."""
         seqs = np.arange(self.rates, self.rates + len(price_counts), dtype=np.int64)
         self.rates += len(price_counts)
         count = len(price_columns[0])
@@ -146,8 +148,8 @@ class Staging:
         self.extend("prices", [np.full(count, item_seq, dtype=np.int64), np.repeat(seqs, price_counts), *price_columns])
         if len(group_seqs):
             self.extend("group_targets", [np.repeat(seqs, group_counts), group_seqs])
-        if references:
-            self.extend("ref_targets", [np.repeat(seqs, reference_counts), references])
+        if reference_seqs:
+            self.extend("ref_targets", [np.repeat(seqs, reference_counts), reference_seqs])
 
     def list_seq(self, codes: list[str]) -> int:
         """The list_seq of a list of codes (service codes, modifiers): equal lists share one."""
@@ -160,6 +162,23 @@ class Staging:
 
     def _list_seqs(self, lists: list[list[str] | None]) -> list[int]:
         return [-1 if codes is None else self.list_seq(codes) for codes in lists]
+
+    def reference_seqs(self, keys: list[bytes]) -> tuple[list[int], list[str]]:
+        """The ref_seq of each provider reference (its id as written, UTF-8), and the references new to the file."""
+        known = self._references
+        seqs = [known.get(key, -1) for key in keys]
+        new: list[str] = []
+        if -1 in seqs:
+            for at, seq in enumerate(seqs):
+                if seq == -1:
+                    key = keys[at]
+                    seq = known.get(key, -1)
+                    if seq == -1:
+                        seq = known[key] = len(known)
+                        new.append(key.decode())
+                        self.extend("references", [[seq], [new[-1]]])
+                    seqs[at] = seq
+        return seqs, new
 
     def group_seqs(self, keys: list[str], names: list[str | None], npi_counts: list[int]) -> list[int]:
         """The group_seq of each inline provider group (identical groups share one), staging the new ones."""
@@ -287,7 +306,6 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
     item0, rate0, target0 = rates.next_ids(con)
     found = con.execute(f"SELECT count(*) FROM {table['groups']}").fetchone()
     ref0 = target0 + (int(found[0]) if found else 0)  # references' targets follow the inline groups'
-    ids = {"source": source_id, "item0": item0, "rate0": rate0, "target0": target0, "ref0": ref0}
     con.execute(
         f"""INSERT INTO tic_items SELECT item_seq + $item0, $source, $payer, billing_code, billing_code_type,
                    negotiation_arrangement, item_name, $as_of FROM {table["items"]}""",
@@ -302,32 +320,25 @@ def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer:
             LEFT JOIN {table["lists"]} s ON s.list_seq = p.service_codes_seq""",
         {"source": source_id, "item0": item0, "rate0": rate0},
     )
-    # the references the rates use, each one target: its groups, or one unresolved row
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _used_refs AS
-            SELECT provider_reference, $ref0 + row_number() OVER (ORDER BY provider_reference) - 1 AS target_id
-            FROM (SELECT DISTINCT provider_reference FROM {table["ref_targets"]})""",
-        {"ref0": ref0},
-    )
+    # each reference the rates use is one target: its groups, or one unresolved row
     con.execute(
         f"""INSERT INTO tic_provider_groups
             SELECT $source, group_seq + $target0, NULL, provider_group_key, provider_group_name, npi_count, NULL,
                    'inline' FROM {table["groups"]}
             UNION ALL
-            SELECT $source, u.target_id, g.network_names, g.provider_group_key, g.provider_group_name, g.npi_count,
-                   u.provider_reference, CASE WHEN g.provider_reference IS NULL THEN 'unresolved' ELSE 'resolved' END
-            FROM _used_refs u LEFT JOIN {table["refs"]} g USING (provider_reference)""",
-        {"source": source_id, "target0": target0},
+            SELECT $source, r.ref_seq + $ref0, g.network_names, g.provider_group_key, g.provider_group_name,
+                   g.npi_count, r.provider_reference,
+                   CASE WHEN g.provider_reference IS NULL THEN 'unresolved' ELSE 'resolved' END
+            FROM {table["references"]} r LEFT JOIN {table["refs"]} g USING (provider_reference)""",
+        {"source": source_id, "target0": target0, "ref0": ref0},
     )
     con.execute(
         f"""INSERT INTO tic_rate_targets
             SELECT $source, rate_seq + $rate0, group_seq + $target0 FROM {table["group_targets"]}
             UNION ALL
-            SELECT $source, r.rate_seq + $rate0, u.target_id FROM {table["ref_targets"]} r JOIN _used_refs u
-                USING (provider_reference)""",
-        {k: ids[k] for k in ("source", "rate0", "target0")},
+            SELECT $source, rate_seq + $rate0, ref_seq + $ref0 FROM {table["ref_targets"]}""",
+        {"source": source_id, "rate0": rate0, "target0": target0, "ref0": ref0},
     )
-    con.execute("DROP TABLE _used_refs")
     # the view's rows: per element, its prices times its targets' groups
     counted = con.execute(
         f"""WITH prices AS (SELECT rate_seq, count(*) AS n FROM {table["prices"]} GROUP BY rate_seq),

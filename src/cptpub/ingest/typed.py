@@ -184,10 +184,11 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_ids = _reference_ids([bytes(raw) for rs in refs if rs for raw in rs])
-        if reference_ids is None:
+        reference_keys = _reference_keys([bytes(raw) for rs in refs if rs for raw in rs])
+        if reference_keys is None:
             return None
-        self.references.update(reference_ids)
+        reference_ids, new_references = self.staging.reference_seqs(reference_keys)
+        self.references.update(new_references)
         prices = [p for r in rates for p in r.negotiated_prices]
         places = self._list_ids([p.service_code for p in prices])
         modifiers = self._list_ids([p.billing_code_modifier for p in prices])
@@ -243,21 +244,21 @@ class TypedItems:
         )
 
 
-def _reference_ids(raws: list[bytes]) -> list[str] | None:
-    """Each provider_group_id as the file writes it: an unsigned number's text or a string's value; None when
-    one is anything else (the checking parser says what)."""
+def _reference_keys(raws: list[bytes]) -> list[bytes] | None:
+    """Each provider_group_id as the file writes it (UTF-8): an unsigned number's text or a string's value; None
+    when one is anything else (the checking parser says what)."""
     joined = b",".join(raws)
     if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
-        return joined.decode().split(",") if raws else []
+        return joined.split(b",") if raws else []
     found = []
     for raw in raws:
         if raw[:1] == b'"':
             try:
-                found.append(msgspec.json.decode(raw, type=str))
+                found.append(msgspec.json.decode(raw, type=str).encode())
             except _ERRORS:
                 return None
         elif len(raw) <= MAX_NUMBER_CHARS and re.fullmatch(_NUMBER, raw):
-            found.append(raw.decode())
+            found.append(raw)
         else:
             return None
     return found
