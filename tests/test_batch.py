@@ -46,6 +46,7 @@ def batch_project(dest: Path, ingested: Path, codes: tuple[str, ...]) -> Path:
     try:
         con.execute("DELETE FROM tic_items WHERE billing_code NOT IN (SELECT unnest(?::VARCHAR[]))", [list(codes)])
         con.execute("DELETE FROM tic_prices WHERE item_id NOT IN (SELECT item_id FROM tic_items)")
+        con.execute("DELETE FROM tic_rate_targets WHERE rate_id NOT IN (SELECT rate_id FROM tic_prices)")
     finally:
         con.close()
     return root

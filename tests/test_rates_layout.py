@@ -205,3 +205,23 @@ def test_replacing_one_file_changes_only_its_rows(filled, refs_folder, tmp_path:
         assert con.execute(others, [ids[path]]).fetchall() == before
         assert stored_rows(con, ids[path]) == expected_rows(path, refs_folder)
         assert {t: con.execute(f"SELECT count(*) FROM {t}").fetchone() for t in TABLES} == counts
+
+
+def test_rows_left_by_a_partial_delete_are_never_joined_to_a_new_file(filled, refs_folder, tmp_path: Path):
+    """Deleting some prices by hand leaves their targets behind: a file ingested next gets ids after them."""
+    store, ids = filled
+    copy = RatesStore(tmp_path / "rates.duckdb")
+    shutil.copy(store.path, copy.path)
+    last = IN_NETWORK[-1]
+    with copy.transaction() as con:
+        con.execute("DELETE FROM tic_prices WHERE rate_id = (SELECT max(rate_id) FROM tic_prices)")
+        con.execute("DELETE FROM tic_items WHERE item_id NOT IN (SELECT item_id FROM tic_prices)")
+        rows = con.execute("SELECT count(*) FROM negotiated_rates").fetchone()
+    document = json.loads(last.read_text())
+    document["plan_name"] = "another plan"  # other bytes: another source
+    path = tmp_path / "in-network.json"
+    path.write_text(json.dumps(document))
+    result = ingest_tic_file(copy, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    with copy.connect() as con:
+        assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
+        assert con.execute("SELECT count(*) FROM negotiated_rates").fetchone() == (rows[0] + result.rows_kept,)

@@ -184,7 +184,7 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_keys = _reference_keys([bytes(raw) for rs in refs if rs for raw in rs])
+        reference_keys = _reference_keys([raw for rs in refs if rs for raw in rs])
         if reference_keys is None:
             return None
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
@@ -244,14 +244,14 @@ class TypedItems:
         )
 
 
-def _reference_keys(raws: list[bytes]) -> list[bytes] | None:
+def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
     """Each provider_group_id as the file writes it (UTF-8): an unsigned number's text or a string's value; None
     when one is anything else (the checking parser says what)."""
-    joined = b",".join(raws)
+    joined = b",".join(raws)  # Raw is a buffer: joined without a copy of each
     if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
         return joined.split(b",") if raws else []
     found = []
-    for raw in raws:
+    for raw in map(bytes, raws):
         if raw[:1] == b'"':
             try:
                 found.append(msgspec.json.decode(raw, type=str).encode())

@@ -70,11 +70,13 @@ _WIDE_TABLE = """(
 
 
 def next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """The first free item, rate and target id."""
+    """The first free item, rate and target id: after every id any table holds (a row left behind by a partial
+    delete must not be joined to new rows)."""
     found = con.execute(
-        """SELECT (SELECT coalesce(max(item_id) + 1, 0) FROM tic_items),
-                  (SELECT coalesce(max(rate_id) + 1, 0) FROM tic_prices),
-                  (SELECT coalesce(max(target_id) + 1, 0) FROM tic_provider_groups)"""
+        """SELECT greatest((SELECT max(item_id) FROM tic_items), (SELECT max(item_id) FROM tic_prices), -1) + 1,
+                  greatest((SELECT max(rate_id) FROM tic_prices), (SELECT max(rate_id) FROM tic_rate_targets), -1) + 1,
+                  greatest((SELECT max(target_id) FROM tic_rate_targets),
+                           (SELECT max(target_id) FROM tic_provider_groups), -1) + 1"""
     ).fetchone()
     assert found is not None
     return int(found[0]), int(found[1]), int(found[2])
