@@ -34,6 +34,9 @@ import pyarrow.parquet as pq
 from cptpub.store import pid_alive, rates
 
 BATCH_ROWS = 65_536
+# Equal groups, lists and references are staged once while they are among the last DISTINCT_KEPT distinct ones
+# (memory stays bounded whatever a file holds; one staged twice is still one row per price and group in the view).
+DISTINCT_KEPT = 1 << 18
 PUBLISH_MEMORY = "96MB"
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
@@ -103,6 +106,7 @@ class Staging:
         self._groups: dict[tuple[str, str | None, int], int] = {}  # inline group -> group_seq
         self._lists: dict[tuple[str, ...], int] = {}  # list of codes -> list_seq
         self._references: dict[bytes, int] = {}  # provider reference (UTF-8) -> ref_seq
+        self.counts = dict.fromkeys(("groups", "lists", "references"), 0)  # rows staged in each
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
@@ -156,8 +160,16 @@ class Staging:
         key = tuple(codes)
         seq = self._lists.get(key)
         if seq is None:
-            seq = self._lists[key] = len(self._lists)
+            seq = self._lists[key] = self._next("lists", self._lists)
             self.extend("lists", [[seq], [codes]])
+        return seq
+
+    def _next(self, table: str, known: dict) -> int:
+        """The next seq of ``table``, forgetting the distinct values ``known`` when it holds DISTINCT_KEPT."""
+        if len(known) >= DISTINCT_KEPT:
+            known.clear()
+        seq = self.counts[table]
+        self.counts[table] += 1
         return seq
 
     def _list_seqs(self, lists: list[list[str] | None]) -> list[int]:
@@ -174,7 +186,7 @@ class Staging:
                     key = keys[at]
                     seq = known.get(key, -1)
                     if seq == -1:
-                        seq = known[key] = len(known)
+                        seq = known[key] = self._next("references", known)
                         new.append(key.decode())
                         self.extend("references", [[seq], [new[-1]]])
                     seqs[at] = seq
@@ -191,7 +203,7 @@ class Staging:
                     group = (keys[at], names[at], npi_counts[at])
                     seq = known.get(group, -1)
                     if seq == -1:
-                        seq = known[group] = len(known)
+                        seq = known[group] = self._next("groups", known)
                         for column, value in zip(new, (seq, *group), strict=True):
                             column.append(value)
                     seqs[at] = seq

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS
-from cptpub.ingest.staging import Staging
+from cptpub.ingest.staging import DISTINCT_KEPT, Staging
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers, comma-separated
@@ -224,6 +224,8 @@ class TypedItems:
                             values = _STRINGS.decode(data)
                         except _ERRORS:
                             return None
+                        if len(known) >= DISTINCT_KEPT:
+                            known.clear()
                         seq = known[data] = self.staging.list_seq(values)
                     ids[at] = seq
         return ids
