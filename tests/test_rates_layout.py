@@ -239,3 +239,18 @@ def test_values_staged_again_once_forgotten_give_the_same_rows(monkeypatch, refs
     result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
     with store.connect() as con:
         assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
+
+
+def test_publishable_codes_read_from_the_items_are_those_of_the_view(filled):
+    from cptpub.project import CODE_PATTERN
+    from cptpub.publishable import CODE_TYPES, codes_with_rates
+
+    store, _ = filled
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT billing_code, list_sort(list(DISTINCT payer)) FROM negotiated_rates "
+            "WHERE upper(billing_code_type) IN (SELECT unnest(?::VARCHAR[])) GROUP BY billing_code",
+            [list(CODE_TYPES)],
+        ).fetchall()
+    expected = {code.upper(): tuple(payers) for code, payers in rows if CODE_PATTERN.fullmatch(code)}
+    assert expected and codes_with_rates(store.path) == expected
