@@ -257,7 +257,7 @@ INSERT INTO sources VALUES
    DATE '2026-10-01', '1.3.0', 0, 0, [], true, TIMESTAMP '2026-10-02 00:00:00'),
   ('demo-pfs', 'pprrvu', 'bench', 'bench.csv', 'Medicare', 'CMS', NULL, NULL,
    DATE '2026-01-01', 'RVU26A', 0, 0, [], true, TIMESTAMP '2026-10-02 00:00:00');
-INSERT INTO negotiated_rates
+INSERT INTO new_negotiated_rates
 SELECT 'demo-tic', 'Aetna', c.code, 'CPT', NULL, 'ffs', 'DEMO', 'negotiated', 100 + (k * 37 + i) % 900, 'professional',
        NULL, ['22'], '9999-12-31', NULL, 'ein:11-' || (1000000 + k), NULL, 1, NULL, 'inline', DATE '2026-10-01'
 FROM (SELECT unnest($codes::VARCHAR[]) AS code, generate_subscripts($codes::VARCHAR[], 1) AS i) c,
@@ -283,12 +283,13 @@ def make_noop_catalogue(root: Path, n: int) -> list[str]:
     from cptpub.batch.keys import edition_keys
     from cptpub.project import Project
     from cptpub.store import RatesStore
+    from cptpub.store.rates import wide_rows
 
     codes = synthetic_codes(n)
     write_records(root, codes)
     proj = Project(root)
-    with RatesStore(proj.build_dir / "rates.duckdb").transaction() as con:
-        for statement in _NOOP_STORE_SQL.split(";"):
+    with RatesStore(proj.build_dir / "rates.duckdb").transaction() as con, wide_rows(con) as rates:
+        for statement in _NOOP_STORE_SQL.replace("new_negotiated_rates", rates).split(";"):
             if statement.strip():
                 con.execute(statement, {"codes": codes} if "$codes" in statement else None)
     engine = get_engine("auto")

@@ -44,9 +44,9 @@ def batch_project(dest: Path, ingested: Path, codes: tuple[str, ...]) -> Path:
     shutil.copy2(ingested / "build" / "rates.duckdb", store)
     con = duckdb.connect(str(store))
     try:
-        con.execute(
-            "DELETE FROM negotiated_rates WHERE billing_code NOT IN (SELECT unnest(?::VARCHAR[]))", [list(codes)]
-        )
+        con.execute("DELETE FROM tic_items WHERE billing_code NOT IN (SELECT unnest(?::VARCHAR[]))", [list(codes)])
+        con.execute("DELETE FROM tic_prices WHERE item_id NOT IN (SELECT item_id FROM tic_items)")
+        con.execute("DELETE FROM tic_rate_targets WHERE rate_id NOT IN (SELECT rate_id FROM tic_prices)")
     finally:
         con.close()
     return root

@@ -48,8 +48,8 @@ def test_keys_change_with_exactly_the_inputs_of_their_code(keyed_project: Projec
     # One rate of 20705 in the store: only 20705's key moves.
     with RatesStore(project.store_path).transaction() as con:
         con.execute(
-            "UPDATE negotiated_rates SET negotiated_rate = negotiated_rate + 1 WHERE rowid = "
-            "(SELECT min(rowid) FROM negotiated_rates WHERE billing_code = '20705')"
+            "UPDATE tic_prices SET negotiated_rate = negotiated_rate + 1 WHERE rowid = "
+            "(SELECT min(p.rowid) FROM tic_prices p JOIN tic_items i USING (item_id) WHERE billing_code = '20705')"
         )
     after_rate = keys(project)
     assert [c for c in base if after_rate[c] != changed[c]] == ["20705"]

@@ -18,6 +18,7 @@ from cptpub.ingest.ncci import ingest_ncci_file
 from cptpub.ingest.pfs import ingest_pfs_file
 from cptpub.records.schema import CodeRecord
 from cptpub.store import RatesStore
+from cptpub.store.rates import wide_rows
 
 CMS = Path(__file__).parent / "fixtures" / "cms"
 PFS_2026 = CMS / "PPRRVU2026_Jul_nonQPP.excerpt.csv"
@@ -61,12 +62,13 @@ def store_path(tmp_path_factory) -> Path:
             "'Aetna Life Insurance Company', 'health insurance issuer', NULL, DATE '2026-10-01', '1.0.0', 1, 0, [], "
             "false, now())"
         )
-        con.execute(
-            "INSERT INTO negotiated_rates (source_id, payer, billing_code, billing_code_type, negotiation_arrangement, "
-            "item_name, negotiated_type, negotiated_rate, billing_class, service_codes, provider_reference_status) "
-            "VALUES ('s-aetna', 'Aetna', '45378', 'CPT', 'ffs', '  COLONOSCOPY  FLEX DX ', 'negotiated', 400, "
-            "'professional', ['24'], 'inline')"
-        )
+        with wide_rows(con) as rates:
+            con.execute(
+                f"INSERT INTO {rates} (source_id, payer, billing_code, billing_code_type, negotiation_arrangement, "
+                "item_name, negotiated_type, negotiated_rate, billing_class, service_codes, provider_reference_status) "
+                "VALUES ('s-aetna', 'Aetna', '45378', 'CPT', 'ffs', '  COLONOSCOPY  FLEX DX ', 'negotiated', 400, "
+                "'professional', ['24'], 'inline')"
+            )
     return path
 
 

@@ -21,6 +21,7 @@ from cptpub.analysis.data_quality import (
 from cptpub.errors import UsageError
 from cptpub.ingest.pfs import ingest_pfs_file
 from cptpub.store import RatesStore
+from cptpub.store.rates import wide_rows
 
 PFS_2025 = Path(__file__).parent / "fixtures" / "cms" / "PPRRVU2025_Oct.excerpt.csv"
 FACILITY_27447 = 1257.63  # 38.88 RVUs x 32.3465, the 2025 file's facility total
@@ -35,12 +36,14 @@ def _source(con, source_id: str, payer: str, publisher: str, as_of: str) -> None
 
 
 def _rate(con, source_id: str, payer: str, amount: float, places: list[str], group: str | None, ref: str | None):
-    con.execute(
-        "INSERT INTO negotiated_rates (source_id, payer, billing_code, billing_code_type, negotiation_arrangement, "
-        "negotiated_type, negotiated_rate, billing_class, service_codes, provider_group_key, provider_reference, "
-        "provider_reference_status) VALUES (?, ?, '27447', 'CPT', 'ffs', 'negotiated', ?, 'professional', ?, ?, ?, ?)",
-        [source_id, payer, amount, places, group, ref, "inline" if group else "unresolved"],
-    )
+    with wide_rows(con) as rates:
+        con.execute(
+            f"INSERT INTO {rates} (source_id, payer, billing_code, billing_code_type, negotiation_arrangement, "
+            "negotiated_type, negotiated_rate, billing_class, service_codes, provider_group_key, provider_reference, "
+            "provider_reference_status) "
+            "VALUES (?, ?, '27447', 'CPT', 'ffs', 'negotiated', ?, 'professional', ?, ?, ?, ?)",
+            [source_id, payer, amount, places, group, ref, "inline" if group else "unresolved"],
+        )
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from cptpub.project import Project
 from cptpub.publishable import publishable_codes
 from cptpub.records import CodeNotFound
 from cptpub.store import RatesStore
+from cptpub.store.rates import wide_rows
 
 from .conftest import run_cptpub
 from .test_batch import batch_project, manifest
@@ -28,14 +29,15 @@ def _rates(store: RatesStore, rows: list[tuple[str, str, str]]) -> None:
             "INSERT INTO sources VALUES ('s1', 'tic-in-network', 'in.json', 'in.json', 'Aetna', 'Aetna', NULL, NULL, "
             "DATE '2026-10-01', '1.0.0', 1, 0, [], false, now())"
         )
-        for code, code_type, payer in rows:
-            con.execute(
-                "INSERT INTO negotiated_rates (source_id, payer, billing_code, billing_code_type, "
-                "negotiation_arrangement, item_name, negotiated_type, negotiated_rate, billing_class, "
-                "provider_reference_status) VALUES ('s1', ?, ?, ?, 'ffs', 'item', 'negotiated', 100, 'professional', "
-                "'inline')",
-                [payer, code, code_type],
-            )
+        with wide_rows(con) as rates:
+            for code, code_type, payer in rows:
+                con.execute(
+                    f"INSERT INTO {rates} (source_id, payer, billing_code, billing_code_type, "
+                    "negotiation_arrangement, item_name, negotiated_type, negotiated_rate, billing_class, "
+                    "provider_reference_status) VALUES ('s1', ?, ?, ?, 'ffs', 'item', 'negotiated', 100, "
+                    "'professional', 'inline')",
+                    [payer, code, code_type],
+                )
 
 
 @pytest.fixture

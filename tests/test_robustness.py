@@ -443,7 +443,7 @@ def test_a_pinned_store_keeps_its_version_while_an_ingest_replaces_the_store(tmp
     with store.pinned() as pin:
         assert pin != path and pin.stat().st_ino == path.stat().st_ino, "a hard link, not a copy"
         with store.transaction() as con:
-            con.execute("DELETE FROM negotiated_rates")
+            con.execute("DELETE FROM tic_prices")
         with RatesStore(pin).connect() as con:
             assert con.execute(count).fetchone()[0] == before
         with store.connect() as con:

@@ -29,9 +29,13 @@ def codes_with_rates(store_path: Path) -> dict[str, tuple[str, ...]]:
         return {}
     con = store.connect(read_only=True)
     try:
+        # the items with a price: what negotiated_rates holds rows of (each price applies to a provider group or
+        # reference), read without joining the prices to their groups (12 ms against 200 for 3.7M rows)
         rows = con.execute(
-            """SELECT billing_code, list_sort(list(DISTINCT payer)) FROM negotiated_rates
-               WHERE upper(billing_code_type) IN (SELECT unnest(?::VARCHAR[])) GROUP BY billing_code""",
+            """SELECT billing_code, list_sort(list(DISTINCT payer)) FROM tic_items
+               WHERE upper(billing_code_type) IN (SELECT unnest(?::VARCHAR[]))
+                 AND item_id IN (SELECT item_id FROM tic_prices)
+               GROUP BY billing_code""",
             [list(CODE_TYPES)],
         ).fetchall()
     finally:

@@ -13,6 +13,7 @@ import duckdb
 
 from cptpub.errors import IngestError
 from cptpub.ingest.stream import sha256_of
+from cptpub.store import rates
 
 TABLES_BY_KIND = {
     "tic-in-network": "negotiated_rates",
@@ -107,8 +108,10 @@ def hash_if_name_known(con: duckdb.DuckDBPyConnection, path: Path) -> str | None
 
 
 def delete_source(con: duckdb.DuckDBPyConnection, source_id: str) -> None:
+    rates.delete_source(con, source_id)
     for table in TABLES_BY_KIND.values():
-        con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
+        if table != rates.VIEW:
+            con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source_id])
     con.execute("DELETE FROM sources WHERE source_id = ?", [source_id])
 
 

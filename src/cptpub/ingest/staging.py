@@ -4,11 +4,14 @@ Parsing and writing are separate steps so that files can be parsed anywhere (a t
 worker on another machine) while one writer appends them to the store, each file in one DuckDB transaction:
 
 - ``Staging`` collects one file's rows in column batches (no Python row objects reach the store) and writes them
-  as four Parquet files: ``items`` (one row per kept in_network item), ``targets`` (the provider groups or
-  references of each negotiated_rates element), ``prices`` (each negotiated price) and ``refs`` (the groups of
-  each provider reference the kept rates use);
-- ``publish`` joins them into ``negotiated_rates`` inside the caller's transaction: one row per price and provider
-  group, as the schema describes.
+  as Parquet files in the store's normalised shape (``schema.sql``): ``items`` (one row per kept in_network
+  item), ``prices`` (each negotiated price, with its item and negotiated_rates element), ``lists`` (the distinct
+  lists of service codes and modifiers the prices point at), ``group_targets`` and ``ref_targets`` (the inline
+  provider groups and the provider references each element applies to), ``groups`` (the distinct inline groups)
+  and ``refs`` (the groups of each provider reference the kept rates use);
+- ``publish`` appends them to the ``tic_*`` tables inside the caller's transaction, numbering them after the
+  store's ids and resolving provider references: the ``negotiated_rates`` view then shows one row per price and
+  provider group.
 
 A staging folder is scratch: a parse that is killed leaves only a folder that the next run removes.
 """
@@ -19,6 +22,7 @@ import itertools
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +31,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cptpub.store import pid_alive
+from cptpub.store import pid_alive, rates
 
-BATCH_ROWS = 16_384
+BATCH_ROWS = 65_536
+# Equal groups, lists and references are staged once while they are among the last DISTINCT_KEPT distinct ones
+# (memory stays bounded whatever a file holds; one staged twice is still one row per price and group in the view).
+DISTINCT_KEPT = 1 << 18
 PUBLISH_MEMORY = "96MB"
-PUBLISH_RATES = 131_072  # negotiated_rates elements joined per INSERT
 _TEXT = pa.string()
 _TEXTS = pa.list_(pa.string())
 SCHEMAS = {
@@ -44,32 +50,34 @@ SCHEMAS = {
             ("item_name", _TEXT),
         ]
     ),
-    "targets": pa.schema(
+    "prices": pa.schema(  # the columns of tic_prices after source_id
         [
-            ("rate_seq", pa.int64()),
             ("item_seq", pa.int64()),
-            ("provider_group_key", _TEXT),
-            ("provider_group_name", _TEXT),
-            ("npi_count", pa.int32()),
-            ("provider_reference", _TEXT),
-        ]
-    ),
-    "prices": pa.schema(
-        [
             ("rate_seq", pa.int64()),
+            ("modifiers_seq", pa.int64()),  # billing_code_modifiers: a list_seq of "lists", -1 for none
             ("negotiated_type", _TEXT),
             ("negotiated_rate", pa.float64()),
             ("billing_class", _TEXT),
             ("setting", _TEXT),
-            ("service_codes", _TEXTS),
+            ("service_codes_seq", pa.int64()),  # service_codes, as modifiers_seq
             ("expiration_date", _TEXT),
-            ("billing_code_modifiers", _TEXTS),
+        ]
+    ),
+    "lists": pa.schema([("list_seq", pa.int64()), ("codes", _TEXTS)]),
+    "group_targets": pa.schema([("rate_seq", pa.int64()), ("group_seq", pa.int64())]),
+    "ref_targets": pa.schema([("rate_seq", pa.int64()), ("ref_seq", pa.int64())]),
+    "references": pa.schema([("ref_seq", pa.int64()), ("provider_reference", _TEXT)]),  # those the rates use
+    "groups": pa.schema(
+        [
+            ("group_seq", pa.int64()),
+            ("provider_group_key", _TEXT),
+            ("provider_group_name", _TEXT),
+            ("npi_count", pa.int32()),
         ]
     ),
     "refs": pa.schema(
         [
             ("provider_reference", _TEXT),
-            ("seq", pa.int32()),
             ("network_names", _TEXTS),
             ("provider_group_key", _TEXT),
             ("provider_group_name", _TEXT),
@@ -77,6 +85,7 @@ SCHEMAS = {
         ]
     ),
 }
+Column = Sequence[Any] | np.ndarray  # a list, or a NumPy array for a number column
 
 # A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
 # (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
@@ -91,8 +100,13 @@ class Staging:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._pending: dict[str, list[list]] = {name: [[] for _ in schema] for name, schema in SCHEMAS.items()}
+        self._pending: dict[str, list[list[Column]]] = {name: [[] for _ in schema] for name, schema in SCHEMAS.items()}
+        self._pending_rows = dict.fromkeys(SCHEMAS, 0)
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._groups: dict[tuple[str, str | None, int], int] = {}  # inline group -> group_seq
+        self._lists: dict[tuple[str, ...], int] = {}  # list of codes -> list_seq
+        self._references: dict[bytes, int] = {}  # provider reference (UTF-8) -> ref_seq
+        self.counts = dict.fromkeys(("groups", "lists", "references"), 0)  # rows staged in each
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
@@ -105,37 +119,119 @@ class Staging:
     def add_rate(self, item_seq: int, targets: list[tuple], prices: list[tuple]) -> None:
         """One negotiated_rates element: its targets (group key, group name, npi count, provider reference) and
         prices (negotiated type, rate, billing class, setting, service codes, expiration, modifiers)."""
-        rate = self.rates
-        self.rates += 1
-        self.extend("targets", [[rate] * len(targets), [item_seq] * len(targets), *_columns(targets)])
-        self.add_rates(0, [[rate] * len(prices), *_columns(prices)])
+        groups = [t[:3] for t in targets if t[3] is None]
+        references = [t[3] for t in targets if t[3] is not None]
+        types, amounts, classes, settings, places, expirations, modifiers = _columns(prices)
+        self.add_rates(
+            item_seq,
+            [len(prices)],
+            [self._list_seqs(modifiers), types, amounts, classes, settings, self._list_seqs(places), expirations],
+            [len(groups)],
+            self.group_seqs(*_columns(groups)) if groups else [],
+            [len(references)],
+            self.reference_seqs([r.encode() for r in references])[0],
+        )
 
-    def add_rates(self, count: int, price_columns: list[list]) -> None:
-        """``count`` negotiated_rates elements (their targets already added): the columns of their prices."""
-        self.rates += count
-        self.prices += len(price_columns[0])
-        self.extend("prices", price_columns)
+    def add_rates(
+        self,
+        item_seq: int,
+        price_counts: list[int],
+        price_columns: list[list],
+        group_counts: list[int],
+        group_seqs: Column,
+        reference_counts: list[int],
+        reference_seqs: list[int],
+    ) -> None:
+        """Consecutive negotiated_rates elements of one item: per element its number of prices, inline groups and
+        provider references; the prices' columns (``prices`` after the seqs), the groups' ``group_seqs`` and the
+        references' ``reference_seqs``, element after element."""
+        seqs = np.arange(self.rates, self.rates + len(price_counts), dtype=np.int64)
+        self.rates += len(price_counts)
+        count = len(price_columns[0])
+        self.prices += count
+        self.extend("prices", [np.full(count, item_seq, dtype=np.int64), np.repeat(seqs, price_counts), *price_columns])
+        if len(group_seqs):
+            self.extend("group_targets", [np.repeat(seqs, group_counts), group_seqs])
+        if reference_seqs:
+            self.extend("ref_targets", [np.repeat(seqs, reference_counts), reference_seqs])
+
+    def list_seq(self, codes: list[str]) -> int:
+        """The list_seq of a list of codes (service codes, modifiers): equal lists share one."""
+        key = tuple(codes)
+        seq = self._lists.get(key)
+        if seq is None:
+            seq = self._lists[key] = self._next("lists", self._lists)
+            self.extend("lists", [[seq], [codes]])
+        return seq
+
+    def _next(self, table: str, known: dict) -> int:
+        """The next seq of ``table``, forgetting the distinct values ``known`` when it holds DISTINCT_KEPT."""
+        if len(known) >= DISTINCT_KEPT:
+            known.clear()
+        seq = self.counts[table]
+        self.counts[table] += 1
+        return seq
+
+    def _list_seqs(self, lists: list[list[str] | None]) -> list[int]:
+        return [-1 if codes is None else self.list_seq(codes) for codes in lists]
+
+    def reference_seqs(self, keys: list[bytes]) -> tuple[list[int], list[str]]:
+        """The ref_seq of each provider reference (its id as written, UTF-8), and the references new to the file."""
+        known = self._references
+        seqs = [known.get(key, -1) for key in keys]
+        new: list[str] = []
+        if -1 in seqs:
+            for at, seq in enumerate(seqs):
+                if seq == -1:
+                    key = keys[at]
+                    seq = known.get(key, -1)
+                    if seq == -1:
+                        seq = known[key] = self._next("references", known)
+                        new.append(key.decode())
+                        self.extend("references", [[seq], [new[-1]]])
+                    seqs[at] = seq
+        return seqs, new
+
+    def group_seqs(self, keys: list[str], names: list[str | None], npi_counts: list[int]) -> list[int]:
+        """The group_seq of each inline provider group (identical groups share one), staging the new ones."""
+        known = self._groups
+        seqs = [known.get(group, -1) for group in zip(keys, names, npi_counts, strict=True)]
+        if -1 in seqs:
+            new: list[list] = [[], [], [], []]
+            for at, seq in enumerate(seqs):
+                if seq == -1:
+                    group = (keys[at], names[at], npi_counts[at])
+                    seq = known.get(group, -1)
+                    if seq == -1:
+                        seq = known[group] = self._next("groups", known)
+                        for column, value in zip(new, (seq, *group), strict=True):
+                            column.append(value)
+                    seqs[at] = seq
+            self.extend("groups", new)
+        return seqs
 
     def add_reference(self, reference: str, network_names: list[str] | None, groups: list[tuple]) -> None:
         count = len(groups)
-        self.extend("refs", [[reference] * count, list(range(count)), [network_names] * count, *_columns(groups)])
+        self.extend("refs", [[reference] * count, [network_names] * count, *_columns(groups)])
 
-    def extend(self, table: str, columns: list[list]) -> None:
+    def extend(self, table: str, columns: Sequence[Column]) -> None:
         """Append rows to ``table``, given as its columns in the order of its schema."""
         pending = self._pending[table]
-        for values, more in zip(pending, columns, strict=True):
-            values += more
-        if len(pending[0]) >= BATCH_ROWS:
+        for chunks, more in zip(pending, columns, strict=True):
+            chunks.append(more)
+        self._pending_rows[table] += len(columns[0])
+        if self._pending_rows[table] >= BATCH_ROWS:
             self._flush(table)
 
     def _flush(self, table: str) -> None:
-        columns = self._pending[table]
-        if not columns[0]:
+        if not self._pending_rows[table]:
             return
         schema = SCHEMAS[table]
-        batch = pa.record_batch([_array(col, f.type) for col, f in zip(columns, schema, strict=True)], schema)
+        columns = self._pending[table]
+        batch = pa.record_batch([_array(chunks, f.type) for chunks, f in zip(columns, schema, strict=True)], schema)
         self._writer(table).write_batch(batch)
         self._pending[table] = [[] for _ in schema]
+        self._pending_rows[table] = 0
 
     def _writer(self, table: str) -> pq.ParquetWriter:
         writer = self._writers.get(table)
@@ -167,30 +263,26 @@ def _columns(rows: list[tuple]) -> list[list]:
 _NUMBERS = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float64(): np.float64}
 
 
-def _array(values: list, kind: pa.DataType) -> pa.Array:
-    """A column of the staging schemas as an Arrow array. Built from NumPy buffers and Arrow's string builder
-    rather than by ``pa.array``, which imports pandas (0.2 s) the first time a process converts a list (and a
-    list array's null mask would import pyarrow.compute)."""
-    count = len(values)
+def _array(chunks: list[Column], kind: pa.DataType) -> pa.Array:
+    """A column of the staging schemas, given as chunks, as an Arrow array. Built from NumPy buffers and Arrow's
+    string builder rather than by ``pa.array``, which imports pandas (0.2 s) the first time a process converts a
+    list (and a list array's null mask would import pyarrow.compute)."""
     if kind == _TEXT:
         builder = pa.lib.StringBuilder()
-        builder.append_values(values)
+        for chunk in chunks:
+            builder.append_values(chunk)
         return builder.finish()
     if kind == _TEXTS:
+        values = list(itertools.chain.from_iterable(chunks))
+        count = len(values)
         lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int32, count=count)
         offsets = np.zeros(count + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        flat = _array(list(itertools.chain.from_iterable(v for v in values if v)), _TEXT)
+        flat = _array([list(itertools.chain.from_iterable(v for v in values if v))], _TEXT)
         valid = _bits([v is not None for v in values]) if None in values else None
         return pa.Array.from_buffers(kind, count, [valid, pa.py_buffer(offsets)], children=[flat])
-    if None in values:
-        valid = [v is not None for v in values]
-        data = np.array([0 if v is None else v for v in values], dtype=_NUMBERS[kind])
-        return pa.Array.from_buffers(kind, count, [_bits(valid), pa.py_buffer(data)], null_count=valid.count(False))
-    return _numbers(np.array(values, dtype=_NUMBERS[kind]), kind)
-
-
-def _numbers(data: np.ndarray, kind: pa.DataType) -> pa.Array:
+    dtype = _NUMBERS[kind]
+    data = np.concatenate([np.asarray(chunk, dtype=dtype) for chunk in chunks])
     return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
 
 
@@ -215,49 +307,63 @@ def staged_files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
 
 
-# the columns of a staged row before provider references are expanded
-ROW_COLUMNS = """i.billing_code, i.billing_code_type, p.billing_code_modifiers, i.negotiation_arrangement, i.item_name,
-    p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting, p.service_codes, p.expiration_date,
-    t.provider_group_key, t.provider_group_name, t.npi_count, t.provider_reference"""
-
-
 def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any) -> tuple[int, int]:
-    """Append the staged file to negotiated_rates (inside the caller's transaction).
+    """Append the staged file to the tic tables (inside the caller's transaction).
 
-    Returns (rows inserted, suspect prices among them: see SUSPECT_PRICE_SQL)."""
+    Returns (rows the negotiated_rates view gains, suspect prices among its prices: see SUSPECT_PRICE_SQL)."""
     folder = Path(folder)
     table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
-    # bounded memory whatever the file's size: the rows are joined a slice of rates at a time (both files are in
-    # rate order, so each slice reads only its own row groups), and the references' groups are few
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
-    found = con.execute(f"SELECT max(rate_seq) FROM {table['prices']}").fetchone()
-    last_rate = found[0] if found and found[0] is not None else -1
-    inserted = 0
-    for first in range(0, last_rate + 1, PUBLISH_RATES):
-        rates = f"rate_seq BETWEEN {first} AND {first + PUBLISH_RATES - 1}"
-        rows = f"""SELECT {ROW_COLUMNS} FROM (SELECT * FROM {table["prices"]} WHERE {rates}) p
-                   JOIN (SELECT * FROM {table["targets"]} WHERE {rates}) t USING (rate_seq)
-                   JOIN {table["items"]} i USING (item_seq)"""
-        done = con.execute(
-            f"""INSERT INTO negotiated_rates
-                SELECT $source, $payer, x.billing_code, x.billing_code_type, x.billing_code_modifiers,
-                       x.negotiation_arrangement, x.item_name, x.negotiated_type, x.negotiated_rate, x.billing_class,
-                       x.setting, x.service_codes, x.expiration_date, g.network_names,
-                       coalesce(x.provider_group_key, g.provider_group_key),
-                       coalesce(x.provider_group_name, g.provider_group_name),
-                       coalesce(x.npi_count, g.npi_count),
-                       x.provider_reference,
-                       CASE WHEN x.provider_reference IS NULL THEN 'inline'
-                            WHEN g.provider_reference IS NULL THEN 'unresolved'
-                            ELSE 'resolved' END,
-                       $as_of
-                FROM ({rows}) x LEFT JOIN {table["refs"]} g ON g.provider_reference = x.provider_reference""",
-            {"source": source_id, "payer": payer, "as_of": as_of},
-        ).fetchone()
-        inserted += int(done[0]) if done else 0
-    suspect = con.execute(f"SELECT count(*) FROM {table['prices']} WHERE {SUSPECT_PRICE_SQL}").fetchone()
-    return inserted, (int(suspect[0]) if suspect else 0)
+    item0, rate0, target0 = rates.next_ids(con)
+    found = con.execute(f"SELECT count(*) FROM {table['groups']}").fetchone()
+    ref0 = target0 + (int(found[0]) if found else 0)  # references' targets follow the inline groups'
+    con.execute(
+        f"""INSERT INTO tic_items SELECT item_seq + $item0, $source, $payer, billing_code, billing_code_type,
+                   negotiation_arrangement, item_name, $as_of FROM {table["items"]}""",
+        {"source": source_id, "item0": item0, "payer": payer, "as_of": as_of},
+    )
+    con.execute(
+        f"""INSERT INTO tic_prices
+            SELECT $source, p.item_seq + $item0, p.rate_seq + $rate0, m.codes, p.negotiated_type, p.negotiated_rate,
+                   p.billing_class, p.setting, s.codes, p.expiration_date
+            FROM {table["prices"]} p
+            LEFT JOIN {table["lists"]} m ON m.list_seq = p.modifiers_seq
+            LEFT JOIN {table["lists"]} s ON s.list_seq = p.service_codes_seq""",
+        {"source": source_id, "item0": item0, "rate0": rate0},
+    )
+    # each reference the rates use is one target: its groups, or one unresolved row
+    con.execute(
+        f"""INSERT INTO tic_provider_groups
+            SELECT $source, group_seq + $target0, NULL, provider_group_key, provider_group_name, npi_count, NULL,
+                   'inline' FROM {table["groups"]}
+            UNION ALL
+            SELECT $source, r.ref_seq + $ref0, g.network_names, g.provider_group_key, g.provider_group_name,
+                   g.npi_count, r.provider_reference,
+                   CASE WHEN g.provider_reference IS NULL THEN 'unresolved' ELSE 'resolved' END
+            FROM {table["references"]} r LEFT JOIN {table["refs"]} g USING (provider_reference)""",
+        {"source": source_id, "target0": target0, "ref0": ref0},
+    )
+    con.execute(
+        f"""INSERT INTO tic_rate_targets
+            SELECT $source, rate_seq + $rate0, group_seq + $target0 FROM {table["group_targets"]}
+            UNION ALL
+            SELECT $source, rate_seq + $rate0, ref_seq + $ref0 FROM {table["ref_targets"]}""",
+        {"source": source_id, "rate0": rate0, "target0": target0, "ref0": ref0},
+    )
+    # the view's rows: per element, its prices times its targets' groups
+    counted = con.execute(
+        f"""WITH prices AS (SELECT rate_seq, count(*) AS n FROM {table["prices"]} GROUP BY rate_seq),
+                 groups AS (SELECT t.rate_id - $rate0 AS rate_seq, count(*) AS n
+                            FROM tic_rate_targets t JOIN tic_provider_groups g USING (target_id)
+                            WHERE t.source_id = $source AND g.source_id = $source GROUP BY t.rate_id)
+            SELECT coalesce(sum(p.n * g.n), 0),
+                   (SELECT count(*) FROM {table["prices"]} WHERE {SUSPECT_PRICE_SQL})
+            FROM prices p JOIN groups g USING (rate_seq)""",
+        {"source": source_id, "rate0": rate0},
+    ).fetchone()
+    assert counted is not None
+    return int(counted[0]), int(counted[1])
 
 
 def _quoted(path: str) -> str:

@@ -27,8 +27,10 @@ interrupt leaves the store as it was.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, nullcontext
@@ -278,8 +280,9 @@ def parse_tic_file(
         progress=progress,
     )
     try:
-        payer = parse.run()
-        staging.close()
+        with _collector_paused():
+            payer = parse.run()
+            staging.close()
     except BaseException:
         staging.abandon()
         raise
@@ -296,6 +299,31 @@ def parse_tic_file(
         bytes_parsed=parse.bytes_parsed,
         seconds=time.perf_counter() - started,
     )
+
+
+_pause_lock = threading.Lock()
+_pauses = 0  # parses running with the collector paused (threads of one process share it)
+_collector_was_enabled = True
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a file is parsed. A parse allocates millions of short-lived
+    containers and makes no cycles, and each collection the allocations trigger traverses every container alive:
+    about 1.5 s of CPU for a 200 MB file kept whole. Reference counting frees everything as usual."""
+    global _pauses, _collector_was_enabled
+    with _pause_lock:
+        if _pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_enabled:
+                gc.enable()
 
 
 def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = False) -> IngestResult:

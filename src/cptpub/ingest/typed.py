@@ -22,49 +22,50 @@ from typing import Any, Literal
 import msgspec
 
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS
-from cptpub.ingest.staging import Staging
+from cptpub.ingest.staging import DISTINCT_KEPT, Staging
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers, comma-separated
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
-class _Tin(msgspec.Struct, kw_only=True):
+class _Tin(msgspec.Struct, kw_only=True, gc=False):
     type: str
     value: str
     business_name: str | None = None
 
 
-class _Group(msgspec.Struct, kw_only=True):
+class _Group(msgspec.Struct, kw_only=True, gc=False):
     tin: _Tin
     npi: list[int | str] | None = None
 
 
-class _Price(msgspec.Struct, kw_only=True):
+class _Price(msgspec.Struct, kw_only=True, gc=False):
     negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
     negotiated_rate: float
     billing_class: Literal["professional", "institutional", "both"]
     setting: Literal["inpatient", "outpatient", "both"] | None = None
-    service_code: list[str] | None = None
+    # lists of codes are kept as their bytes: a file repeats a few lists, each decoded once (``_list_ids``)
+    service_code: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     expiration_date: str | None = None
-    billing_code_modifier: list[str] | None = None
+    billing_code_modifier: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     additional_information: str | None = None
 
 
-class _Rate(msgspec.Struct, kw_only=True):
+class _Rate(msgspec.Struct, kw_only=True, gc=False):
     negotiated_prices: list[_Price]
     provider_groups: list[_Group] | None = None
     provider_references: list[msgspec.Raw] | None = None
 
 
-class _Code(msgspec.Struct, kw_only=True):  # an element of bundled_codes / covered_services
+class _Code(msgspec.Struct, kw_only=True, gc=False):  # an element of bundled_codes / covered_services
     billing_code_type: str | None = None
     billing_code_type_version: str | None = None
     billing_code: str | None = None
     description: str | None = None
 
 
-class _Item(msgspec.Struct, kw_only=True):
+class _Item(msgspec.Struct, kw_only=True, gc=False):
     negotiation_arrangement: Literal["ffs", "bundle", "capitation"]
     name: str | None = None
     billing_code_type: str
@@ -77,7 +78,7 @@ class _Item(msgspec.Struct, kw_only=True):
     covered_services: list[_Code] | None = None
 
 
-class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry that lists its groups
+class _Reference(msgspec.Struct, kw_only=True, gc=False):  # a provider_references entry that lists its groups
     provider_group_id: msgspec.Raw
     network_name: list[str] | None = None
     provider_groups: list[_Group]
@@ -85,6 +86,7 @@ class _Reference(msgspec.Struct, kw_only=True):  # a provider_references entry t
 
 _ITEM = msgspec.json.Decoder(_Item)
 _REFERENCE = msgspec.json.Decoder(_Reference)
+_STRINGS = msgspec.json.Decoder(list[str])
 _RATES = msgspec.json.Decoder(_Rate)
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
@@ -101,6 +103,7 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
+        self._lists: dict[bytes, int] = {}  # a list of codes as the file writes it -> its staged list_seq
 
     def stage_item(self, data: bytes, code: str) -> bool:
         """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
@@ -181,75 +184,83 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_ids = _reference_ids([bytes(raw) for rs in refs if rs for raw in rs])
-        if reference_ids is None:
+        reference_keys = _reference_keys([raw for rs in refs if rs for raw in rs])
+        if reference_keys is None:
             return None
-        self.references.update(reference_ids)
+        reference_ids, new_references = self.staging.reference_seqs(reference_keys)
+        self.references.update(new_references)
         prices = [p for r in rates for p in r.negotiated_prices]
+        places = self._list_ids([p.service_code for p in prices])
+        modifiers = self._list_ids([p.billing_code_modifier for p in prices])
+        if places is None or modifiers is None:
+            return None
         price_columns: list[list[Any]] = [
             [p.negotiated_type for p in prices],
             [p.negotiated_rate for p in prices],
             [p.billing_class for p in prices],
             [p.setting for p in prices],
-            [p.service_code for p in prices],
+            places,
             [p.expiration_date for p in prices],
-            [p.billing_code_modifier for p in prices],
+            modifiers,
         ]
-        members += len(prices) * 3 + sum(_present(c) for c in price_columns[3:])
+        members += len(prices) * 3 + _present(price_columns[3]) + _present(price_columns[5])
+        members += len(prices) * 2 - places.count(-1) - modifiers.count(-1)
         members += _present([p.additional_information for p in prices])
         targets = (groups, refs, group_keys, names, npi_counts, reference_ids)
         return members, list(targets), [price_counts, *price_columns]
 
+    def _list_ids(self, raws: list) -> list[int] | None:
+        """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
+        known = self._lists
+        unset = msgspec.UNSET
+        ids = [-1 if raw is unset else known.get(bytes(raw), -2) for raw in raws]
+        if -2 in ids:
+            for at, seq in enumerate(ids):
+                if seq == -2:
+                    data = bytes(raws[at])
+                    seq = known.get(data, -2)
+                    if seq == -2:
+                        try:
+                            values = _STRINGS.decode(data)
+                        except _ERRORS:
+                            return None
+                        if len(known) >= DISTINCT_KEPT:
+                            known.clear()
+                        seq = known[data] = self.staging.list_seq(values)
+                    ids[at] = seq
+        return ids
+
     def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
         groups, refs, group_keys, names, npi_counts, reference_ids = targets
-        price_counts = prices[0]
-        first = self.staging.rates
-        rate_seqs = range(first, first + len(price_counts))
-        if not reference_ids:  # every rate has provider groups only
-            seqs = [s for s, g in zip(rate_seqs, groups, strict=True) for _ in g]
-            target_columns = [group_keys, names, npi_counts, [None] * len(seqs)]
-        elif not group_keys:  # every rate has provider references only
-            seqs = [s for s, r in zip(rate_seqs, refs, strict=True) for _ in r]
-            nothing = [None] * len(seqs)
-            target_columns = [nothing, nothing, nothing, reference_ids]
-        else:  # per rate: its provider groups, then its references
-            seqs, target_columns = [], [[], [], [], []]
-            key_column, name_column, npi_column, ref_column = target_columns
-            g_at = r_at = 0
-            for s, g, r in zip(rate_seqs, groups, refs, strict=True):
-                n_g, n_r = len(g or ()), len(r or ())
-                seqs += [s] * (n_g + n_r)
-                key_column += group_keys[g_at : g_at + n_g]
-                name_column += names[g_at : g_at + n_g]
-                npi_column += npi_counts[g_at : g_at + n_g]
-                ref_column += [None] * n_g
-                nothing = [None] * n_r
-                key_column += nothing
-                name_column += nothing
-                npi_column += nothing
-                ref_column += reference_ids[r_at : r_at + n_r]
-                g_at, r_at = g_at + n_g, r_at + n_r
-        self.staging.extend("targets", [seqs, [item_seq] * len(seqs), *target_columns])
-        price_rate_seqs = [s for s, c in zip(rate_seqs, price_counts, strict=True) for _ in range(c)]
-        self.staging.add_rates(len(price_counts), [price_rate_seqs, *prices[1:]])
+        price_counts, types, amounts, classes, settings, places, expirations, modifiers = prices
+        staging = self.staging
+        staging.add_rates(
+            item_seq,
+            price_counts,
+            [modifiers, types, amounts, classes, settings, places, expirations],
+            [len(g) if g else 0 for g in groups],
+            staging.group_seqs(group_keys, names, npi_counts) if group_keys else [],
+            [len(r) if r else 0 for r in refs],
+            reference_ids,
+        )
 
 
-def _reference_ids(raws: list[bytes]) -> list[str] | None:
-    """Each provider_group_id as the file writes it: an unsigned number's text or a string's value; None when
-    one is anything else (the checking parser says what)."""
-    joined = b",".join(raws)
+def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
+    """Each provider_group_id as the file writes it (UTF-8): an unsigned number's text or a string's value; None
+    when one is anything else (the checking parser says what)."""
+    joined = b",".join(raws)  # Raw is a buffer: joined without a copy of each
     if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
-        return joined.decode().split(",") if raws else []
+        return joined.split(b",") if raws else []
     found = []
-    for raw in raws:
+    for raw in map(bytes, raws):
         if raw[:1] == b'"':
             try:
-                found.append(msgspec.json.decode(raw, type=str))
+                found.append(msgspec.json.decode(raw, type=str).encode())
             except _ERRORS:
                 return None
         elif len(raw) <= MAX_NUMBER_CHARS and re.fullmatch(_NUMBER, raw):
-            found.append(raw.decode())
+            found.append(raw)
         else:
             return None
     return found

@@ -50,7 +50,7 @@ from pathlib import Path
 import duckdb
 
 from cptpub.errors import CptpubError
-from cptpub.store import releases
+from cptpub.store import rates, releases
 
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
 WAIT_ENV = "CPTPUB_STORE_WAIT"
@@ -129,7 +129,8 @@ class RatesStore:
             database = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
-        if not _has_releases(database):  # made by an older cptpub: add the supersession tables once, then read
+        if not _has_releases(database) or rates.has_wide_table(database):
+            # made by an older cptpub: add the supersession tables, normalise the rates, once; then read
             database.close()
             with self.transaction():
                 pass
@@ -207,8 +208,11 @@ class RatesStore:
                 except (OSError, duckdb.Error) as exc:
                     raise _write_error(exc, self.path) from exc
                 try:
-                    con.execute(SCHEMA_SQL)
                     con.execute("BEGIN TRANSACTION")
+                    wide = rates.take_wide_table(con)  # a store made before rates were normalised
+                    con.execute(SCHEMA_SQL)
+                    if wide:
+                        rates.convert_wide_table(con, wide)
                     yield con
                     releases.refresh(con)
                     con.execute("COMMIT")
@@ -281,7 +285,7 @@ class RatesStore:
         supersession status) to ``dest``.
 
         A task on another machine gets this instead of the whole store."""
-        self.require()
+        self.connect().close()  # a store made by an older cptpub is brought up to date first
         dest.unlink(missing_ok=True)
         con = duckdb.connect(str(dest))
         try:
@@ -290,9 +294,17 @@ class RatesStore:
             con.execute(f"ATTACH '{quoted}' AS whole (READ_ONLY)")
             wanted = {"codes": sorted(set(codes))}
             con.execute(
-                "INSERT INTO negotiated_rates BY NAME SELECT * FROM whole.negotiated_rates "
+                "INSERT INTO tic_items SELECT * FROM whole.tic_items "
                 "WHERE billing_code IN (SELECT unnest($codes::VARCHAR[]))",
                 wanted,
+            )
+            con.execute("INSERT INTO tic_prices SELECT * FROM whole.tic_prices SEMI JOIN tic_items USING (item_id)")
+            con.execute(
+                "INSERT INTO tic_rate_targets SELECT * FROM whole.tic_rate_targets SEMI JOIN tic_prices USING (rate_id)"
+            )
+            con.execute(
+                "INSERT INTO tic_provider_groups SELECT * FROM whole.tic_provider_groups "
+                "SEMI JOIN tic_rate_targets USING (target_id)"
             )
             con.execute(
                 "INSERT INTO medicare_pfs BY NAME SELECT * FROM whole.medicare_pfs "
@@ -304,7 +316,7 @@ class RatesStore:
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM whole.{table} WHERE {where}", wanted)
             con.execute(
                 "INSERT INTO sources BY NAME SELECT * FROM whole.sources WHERE source_id IN "
-                "(SELECT source_id FROM negotiated_rates UNION SELECT source_id FROM medicare_pfs"
+                "(SELECT source_id FROM tic_items UNION SELECT source_id FROM medicare_pfs"
                 " UNION SELECT source_id FROM ncci_ptp UNION SELECT source_id FROM ncci_mue"
                 " UNION SELECT source_id FROM ncci_aoc)"
             )

@@ -23,30 +23,68 @@ CREATE TABLE IF NOT EXISTS sources (
     ingested_at      TIMESTAMP NOT NULL
 );
 
--- One row per (negotiated price, provider group): a price that applies to three provider groups is three rows.
--- Percentages and per-diems are stored too; benchmarks keep only dollar types.
-CREATE TABLE IF NOT EXISTS negotiated_rates (
+-- In-network rates are stored normalised (one row per item, per price, per provider group of a file, and a narrow
+-- price -> group link); the view negotiated_rates below joins them back into one row per (negotiated price,
+-- provider group), the shape every reader uses. Ids are unique across the store; every table carries source_id,
+-- so one file's rows are deleted by it.
+
+-- One row per in_network item kept (and the payer and as-of date of its file).
+CREATE TABLE IF NOT EXISTS tic_items (
+    item_id                   BIGINT NOT NULL,
     source_id                 VARCHAR NOT NULL,
     payer                     VARCHAR NOT NULL,
     billing_code              VARCHAR NOT NULL,
     billing_code_type         VARCHAR NOT NULL,   -- CPT, HCPCS, ...
-    billing_code_modifiers    VARCHAR[],          -- billing_code_modifier of the price, if any
     negotiation_arrangement   VARCHAR NOT NULL,   -- ffs | bundle | capitation
     item_name                 VARCHAR,            -- the in_network item's name, as the payer wrote it
+    as_of                     DATE                -- the source's last_updated_on
+);
+
+-- One row per negotiated price. rate_id is its negotiated_rates element (whose provider groups it applies to).
+CREATE TABLE IF NOT EXISTS tic_prices (
+    source_id                 VARCHAR NOT NULL,
+    item_id                   BIGINT NOT NULL,
+    rate_id                   BIGINT NOT NULL,
+    billing_code_modifiers    VARCHAR[],          -- billing_code_modifier of the price, if any
     negotiated_type           VARCHAR NOT NULL,   -- negotiated | derived | fee schedule | percentage | per diem
     negotiated_rate           DOUBLE NOT NULL,    -- dollars, or percent for 'percentage'
     billing_class             VARCHAR NOT NULL,   -- professional | institutional | both
     setting                   VARCHAR,            -- v2 'setting' (inpatient | outpatient | both), NULL in v1
     service_codes             VARCHAR[],          -- CMS place-of-service codes; ['CSTM-00'] = all
-    expiration_date           VARCHAR,
+    expiration_date           VARCHAR
+);
+
+-- The targets of each negotiated_rates element: one row per provider group or provider reference it lists.
+CREATE TABLE IF NOT EXISTS tic_rate_targets (
+    source_id                 VARCHAR NOT NULL,
+    rate_id                   BIGINT NOT NULL,
+    target_id                 BIGINT NOT NULL
+);
+
+-- What a target stands for: an inline provider group (one row), or a provider reference (one row per group it
+-- lists, or one unresolved row).
+CREATE TABLE IF NOT EXISTS tic_provider_groups (
+    source_id                 VARCHAR NOT NULL,
+    target_id                 BIGINT NOT NULL,
     network_names             VARCHAR[],          -- v2 network_name of the provider reference
     provider_group_key        VARCHAR,            -- 'ein:11-1111111' / 'npi:1234567890'; NULL when unresolved
     provider_group_name       VARCHAR,            -- tin.business_name when given
     npi_count                 INTEGER,
     provider_reference        VARCHAR,            -- provider_group_id as written (may be non-integer), if referenced
-    provider_reference_status VARCHAR NOT NULL,   -- inline | resolved | unresolved
-    as_of                     DATE                -- the source's last_updated_on
+    provider_reference_status VARCHAR NOT NULL    -- inline | resolved | unresolved
 );
+
+-- One row per (negotiated price, provider group): a price that applies to three provider groups is three rows.
+-- Percentages and per-diems are stored too; benchmarks keep only dollar types. Columns as described above.
+CREATE VIEW IF NOT EXISTS negotiated_rates AS
+SELECT i.source_id, i.payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,
+       i.negotiation_arrangement, i.item_name, p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting,
+       p.service_codes, p.expiration_date, g.network_names, g.provider_group_key, g.provider_group_name, g.npi_count,
+       g.provider_reference, g.provider_reference_status, i.as_of
+FROM tic_items i
+JOIN tic_prices p ON p.item_id = i.item_id
+JOIN tic_rate_targets t ON t.rate_id = p.rate_id
+JOIN tic_provider_groups g ON g.target_id = t.target_id;
 
 -- CMS physician fee schedule (PPRRVU), national values; amounts = total RVUs x conversion factor.
 CREATE TABLE IF NOT EXISTS medicare_pfs (

@@ -1,0 +1,256 @@
+"""The normalised rates layout: the negotiated_rates view shows exactly the rows of the files (computed here from
+the JSON with the standard library), an old store's wide table is converted in place with the same rows, and
+replacing one file touches only its rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+import duckdb
+import pytest
+
+from cptpub.ingest.tic import ingest_tic_file
+from cptpub.records.load import load_payers
+from cptpub.store import RatesStore
+from cptpub.store.rates import COLUMNS, TABLES, has_wide_table
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures" / "tic"
+IN_NETWORK = sorted(p for p in FIXTURES.glob("v*/in-network-rates-*.json"))
+CATALOGUE = load_payers(ROOT / "data" / "payers.yaml")
+PAYER = "Aetna"
+
+
+def _written(text: str) -> str:
+    return text  # parse_int/parse_float=str keep numbers as the file writes them
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"), parse_int=_written, parse_float=_written)
+
+
+def _group(group: dict) -> tuple:
+    tin = group["tin"]
+    npis = [n for n in group.get("npi", []) if n not in ("0",)]
+    return (f"{tin['type'].strip().lower()}:{tin['value'].strip()}", tin.get("business_name"), len(npis))
+
+
+def expected_rows(path: Path, refs_folder: Path) -> Counter:
+    """Every (price, provider group) row of an in-network file, as the view's columns after source_id."""
+    document = _load(path)
+    references = {entry["provider_group_id"]: entry for entry in document.get("provider_references", [])}
+    as_of = dt.date.fromisoformat(document["last_updated_on"][:10])
+    rows: Counter = Counter()
+    for item in document["in_network"]:
+        for rate in item["negotiated_rates"]:
+            targets = [(None, *_group(g), None, "inline") for g in rate.get("provider_groups", [])]
+            for reference in rate.get("provider_references", []):
+                entry = references.get(reference, {})
+                groups = entry.get("provider_groups")
+                if groups is None and "location" in entry:
+                    local = refs_folder / PurePosixPath(urlparse(entry["location"]).path).name
+                    groups = _load(local)["provider_groups"] if local.exists() else None
+                if groups:
+                    networks = entry.get("network_name")
+                    targets += [(networks, *_group(g), reference, "resolved") for g in groups]
+                else:
+                    targets.append((None, None, None, None, reference, "unresolved"))
+            for price in rate["negotiated_prices"]:
+                for networks, key, name, npis, reference, status in targets:
+                    rows[
+                        _hashable(
+                            PAYER,
+                            item["billing_code"].strip().upper(),
+                            item["billing_code_type"].strip(),
+                            price.get("billing_code_modifier"),
+                            item["negotiation_arrangement"].strip().lower(),
+                            item.get("name"),
+                            price["negotiated_type"].strip().lower(),
+                            float(price["negotiated_rate"]),
+                            price["billing_class"].strip().lower(),
+                            price["setting"].strip().lower() if price.get("setting") else None,
+                            price.get("service_code"),
+                            price.get("expiration_date"),
+                            networks,
+                            key,
+                            name,
+                            npis,
+                            reference,
+                            status,
+                            as_of,
+                        )
+                    ] += 1
+    return rows
+
+
+def _hashable(*values) -> tuple:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+
+def stored_rows(con: duckdb.DuckDBPyConnection, source_id: str) -> Counter:
+    rows = con.execute("SELECT * EXCLUDE (source_id) FROM negotiated_rates WHERE source_id = ?", [source_id]).fetchall()
+    return Counter(_hashable(*row) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def refs_folder(tmp_path_factory) -> Path:
+    """The v1 example's remote provider reference, downloaded under the name its URL gives."""
+    folder = tmp_path_factory.mktemp("refs")
+    shutil.copy(FIXTURES / "v1" / "provider-reference.json", folder / "some_provider_group.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, refs_folder) -> tuple[RatesStore, dict[Path, str]]:
+    store = RatesStore(tmp_path_factory.mktemp("layout") / "rates.duckdb")
+    ids = {
+        path: ingest_tic_file(
+            store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder
+        ).source_id
+        for path in IN_NETWORK
+    }
+    return store, ids
+
+
+@pytest.mark.parametrize("path", IN_NETWORK, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_view_holds_exactly_the_rows_of_the_file(filled, refs_folder, path: Path):
+    store, ids = filled
+    with store.connect() as con:
+        assert stored_rows(con, ids[path]) == expected_rows(path, refs_folder)
+        rows_kept = con.execute("SELECT rows_kept FROM sources WHERE source_id = ?", [ids[path]]).fetchone()
+    assert rows_kept == (sum(expected_rows(path, refs_folder).values()),)
+
+
+def test_an_unresolved_reference_gives_one_row_per_price(tmp_path: Path):
+    """A reference the file does not define stays unresolved (the fixtures above hold inline groups, references
+    listing their groups and a remote reference, resolved)."""
+    document = json.loads((FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json").read_text())
+    document["in_network"][0]["negotiated_rates"][0]["provider_references"] = [999, 1]
+    path = tmp_path / "in-network.json"
+    path.write_text(json.dumps(document))
+    store = RatesStore(tmp_path / "rates.duckdb")
+    result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    expected = expected_rows(path, tmp_path)
+    with store.connect() as con:
+        assert stored_rows(con, result.source_id) == expected
+    assert "unresolved" in {row[-2] for row in expected}
+
+
+def test_repeated_groups_and_references_give_one_row_each(tmp_path: Path):
+    """A rate listing the same group or reference twice stores two rows for it, as the wide table did."""
+    document = json.loads((FIXTURES / "v2" / "in-network-rates-fee-for-service-single-plan-sample.json").read_text())
+    rate = document["in_network"][0]["negotiated_rates"][0]
+    rate["provider_groups"] = [rate["provider_groups"][0]] * 2 if "provider_groups" in rate else None
+    if rate["provider_groups"] is None:
+        del rate["provider_groups"]
+        rate["provider_references"] = rate["provider_references"][:1] * 2
+    path = tmp_path / "in-network.json"
+    path.write_text(json.dumps(document))
+    store = RatesStore(tmp_path / "rates.duckdb")
+    result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    with store.connect() as con:
+        assert stored_rows(con, result.source_id) == expected_rows(path, tmp_path)
+
+
+def _old_layout_copy(store: RatesStore, dest: Path) -> None:
+    """``store`` as cptpub wrote it before rates were normalised: negotiated_rates a table of wide rows."""
+    shutil.copy(store.path, dest)
+    con = duckdb.connect(str(dest))
+    try:
+        con.execute("CREATE TABLE wide AS SELECT * FROM negotiated_rates")
+        con.execute("DROP VIEW negotiated_rates")
+        for table in TABLES:
+            con.execute(f"DROP TABLE {table}")
+        con.execute("ALTER TABLE wide RENAME TO negotiated_rates")
+        assert has_wide_table(con)
+    finally:
+        con.close()
+
+
+def test_an_old_store_is_converted_on_open_with_the_same_rows(filled, tmp_path: Path):
+    store, _ = filled
+    old = tmp_path / "old.duckdb"
+    _old_layout_copy(store, old)
+    with duckdb.connect(str(old), read_only=True) as con:
+        before = con.execute("SELECT * FROM negotiated_rates").fetchall()
+    converted = RatesStore(old)
+    with converted.connect() as con:  # a reader's first open converts it, in one write transaction
+        assert not has_wide_table(con)
+        after = con.execute("SELECT * FROM negotiated_rates").fetchall()
+        columns = [d[0] for d in con.execute("SELECT * FROM negotiated_rates LIMIT 0").description]
+    assert columns == list(COLUMNS)
+    assert before
+    assert Counter(_hashable(*row) for row in after) == Counter(_hashable(*row) for row in before)
+
+
+def test_replacing_one_file_changes_only_its_rows(filled, refs_folder, tmp_path: Path):
+    store, ids = filled
+    copy = RatesStore(tmp_path / "rates.duckdb")
+    shutil.copy(store.path, copy.path)
+    path = IN_NETWORK[0]
+    with copy.connect() as con:
+        others = "SELECT * FROM negotiated_rates WHERE source_id <> ? ORDER BY ALL"
+        before = con.execute(others, [ids[path]]).fetchall()
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone() for t in TABLES}
+    result = ingest_tic_file(
+        copy, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder, replace=True
+    )
+    assert result.status == "replaced"
+    with copy.connect() as con:
+        assert con.execute(others, [ids[path]]).fetchall() == before
+        assert stored_rows(con, ids[path]) == expected_rows(path, refs_folder)
+        assert {t: con.execute(f"SELECT count(*) FROM {t}").fetchone() for t in TABLES} == counts
+
+
+def test_rows_left_by_a_partial_delete_are_never_joined_to_a_new_file(filled, refs_folder, tmp_path: Path):
+    """Deleting some prices by hand leaves their targets behind: a file ingested next gets ids after them."""
+    store, ids = filled
+    copy = RatesStore(tmp_path / "rates.duckdb")
+    shutil.copy(store.path, copy.path)
+    last = IN_NETWORK[-1]
+    with copy.transaction() as con:
+        con.execute("DELETE FROM tic_prices WHERE rate_id = (SELECT max(rate_id) FROM tic_prices)")
+        con.execute("DELETE FROM tic_items WHERE item_id NOT IN (SELECT item_id FROM tic_prices)")
+        rows = con.execute("SELECT count(*) FROM negotiated_rates").fetchone()
+    document = json.loads(last.read_text())
+    document["plan_name"] = "another plan"  # other bytes: another source
+    path = tmp_path / "in-network.json"
+    path.write_text(json.dumps(document))
+    result = ingest_tic_file(copy, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    with copy.connect() as con:
+        assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
+        assert con.execute("SELECT count(*) FROM negotiated_rates").fetchone() == (rows[0] + result.rows_kept,)
+
+
+@pytest.mark.parametrize("path", IN_NETWORK[-3:], ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_values_staged_again_once_forgotten_give_the_same_rows(monkeypatch, refs_folder, tmp_path: Path, path: Path):
+    """Staging remembers a bounded number of distinct groups, lists and references; forgetting them all at once
+    (a bound of 1) stores each again, with the same rows in the view."""
+    from cptpub.ingest import staging, typed
+
+    monkeypatch.setattr(staging, "DISTINCT_KEPT", 1)
+    monkeypatch.setattr(typed, "DISTINCT_KEPT", 1)
+    store = RatesStore(tmp_path / "rates.duckdb")
+    result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    with store.connect() as con:
+        assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
+
+
+def test_publishable_codes_read_from_the_items_are_those_of_the_view(filled):
+    from cptpub.project import CODE_PATTERN
+    from cptpub.publishable import CODE_TYPES, codes_with_rates
+
+    store, _ = filled
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT billing_code, list_sort(list(DISTINCT payer)) FROM negotiated_rates "
+            "WHERE upper(billing_code_type) IN (SELECT unnest(?::VARCHAR[])) GROUP BY billing_code",
+            [list(CODE_TYPES)],
+        ).fetchall()
+    expected = {code.upper(): tuple(payers) for code, payers in rows if CODE_PATTERN.fullmatch(code)}
+    assert expected and codes_with_rates(store.path) == expected
