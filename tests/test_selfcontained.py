@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cptpub.assemble import AssemblyJob, BuiltinEngine
+from cptpub.assemble import AssemblyJob, BuiltinEngine, builtin
 from cptpub.assemble.builtin import HTML_AST_FILE, HTML_PAGE_FILE, html_metadata
 from cptpub.assemble.config import load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
@@ -199,6 +199,14 @@ def test_what_is_not_reproduced_is_embedded_by_pandocs_command_line(tmp_path: Pa
     assert (job.workdir / HTML_AST_FILE).exists(), "the page went to Pandoc's command line"
     assert page == pandoc_embed_resources(job)
     assert b"<link" not in page or name == "other link"
+
+
+def test_another_pandoc_version_embeds_with_its_own_command_line(tmp_path: Path, monkeypatch) -> None:
+    """The module reproduces the Pandoc versions it was checked against; a newer Pandoc may embed differently."""
+    monkeypatch.setattr(builtin, "pandoc_version", lambda: "99.1")
+    job, page = engine_page(tmp_path, "")
+    assert (job.workdir / HTML_AST_FILE).exists(), "the page went to Pandoc's command line"
+    assert page == pandoc_embed_resources(job)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
 from cptpub.assemble.pandoc_server import Output, PandocServer
-from cptpub.assemble.selfcontained import embed_resources
+from cptpub.assemble.selfcontained import PANDOC_VERSIONS, embed_resources
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
@@ -70,10 +70,12 @@ class BuiltinEngine:
     def _render_html(self, job: AssemblyJob, config: ReportConfig, markdown: str, metadata: str) -> bytes:
         """A standalone page with the styles and figures embedded: it loads nothing from anywhere.
 
-        The bytes of ``pandoc --embed-resources``: embedded here when ``embed_resources`` reproduces Pandoc's
+        The bytes of ``pandoc --embed-resources``: embedded here when ``embed_resources`` reproduces this Pandoc's
         embedding of everything on the page, otherwise by Pandoc's command line from the page's filtered document.
         """
-        page = embed_resources((job.workdir / HTML_PAGE_FILE).read_text(encoding="utf-8"), job.workdir)
+        page = None
+        if pandoc_version() in PANDOC_VERSIONS:
+            page = embed_resources((job.workdir / HTML_PAGE_FILE).read_text(encoding="utf-8"), job.workdir)
         if page is not None:
             return page.encode("utf-8")
         self._pandoc.convert(

@@ -27,6 +27,9 @@ import base64
 import re
 from pathlib import Path
 
+# The Pandoc versions whose embedding this module reproduces (tests/test_selfcontained.py compares it with the
+# command line's): with any other, the builtin engine leaves the embedding to Pandoc's command line.
+PANDOC_VERSIONS = frozenset({"3.9"})
 # Text.Pandoc.Shared.renderTags': optMinimize and optRawTag.
 MINIMIZED = frozenset({"hr", "br", "img", "meta", "link", "col", "use", "path", "rect"})
 RAW = frozenset({"script", "style"})
