@@ -7,9 +7,9 @@ once (``build_edition`` with an engine that keeps the assembly job), then every 
 times in this process, as a batch worker does, with one ``BuiltinEngine``:
 
 - markdown: ``notebooks_to_markdown`` (figures written);
-- pandoc (long-lived): the engine's Pandoc reads the Markdown once, writes the Typst source and the page's filtered
-  document; its CPU is read from its process;
-- html (command line): ``--embed-resources`` from that document;
+- pandoc (long-lived): the engine's Pandoc reads the Markdown once, writes the Typst source and the page (its
+  resources not embedded); its CPU is read from its process;
+- html (embedding): ``cptpub.assemble.selfcontained.embed_resources`` of that page, in this process;
 - pdf: ``typst.compile`` in this process.
 
 and, for comparison, the former way: two ``pandoc`` runs from the Markdown (HTML with ``--embed-resources``, Typst
@@ -40,11 +40,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cptpub.assemble.base import AssemblyJob  # noqa: E402
-from cptpub.assemble.builtin import HTML_AST_FILE, BuiltinEngine, html_metadata, render_html, render_pdf  # noqa: E402
+from cptpub.assemble.builtin import (  # noqa: E402
+    HTML_PAGE_FILE,
+    BuiltinEngine,
+    html_metadata,
+    html_output,
+    render_pdf,
+)
 from cptpub.assemble.config import load_config  # noqa: E402
 from cptpub.assemble.markdown import notebooks_to_markdown  # noqa: E402
 from cptpub.assemble.pandoc import READER, crossref_filter, metadata_file, pandoc_path, safety_filter  # noqa: E402
 from cptpub.assemble.pandoc_server import Output  # noqa: E402
+from cptpub.assemble.selfcontained import embed_resources  # noqa: E402
 from cptpub.project import output_name  # noqa: E402
 
 
@@ -120,6 +127,13 @@ def command_line_outputs(job: AssemblyJob, markdown: str) -> tuple[bytes, bytes]
     return run(html_args), run(typst_args)
 
 
+def embedded_page(job: AssemblyJob) -> bytes:
+    page = embed_resources((job.workdir / HTML_PAGE_FILE).read_text(encoding="utf-8"), job.workdir)
+    if page is None:
+        raise SystemExit(f"{job.meta.code}: the page needs Pandoc's command line to embed its resources")
+    return page.encode("utf-8")
+
+
 def measure_edition(
     engine: BuiltinEngine, job: AssemblyJob, steps: dict[str, list[float]], peak: dict[str, int]
 ) -> None:
@@ -138,7 +152,7 @@ def measure_edition(
     def convert() -> None:
         meta = metadata_file(job.workdir, "HTML page", html_metadata(job.meta, config))
         outputs = [
-            Output("json", "html5", HTML_AST_FILE, metadata=meta),
+            html_output(config, meta),
             Output("typst", "typst", typst_name, template=str(config.typst_template)),
         ]
         engine._pandoc.convert(job.workdir, markdown, outputs, what="HTML page and Typst source")
@@ -147,7 +161,7 @@ def measure_edition(
         convert()  # Pandoc's start: once per worker, not per edition
     pid = engine._pandoc.pid
     timed("pandoc (long-lived)", lambda: process_cpu(pid) + own_cpu(), convert)
-    html = timed("html (command line)", lambda: children_cpu() + own_cpu(), lambda: render_html(job, config))
+    html = timed("html (embedding)", own_cpu, lambda: embedded_page(job))
     typst_source = (job.workdir / typst_name).read_bytes()
     timed("pdf (typst)", own_cpu, lambda: render_pdf(job, config))
     before = timed("former: two pandoc runs", children_cpu, lambda: command_line_outputs(job, markdown))

@@ -51,6 +51,10 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+# This tree's cptpub, in this process and in every process it starts (`cptpub` runs, the naive loop's kernels), even
+# when the environment has another checkout installed.
+sys.path.insert(0, str(REPO / "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 CPTPUB = [sys.executable, "-m", "cptpub.cli"]
 TEMPLATE_CODES = ("20700", "20701", "20702", "20703", "20704", "20705")  # demo records and their demo RVUs
 

@@ -17,6 +17,7 @@ from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
 from cptpub.assemble.pandoc_server import Output, PandocServer
+from cptpub.assemble.selfcontained import PANDOC_VERSIONS, embed_resources
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
@@ -24,7 +25,8 @@ from cptpub.errors import AssemblyError
 from cptpub.project import output_name
 
 TYPST_META_FILE = "cptpub-meta.typ"  # in the build folder; report/publication.typ imports ``meta`` from it
-HTML_AST_FILE = "cptpub-html.json"  # in the build folder: the page's document, read and filtered, before writing
+HTML_PAGE_FILE = "cptpub-page.html"  # in the build folder: the page as Pandoc's HTML writer writes it
+HTML_AST_FILE = "cptpub-html.json"  # in the build folder: the page's filtered document, when the command line embeds
 
 
 class BuiltinEngine:
@@ -46,27 +48,57 @@ class BuiltinEngine:
         wanted = check_formats(formats)
         config = load_config(job.report_dir)
         markdown = notebooks_to_markdown(job.notebooks, job.workdir, config.execute)
-        # One Pandoc run reads the Markdown for both formats: the Typst source, and the page's filtered document
-        # (which only the command line can write with its resources embedded).
+        # One Pandoc run reads the Markdown for both formats: the Typst source, and the page before its resources
+        # are embedded (which Pandoc's Lua API cannot do: see cptpub.assemble.selfcontained).
         outputs = []
+        metadata = ""
         if "html" in wanted:
             metadata = metadata_file(job.workdir, "HTML page", html_metadata(job.meta, config))
-            outputs.append(Output("json", "html5", HTML_AST_FILE, metadata=metadata))
+            outputs.append(html_output(config, metadata))
         if "pdf" in wanted:
             typst_source = output_name(job.meta.code, "typ")
             outputs.append(Output("typst", "typst", typst_source, template=str(config.typst_template)))
         self._pandoc.convert(job.workdir, markdown, outputs, what=" and ".join(WHAT[fmt] for fmt in wanted))
         # Every format is rendered before any is published: a failing PDF must not leave a new page that links
         # to the previous edition's PDF.
-        rendered = {fmt: render_html(job, config) if fmt == "html" else render_pdf(job, config) for fmt in wanted}
+        rendered = {
+            fmt: self._render_html(job, config, markdown, metadata) if fmt == "html" else render_pdf(job, config)
+            for fmt in wanted
+        }
         return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
+
+    def _render_html(self, job: AssemblyJob, config: ReportConfig, markdown: str, metadata: str) -> bytes:
+        """A standalone page with the styles and figures embedded: it loads nothing from anywhere.
+
+        The bytes of ``pandoc --embed-resources``: embedded here when ``embed_resources`` reproduces this Pandoc's
+        embedding of everything on the page, otherwise by Pandoc's command line from the page's filtered document.
+        """
+        page = None
+        if pandoc_version() in PANDOC_VERSIONS:
+            page = embed_resources((job.workdir / HTML_PAGE_FILE).read_text(encoding="utf-8"), job.workdir)
+        if page is not None:
+            return page.encode("utf-8")
+        self._pandoc.convert(
+            job.workdir, markdown, [Output("json", "html5", HTML_AST_FILE, metadata=metadata)], what=WHAT["html"]
+        )
+        return render_html_with_command_line(job, config)
 
 
 WHAT = {"html": "HTML page", "pdf": "Typst source"}
 
 
-def render_html(job: AssemblyJob, config: ReportConfig) -> bytes:
-    """A standalone page with the styles and figures embedded: it loads nothing from anywhere."""
+def html_output(config: ReportConfig, metadata: str) -> Output:
+    """The page as `pandoc` with `html_options` but `--embed-resources` writes it (`--css` is the `css` variable)."""
+    options: dict[str, object] = {"wrap_text": "none", "variables": {"css": [str(css) for css in config.html.css]}}
+    if config.html.toc:
+        options.update(table_of_contents=True, toc_depth=config.html.toc_depth)
+    return Output(
+        "html5", "html5", HTML_PAGE_FILE, template=str(config.html_template), metadata=metadata, options=options
+    )
+
+
+def html_options(config: ReportConfig) -> list[str]:
+    """The command line's options for the page: what ``html_output`` gives the long-lived Pandoc, and embedding."""
     args = [
         "--to=html5",
         "--standalone",
@@ -77,8 +109,13 @@ def render_html(job: AssemblyJob, config: ReportConfig) -> bytes:
     ]
     if config.html.toc:
         args += ["--toc", f"--toc-depth={config.html.toc_depth}"]
+    return args
+
+
+def render_html_with_command_line(job: AssemblyJob, config: ReportConfig) -> bytes:
+    """The page from its filtered document (``HTML_AST_FILE``) by Pandoc's command line, ``--embed-resources``."""
     document = (job.workdir / HTML_AST_FILE).read_bytes()
-    return run_pandoc_on_ast(document, args, cwd=job.workdir, what=WHAT["html"])
+    return run_pandoc_on_ast(document, html_options(config), cwd=job.workdir, what=WHAT["html"])
 
 
 def html_metadata(meta: EditionMeta, config: ReportConfig) -> dict[str, object]:

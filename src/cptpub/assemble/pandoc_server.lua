@@ -5,12 +5,13 @@ rather than twice per edition, and each edition's Markdown is read once for all 
 Reads one job per line on stdin (JSON), answers one line on stdout (JSON): {"ok": true} or {"error": "..."}.
 A job: {"dir": build folder, "markdown": file (as the command line reads its input: no carriage returns, tabs
         expanded), "filters": [Lua filter files],
-        "outputs": [{"format": "typst"|"json", "filter_format": FORMAT for the filters,
-                     "metadata": YAML metadata file or null, "template": template file or null, "file": output}]}
+        "outputs": [{"format": a writer ("typst", "html5", "json"), "filter_format": FORMAT for the filters,
+                     "metadata": YAML metadata file or null, "template": template file or null,
+                     "options": more WriterOptions (as pandoc.write takes them) or null, "file": output}]}
 Each output gets what the command line `pandoc --from=READER --metadata-file=M --lua-filter=F... --to=T
---standalone --template=X` gives it: the document's own metadata wins over the file's, the filters see the merged
-metadata and run with their FORMAT global set to the output's, in the build folder. Stops at the end of stdin (its
-worker is gone).
+--standalone --template=X` (with the options' command-line equivalents) gives it: the document's own metadata wins
+over the file's, the filters see the merged metadata and run with their FORMAT global set to the output's, in the
+build folder. Stops at the end of stdin (its worker is gone).
 ]]
 
 local READER = arg[1]
@@ -52,6 +53,11 @@ local function render(doc, output, filters)
     doc = pandoc.utils.run_lua_filter(doc, filter)
   end
   local options = {}
+  if output.options ~= pandoc.json.null and output.options then
+    for key, value in pairs(output.options) do
+      options[key] = value
+    end
+  end
   if output.template ~= pandoc.json.null and output.template then
     options.template = pandoc.template.compile(read_text(output.template), output.template)
   end

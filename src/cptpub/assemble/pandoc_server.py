@@ -1,5 +1,5 @@
 """One long-lived Pandoc per engine (``pandoc lua pandoc_server.lua``): it reads an edition's Markdown once and
-writes the Typst source and the HTML page's filtered document (JSON) from it, with the same reader, filters and
+writes the Typst source and the HTML page (its resources not yet embedded) from it, with the same reader, filters and
 templates as the command line, so the bytes are the same and Pandoc does not start twice per edition.
 
 The process stops when its engine is closed or collected, or when the worker holding it exits (its stdin closes).
@@ -41,11 +41,14 @@ JOBS_PER_PROCESS = 250
 
 @dataclass(frozen=True)
 class Output:
-    format: str  # a Pandoc writer: "typst", or "json" (the filtered document, for a later --embed-resources run)
+    format: str  # a Pandoc writer: "typst", "html5", or "json" (the filtered document, for a command-line run)
     filter_format: str  # the FORMAT global the filters see, as under `--to=<this>`
     file: str  # written in the build folder
     template: str | None = None  # standalone with this template
     metadata: str | None = None  # a YAML file in the build folder, as `--metadata-file`
+    options: dict[str, object] | None = (
+        None  # more of Pandoc's WriterOptions (Lua names), as other command-line options
+    )
 
 
 def _script() -> Path:

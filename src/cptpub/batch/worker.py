@@ -12,6 +12,17 @@ import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+# Installed modules a worker would import for nothing. jsonschema (imported by nbformat, which Papermill imports)
+# builds rfc3987-syntax's Lark grammar at import when that package is installed (by jupyter-events): about 1 s of
+# CPU per worker, for jsonschema's "iri" format checker, which nbformat never uses (its schemas have no string
+# formats and it validates without a format checker). Marked absent here, jsonschema leaves that checker out.
+UNUSED_MODULES = ("rfc3987_syntax",)
+
+
+def skip_unused_imports() -> None:
+    for name in UNUSED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: `import name` raises ImportError
+
 
 def _terminate(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one SystemExit only: let the clean-up below finish
@@ -22,6 +33,7 @@ def main(argv: list[str]) -> int:
     fd, root, worker_id = int(argv[0]), Path(argv[1]), argv[2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, _terminate)
+    skip_unused_imports()
     conn = Connection(fd)
     from cptpub.batch.tasks import run_task
     from cptpub.project import Project
