@@ -39,6 +39,12 @@ class OneRequestNotebookClient(CptpubNotebookClient):
     # kernel that dies may take the messages saying so with it.
     progress_path: str | None = None
 
+    # The record of a run (``_start_run``): each cell's timeout, how far it got, the cell being run.
+    _timeouts: dict[int, float | None]
+    _done = 0  # cells before this index are recorded as run
+    _running: tuple[int, float] | None = None  # (index, monotonic start) of the cell being run
+    _stopped = False  # a cell failed: the cells after it are not recorded
+
     def papermill_execute_cells(self):
         if self.coalesce_streams:
             return super().papermill_execute_cells()
@@ -74,21 +80,19 @@ class OneRequestNotebookClient(CptpubNotebookClient):
     async def _execute_in_one_request(self) -> None:
         assert self.kc is not None
         wanted = self._kernel_cells()
-        by_index = {spec["index"]: spec for spec in wanted}
+        self._start_run(wanted)
         driver = "__import__('cptpub.sections.kernel', fromlist=['run_cells']).run_cells"
         code = f"{driver}({wanted!r}, {self.progress_path!r})"
         if self.progress_path:
             Path(self.progress_path).unlink(missing_ok=True)  # the previous notebook's
         msg_id = await ensure_async(self.kc.execute(code, silent=True, store_history=False))
-        done = 0  # cells before this index are recorded as run
-        running: tuple[int, float] | None = None  # (index, monotonic start) of the cell the kernel is running
-        stopped = False
         try:
             while True:
                 deadline = None
-                if running is not None and by_index[running[0]].get("timeout"):
-                    deadline = running[1] + by_index[running[0]]["timeout"] + TIMEOUT_GRACE
-                msg = await self._next_message(deadline, running)
+                timeout = self._timeouts.get(self._running[0]) if self._running is not None else None
+                if self._running is not None and timeout:
+                    deadline = self._running[1] + timeout + TIMEOUT_GRACE
+                msg = await self._next_message(deadline, self._running)
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 msg_type, content = msg["msg_type"], msg["content"]
@@ -96,37 +100,57 @@ class OneRequestNotebookClient(CptpubNotebookClient):
                     if content["execution_state"] == "idle":
                         break
                 elif msg_type == CELL_MESSAGE:
-                    index = content["index"]
-                    cell = self.nb.cells[index]
-                    if content["event"] == "start":
-                        self._record_unexecuted(done, index)
-                        self.nb_man.cell_start(cell, index)
-                        if "execution_count" in content:
-                            self._start_code_cell(cell, content["execution_count"], timestamp(msg))
-                        running = (index, time.monotonic())
-                    else:
-                        running, done = None, index + 1
-                        try:
-                            self._finish_cell(cell, index, content, timestamp(msg))
-                        except CellExecutionError as exc:  # as Papermill's loop: recorded, and the run stops
-                            self.nb_man.cell_exception(cell, cell_index=index, exception=exc)
-                            stopped = True
-                        finally:
-                            self.nb_man.cell_complete(cell, cell_index=index)
-                elif running is not None:
-                    self.process_message(msg, self.nb.cells[running[0]], running[0])
+                    self._cell_event(content, timestamp(msg))
+                elif self._running is not None:
+                    self.process_message(msg, self.nb.cells[self._running[0]], self._running[0])
         except BaseException as exc:
             if isinstance(exc, DeadKernelError):
-                running = self._cell_that_died(done, running)
-            if running is not None:  # as Papermill's loop: the cell that was running is recorded as ended
-                self.nb_man.cell_complete(self.nb.cells[running[0]], cell_index=running[0])
+                self._running = self._cell_that_died(self._done, self._running)
+            self._end_running_cell()
             raise
         reply = await self.async_wait_for_reply(msg_id)
         status = reply["content"] if reply else {"status": "error", "ename": "Timeout", "evalue": "no reply"}
         if status.get("status") != "ok":
             raise RuntimeError(f"cptpub's cell driver failed: {status.get('ename')}: {status.get('evalue')}")
-        if not stopped:
-            self._record_unexecuted(done, len(self.nb.cells))
+        self._end_run()
+
+    # --- the record of a run, from its cells' frames: shared with the in-process engine -------------------------
+
+    def _start_run(self, wanted: list[dict]) -> None:
+        self._timeouts = {spec["index"]: spec.get("timeout") for spec in wanted}
+        self._done = 0
+        self._running = None
+        self._stopped = False
+
+    def _cell_event(self, content: dict, when: str) -> None:
+        """Record a ``cptpub_cell`` frame: a cell starts, or ends with its status or inline results."""
+        index = content["index"]
+        cell = self.nb.cells[index]
+        if content["event"] == "start":
+            self._record_unexecuted(self._done, index)
+            self.nb_man.cell_start(cell, index)
+            if "execution_count" in content:
+                self._start_code_cell(cell, content["execution_count"], when)
+            self._running = (index, time.monotonic())
+            return
+        self._running, self._done = None, index + 1
+        try:
+            self._finish_cell(cell, index, content, when)
+        except CellExecutionError as exc:  # as Papermill's loop: recorded, and the run stops
+            self.nb_man.cell_exception(cell, cell_index=index, exception=exc)
+            self._stopped = True
+        finally:
+            self.nb_man.cell_complete(cell, cell_index=index)
+
+    def _end_running_cell(self) -> None:
+        """The run stopped from outside its cells: as Papermill's loop, the cell that was running is recorded as
+        ended."""
+        if self._running is not None:
+            self.nb_man.cell_complete(self.nb.cells[self._running[0]], cell_index=self._running[0])
+
+    def _end_run(self) -> None:
+        if not self._stopped:
+            self._record_unexecuted(self._done, len(self.nb.cells))
 
     async def _next_message(self, deadline: float | None, running: tuple[int, float] | None) -> dict:
         """The next iopub message; raise if the kernel died or the running cell is far past its timeout."""
