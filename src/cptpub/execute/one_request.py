@@ -23,6 +23,7 @@ from queue import Empty
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.client import timestamp
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode, from_dict
 
 from cptpub.execute.inline import CptpubNotebookClient, store_inline_results
 from cptpub.inline import inline_expressions
@@ -191,6 +192,22 @@ class OneRequestNotebookClient(CptpubNotebookClient):
             cell.execution_count = int(count_text)
         return index, time.monotonic()
 
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's, with the output built as nbformat's ``output_from_msg`` builds it but without validating it on
+        its own (jsonschema, a third of the client's time per output): the executed notebook is validated as a whole
+        when Papermill writes it."""
+        out = _output_node(msg)
+        if out is None or self.output_hook_stack[msg["parent_header"].get("msg_id")]:
+            return super().output(outs, msg, display_id, cell_index)  # widgets' hooks; unknown types are logged
+        if self.clear_before_next_output:
+            outs[:] = []
+            self.clear_display_id_mapping(cell_index)
+            self.clear_before_next_output = False
+        if display_id:
+            self._display_id_map.setdefault(display_id, {}).setdefault(cell_index, []).append(len(outs))
+        outs.append(out)
+        return out
+
     def _record_unexecuted(self, start: int, stop: int) -> None:
         """Papermill's records for cells the kernel does not run (Markdown, empty or skipped code cells)."""
         for index in range(start, stop):
@@ -224,3 +241,20 @@ class OneRequestNotebookClient(CptpubNotebookClient):
             )
             if not allowed:
                 raise CellExecutionError.from_cell_and_msg(cell, content)
+
+
+def _output_node(msg: dict) -> NotebookNode | None:
+    """The notebook output of an iopub message, as ``nbformat.v4.output_from_msg`` makes it (None if not an output)."""
+    msg_type, content = msg["header"]["msg_type"], msg["content"]
+    if msg_type == "stream":
+        fields = {"name": content["name"], "text": content["text"]}
+    elif msg_type == "display_data":
+        fields = {"metadata": content["metadata"], "data": content["data"]}
+    elif msg_type == "execute_result":
+        fields = {"metadata": content["metadata"], "data": content["data"]}
+        fields["execution_count"] = content["execution_count"]
+    elif msg_type == "error":
+        fields = {"ename": content["ename"], "evalue": content["evalue"], "traceback": content["traceback"]}
+    else:
+        return None
+    return from_dict({"output_type": msg_type, **fields})
