@@ -118,13 +118,17 @@ def _prepare() -> _Process:
         _process = _Process()
     process = _process
     run = current_run()
-    if run is not None and run is process.run:  # the next notebook of the same code
-        process.state.next_notebook(process.shell, os.getcwd())
-        return process
-    if process.clean:  # what to put back when this code's notebooks are done
-        process.state.snapshot()
-    else:  # whatever a run outside ``code_run()`` or a stopped run left
-        process.state.reset(process.shell, os.getcwd())
+    try:
+        if run is not None and run is process.run:  # the next notebook of the same code
+            process.state.next_notebook(process.shell, os.getcwd())
+            return process
+        if process.clean:  # what to put back when this code's notebooks are done
+            process.state.snapshot()
+        else:  # whatever a run outside ``code_run()`` or a stopped run left
+            process.state.reset(process.shell, os.getcwd())
+    except BaseException:
+        process.tainted = True  # a reset that fails leaves the process in doubt
+        raise
     process.clean = False
     process.run = run
     if run is not None:
@@ -137,7 +141,11 @@ def _end_code() -> None:
     process = _process
     if process is None or process.clean:
         return
-    process.state.reset(process.shell, os.getcwd())
+    try:
+        process.state.reset(process.shell, os.getcwd())
+    except BaseException:
+        process.tainted = True
+        raise
     process.clean = True
 
 
