@@ -77,7 +77,7 @@ class _Worker:
     process: subprocess.Popen
     conn: Connection
     log: Path
-    running_cell: Path  # the cell it runs (cptpub.execute.running_cell), when it runs notebooks in process
+    running_cell: Path  # the cell it runs (cptpub.running_cell), when it runs notebooks in process
     peak_rss: int = 0  # bytes, sampled while it builds an edition
 
 
@@ -109,7 +109,7 @@ class LocalExecutor:
         return f"{self.jobs} local worker process{'es' if self.jobs != 1 else ''}"
 
     def _start(self, worker_id: str, *, replacing: bool = False) -> _Worker:
-        from cptpub.execute.running_cell import FILE_NAME
+        from cptpub.running_cell import FILE_NAME
 
         folder = self.project.build_dir / "work" / worker_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -203,8 +203,7 @@ class LocalExecutor:
         """Sample a busy worker's memory; kill it when its cell is past its timeout and grace: its failed outcome."""
         import psutil
 
-        from cptpub.execute.one_request import TIMEOUT_GRACE
-        from cptpub.execute.running_cell import read_running_cell
+        from cptpub.running_cell import TIMEOUT_GRACE, read_running_cell
 
         with contextlib.suppress(psutil.Error):
             worker.peak_rss = max(worker.peak_rss, psutil.Process(worker.process.pid).memory_info().rss)
@@ -228,7 +227,7 @@ class LocalExecutor:
     def _lost(self, worker: _Worker, task: EditionTask, started: float) -> tuple[EditionOutcome, bool]:
         """The failed outcome of a worker that died, and whether it died in a notebook cell."""
         from cptpub.execute.kernel_death import describe_exit, memory_limit
-        from cptpub.execute.running_cell import read_running_cell
+        from cptpub.running_cell import read_running_cell
 
         try:
             status = worker.process.wait(5)

@@ -3,7 +3,7 @@
 It reads tasks from the connection on file descriptor ``FD`` and sends back one outcome per task, until it gets
 ``None`` or the main process goes away. It runs the notebooks in its own process (unless a task names a kernel
 engine) and writes the cell it is running to ``build/work/WORKER_ID/running-cell.json``
-(``cptpub.execute.running_cell``), which the executor reads if the worker dies or overruns a cell's timeout. After
+(``cptpub.running_cell``), which the executor reads if the worker dies or overruns a cell's timeout. After
 an outcome that says the process is not fit for another task (``replace_worker``) it exits, and the executor
 starts another. SIGTERM (the main process stopping early) abandons the task in hand. Either way, the worker's warm
 kernel and its assembly engine's Pandoc are shut down before it exits.
@@ -33,8 +33,8 @@ def main(argv: list[str]) -> int:
     conn = Connection(fd)
     from cptpub.batch.tasks import run_task
     from cptpub.execute.inprocess import set_running_cell_file
-    from cptpub.execute.running_cell import FILE_NAME
     from cptpub.project import Project
+    from cptpub.running_cell import FILE_NAME
 
     project = Project(root)
     workdir = project.build_dir / "work" / worker_id

@@ -20,7 +20,7 @@ What a process cannot do for itself is left to whoever started it, as a kernel's
 
 - A cell that catches ``BaseException``, blocks SIGALRM, or sits in C code the signal cannot interrupt is not
   stopped by its timeout. Before each cell the engine writes the cell and its deadline to a file
-  (``cptpub.execute.running_cell``, when ``set_running_cell_file`` named one): the batch executor kills a worker
+  (``cptpub.running_cell``, when ``set_running_cell_file`` named one): the batch executor kills a worker
   whose cell is past its deadline by ``TIMEOUT_GRACE`` seconds, names the cell, and starts another worker.
 - A cell that ends the process (``os._exit``, a segfault, the out-of-memory killer) takes the run with it; the file
   names the cell it died in.
@@ -45,12 +45,12 @@ from papermill.exceptions import PapermillExecutionError
 from cptpub.execute.code_run import CodeRun, current_run
 from cptpub.execute.inline import client_options
 from cptpub.execute.manager import WriteOnceEngine
-from cptpub.execute.one_request import TIMEOUT_GRACE, OneRequestNotebookClient
+from cptpub.execute.one_request import OneRequestNotebookClient
 from cptpub.execute.process_state import ProcessState
-from cptpub.execute.running_cell import RunningCellFile
 from cptpub.execute.warm import WarmKernelEngine, is_python_kernel
+from cptpub.running_cell import RunningCellFile
 
-__all__ = ["TIMEOUT_GRACE", "InProcessEngine", "needs_new_process", "set_running_cell_file"]
+__all__ = ["InProcessEngine", "needs_new_process", "set_running_cell_file"]
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what a kernel gives matplotlib (ipykernel)
 
@@ -99,7 +99,7 @@ _running_cell: RunningCellFile | None = None
 
 
 def set_running_cell_file(path) -> None:
-    """Write the cell being run (and its deadline) to ``path`` from now on (``cptpub.execute.running_cell``)."""
+    """Write the cell being run (and its deadline) to ``path`` from now on (``cptpub.running_cell``)."""
     global _running_cell
     if _running_cell is not None:
         _running_cell.close()

@@ -27,10 +27,10 @@ from nbformat import NotebookNode, from_dict
 
 from cptpub.execute.inline import CptpubNotebookClient, store_inline_results
 from cptpub.inline import inline_expressions
+from cptpub.running_cell import TIMEOUT_GRACE
 from cptpub.sections.kernel import CELL_MESSAGE
 
 POLL_SECONDS = 1.0  # how often a silent kernel is checked for being alive
-TIMEOUT_GRACE = 5.0  # seconds past a cell's timeout before the client stops waiting for the kernel to stop it
 
 
 class OneRequestNotebookClient(CptpubNotebookClient):

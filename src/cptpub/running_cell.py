@@ -1,6 +1,7 @@
 """The cell a process is running, in a small file another process can read: a batch worker running notebooks in
 process writes it before each cell, and its executor reads it to name the cell when the worker dies, or to stop a
-worker whose cell is far past its timeout.
+worker whose cell is past its timeout by ``TIMEOUT_GRACE``. (Standard library only: the batch's main process reads
+it without loading the execution machinery.)
 
 The file holds one JSON object: ``notebook`` (the source notebook's file name), ``cell`` (its 1-based cell number
 in the source notebook), ``timeout`` (seconds, or null) and ``deadline`` (``time.monotonic()`` of this machine at
@@ -16,6 +17,9 @@ import time
 from pathlib import Path
 
 FILE_NAME = "running-cell.json"  # in the worker's own folder (build/work/wN/)
+# Seconds past a cell's timeout before whoever waits for the cell stops it from outside (the warm kernel's client,
+# the batch executor), when the cell's own timer could not.
+TIMEOUT_GRACE = 5.0
 
 
 class RunningCellFile:
