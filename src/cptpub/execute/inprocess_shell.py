@@ -27,18 +27,19 @@ from ipykernel.compiler import XCachingCompiler, get_tmp_directory, get_tmp_hash
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-
-# jupyter_client's default message packer: orjson's when it is installed, else the json module's (same names)
-from jupyter_client.session import orjson_packer, orjson_unpacker
+from jupyter_client.session import Session
 from traitlets import Type
 from traitlets.config import Config
 
 Emit = Callable[[str, dict], None]
 
 
+_SESSION = Session()  # jupyter_client's default message encoding (orjson's or the json module's)
+
+
 def as_received(content: dict) -> dict:
     """``content`` as a client receives it from a kernel: through the messages' JSON encoding."""
-    return orjson_unpacker(orjson_packer(content))
+    return _SESSION.unpack(_SESSION.pack(content))
 
 
 class CapturedStream(io.TextIOBase):
