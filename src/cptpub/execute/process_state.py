@@ -80,6 +80,17 @@ class ProcessState:
         os.chdir(cwd)
         shell.reset(new_session=False)
         shell.execution_count = 1
+        # A new notebook's input history (``In``) starts empty, as in a fresh kernel; IPython keeps it across a reset
+        # that opens no new session, and with the history database off nothing ever empties its write cache: both
+        # grew by every cell ever run (~1 KB a cell).
+        history = shell.history_manager
+        history.input_hist_parsed[:] = [""]
+        history.input_hist_raw[:] = [""]
+        if not history.enabled:
+            with history.db_input_cache_lock:
+                history.db_input_cache.clear()
+            with history.db_output_cache_lock:
+                history.db_output_cache.clear()
 
     def restore(self, shell) -> None:
         """Everything but the namespace and the working folder, as it was at the snapshot."""
