@@ -328,6 +328,9 @@ def test_dask_scheduler_address_warm_kernels_and_failures(tmp_path: Path, ingest
 
 
 def test_a_worker_that_dies_is_replaced_and_named(tmp_path: Path, ingested_project: Path):
+    """On warm kernels: the kernel kills the worker process that runs it (its parent), a crash no cell error can
+    report. (Notebooks run in process: ``test_inprocess_engine.py::test_a_cell_that_ends_its_worker_fails_only_its
+    _edition_naming_the_cell``.)"""
     root = batch_project(tmp_path / "p", ingested_project, ("20702", "20703", "20704"))
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -335,7 +338,6 @@ def test_a_worker_that_dies_is_replaced_and_named(tmp_path: Path, ingested_proje
             'cpt_code = "20702"\ndata_dir = ""\nstore_path = ""\nfigures_dir = "figures"',
             metadata={"tags": ["parameters"]},
         ),
-        # The kernel kills the worker process that runs it (its parent): a crash no cell error can report.
         nbformat.v4.new_code_cell(
             "import os, signal\nif cpt_code == '20703':\n    os.kill(os.getppid(), signal.SIGKILL)"
         ),
@@ -347,7 +349,8 @@ def test_a_worker_that_dies_is_replaced_and_named(tmp_path: Path, ingested_proje
     scratch = Path(tempfile.mkdtemp(prefix="cb"))
     try:
         env = {"TMPDIR": str(scratch)}
-        result = run_cptpub(root, "build", "--all", "-j", "1", "--to", "html", check=False, env=env)
+        args = ("build", "--all", "-j", "1", "--to", "html", "--warm-kernels")
+        result = run_cptpub(root, *args, check=False, env=env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     assert result.returncode == 1, result.stdout + result.stderr

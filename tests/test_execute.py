@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from cptpub.errors import CptpubError, SectionFailed
-from cptpub.execute import FRESH_ENGINE, WARM_ENGINE, run_sections
+from cptpub.execute import FRESH_ENGINE, INPROCESS_ENGINE, WARM_ENGINE, run_sections
 from cptpub.project import Project
 from cptpub.validate import check_notebook, check_project
 
@@ -26,7 +26,7 @@ def add_notebook(project: Path, name: str, cells: list[str], *, parameters: str 
     return path
 
 
-@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE])
+@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE, INPROCESS_ENGINE])
 def test_failing_cell_names_notebook_cell_and_keeps_the_executed_notebook(project: Path, engine: str):
     for existing in (project / "notebooks").glob("*.ipynb"):
         existing.unlink()
@@ -79,7 +79,7 @@ def test_repository_notebooks_are_output_free_and_parameterized():
         assert check_notebook(path) == [], path
 
 
-@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE])
+@pytest.mark.parametrize("engine", [FRESH_ENGINE, WARM_ENGINE, INPROCESS_ENGINE])
 def test_hung_cell_is_stopped_by_the_per_cell_timeout_and_reported(project: Path, engine: str):
     for existing in (project / "notebooks").glob("*.ipynb"):
         existing.unlink()

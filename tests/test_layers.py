@@ -14,7 +14,7 @@ STAGE = {
     "errors": 0, "atomic": 0, "escape": 0, "project": 0, "yamlfile": 0, "dates": 0,
     "records": 1, "store": 1, "ingest": 1, "demo": 1,
     "analysis": 2, "sections": 2, "publishable": 2,
-    "execute": 3, "cell_timeout": 3, "inline": 3,
+    "execute": 3, "cell_timeout": 3, "inline": 3, "running_cell": 3,
     "assemble": 4,
     "edition": 5, "batch": 5, "publish": 5, "validate": 5,
     "cli": 6,

@@ -1,8 +1,9 @@
 """The notebooks are the publication: what an editor writes in a section notebook is what gets published.
 
-Through the real CLI (Papermill, warm kernels, builtin engine): headings and prose live in Markdown cells, inline
-code is evaluated in the kernel, and a DataFrame cell and a matplotlib cell appended to a notebook appear in the
-HTML and the PDF with their captions and numbered cross-references, built by `cptpub build --all` (no --force).
+Through the real CLI (Papermill, notebooks run in the workers, builtin engine): headings and prose live in Markdown
+cells, inline code is evaluated in the notebook's namespace, and a DataFrame cell and a matplotlib cell appended to a
+notebook appear in the HTML and the PDF with their captions and numbered cross-references, built by `cptpub build
+--all` (no --force).
 """
 
 from __future__ import annotations

@@ -104,11 +104,14 @@ def _wait_for_a_published_edition(root: Path, process: subprocess.Popen, seen: s
     pytest.fail("no edition was published in time")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_stop_a_build_like_ctrl_c_and_leave_no_process(tmp_path, ingested_project, signum):
+@pytest.mark.parametrize(("signum", "execution"), [(signal.SIGTERM, "in process"), (signal.SIGHUP, "--warm-kernels")])
+def test_sigterm_and_sighup_stop_a_build_like_ctrl_c_and_leave_no_process(
+    tmp_path, ingested_project, signum, execution
+):
     codes = ("20700", "20701", "20702", "20703", "20704", "20705")
     root = batch_project(tmp_path / "p", ingested_project, codes)
-    # A cell that hangs in every code after the first: the workers are busy (and their kernels too) when stopped.
+    # A cell that hangs in every code after the first: the workers are busy (running the cell in process, or
+    # waiting for their kernels) when stopped.
     add_notebook(
         root,
         "99-slow.ipynb",
@@ -117,8 +120,9 @@ def test_sigterm_and_sighup_stop_a_build_like_ctrl_c_and_leave_no_process(tmp_pa
     )
     env = {**os.environ, "CPTPUB_PROJECT": str(root)}
     env.pop("CPTPUB_STORE", None)
+    options = ["--warm-kernels"] if execution == "--warm-kernels" else []
     process = subprocess.Popen(
-        [*CPTPUB, "build", "--all", "-j", "2", "--to", "html"],
+        [*CPTPUB, "build", "--all", "-j", "2", "--to", "html", *options],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seen: set[psutil.Process] = set()
@@ -127,7 +131,9 @@ def test_sigterm_and_sighup_stop_a_build_like_ctrl_c_and_leave_no_process(tmp_pa
         time.sleep(1)  # the other worker is inside its hung cell now
         with contextlib.suppress(psutil.NoSuchProcess):
             seen |= set(psutil.Process(process.pid).children(recursive=True))
-        assert any("ipykernel" in " ".join(p.cmdline()) for p in seen if p.is_running()), "no kernel was running"
+        running = [" ".join(p.cmdline()) for p in seen if p.is_running()]
+        busy = "ipykernel" if options else "cptpub.batch.worker"
+        assert any(busy in cmdline for cmdline in running), f"no {busy} was running"
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=90)
     finally:

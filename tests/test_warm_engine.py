@@ -21,7 +21,8 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 
 import cptpub
-from cptpub.execute.warm import code_run, shutdown_warm_kernels
+from cptpub.execute.code_run import code_run
+from cptpub.execute.warm import shutdown_warm_kernels
 
 # Prints "<kernel pid> <connection file> <transport> <ip>" as the first line of a notebook's output.
 REPORT_KERNEL = """\

@@ -77,6 +77,8 @@ class _Worker:
     process: subprocess.Popen
     conn: Connection
     log: Path
+    running_cell: Path  # the cell it runs (cptpub.running_cell), when it runs notebooks in process
+    peak_rss: int = 0  # bytes, sampled while it builds an edition
 
 
 class LocalExecutor:
@@ -84,9 +86,17 @@ class LocalExecutor:
 
     Workers are fresh interpreters (``python -m cptpub.batch.worker``), so nothing of the main process (or of a
     script that called it) is inherited. Worker ``wN`` builds in ``build/work/wN/<code>/`` and logs to
-    ``build/work/wN/worker.log``; it keeps one warm kernel for all its codes and shuts it down when it exits.
-    Workers sit in their own process group, so the terminal's Ctrl-C reaches only the main process, which then
-    stops them in order.
+    ``build/work/wN/worker.log``; it runs the notebooks in its own process (or keeps one warm kernel for all its
+    codes, which it shuts down when it exits). Workers sit in their own process group, so the terminal's Ctrl-C
+    reaches only the main process, which then stops them in order.
+
+    A worker that dies is replaced, and its edition fails: with the notebook and cell it was running when it died
+    in a cell (its ``running-cell.json``; memory use is sampled to tell an out-of-memory kill), else with its log.
+    A worker whose cell runs ``TIMEOUT_GRACE`` seconds past its timeout (the cell caught or blocked the timer, or
+    sits in C code) is killed and replaced, its edition failing with that cell. A worker that asks to be replaced
+    (``EditionOutcome.replace_worker``) exits after its outcome and is replaced. Only deaths outside a cell count
+    towards giving up (a broken installation kills every worker): a notebook that kills its process fails its own
+    edition and nothing else.
     """
 
     name = "local"
@@ -99,9 +109,13 @@ class LocalExecutor:
         return f"{self.jobs} local worker process{'es' if self.jobs != 1 else ''}"
 
     def _start(self, worker_id: str, *, replacing: bool = False) -> _Worker:
+        from cptpub.running_cell import FILE_NAME
+
         folder = self.project.build_dir / "work" / worker_id
         folder.mkdir(parents=True, exist_ok=True)
         log = folder / "worker.log"  # a new log per batch; a replacement worker appends to its predecessor's
+        running_cell = folder / FILE_NAME
+        running_cell.unlink(missing_ok=True)  # a predecessor's: not this worker's cell
         ours, theirs = socket.socketpair()
         try:
             with log.open("ab" if replacing else "wb") as log_file:
@@ -125,7 +139,7 @@ class LocalExecutor:
             theirs.close()
         from multiprocessing.connection import Connection
 
-        return _Worker(worker_id, process, Connection(ours.detach()), log)
+        return _Worker(worker_id, process, Connection(ours.detach()), log, running_cell)
 
     def run(self, tasks: Sequence[EditionTask], on_outcome: OnOutcome, stopped: Stopped) -> None:
         from multiprocessing.connection import Connection, wait  # not on the import path of a no-op build
@@ -136,12 +150,21 @@ class LocalExecutor:
         idle: list[_Worker] = [self._start(f"w{i}") for i in range(min(self.jobs, len(pending)))]
         busy: dict[Connection, tuple[_Worker, EditionTask, float]] = {}
         everyone = list(idle)
-        deaths = 0  # workers lost since the last finished task: a broken installation kills every worker
+        deaths = 0  # workers lost outside a cell since the last finished task: a broken installation kills them all
+
+        def replace(worker: _Worker) -> None:
+            everyone.remove(worker)
+            if pending and deaths <= max(3, self.jobs):
+                replacement = self._start(worker.worker_id, replacing=True)
+                everyone.append(replacement)
+                idle.append(replacement)
+
         try:
             while (pending or busy) and not stopped():
                 while idle and pending:
                     worker = idle.pop()
                     task = pending.popleft()
+                    worker.peak_rss = 0
                     busy[worker.conn] = (worker, task, time.perf_counter())
                     with contextlib.suppress(OSError):  # a worker already gone shows up as lost below
                         worker.conn.send(task)
@@ -150,37 +173,95 @@ class LocalExecutor:
                         on_outcome(_failed(task, "no worker process could run; see the logs in build/work/w*/"))
                     pending.clear()
                     break
-                for conn in cast(list[Connection], wait(list(busy), timeout=POLL_SECONDS)):
+                ready = cast(list[Connection], wait(list(busy), timeout=POLL_SECONDS))
+                for conn in ready:
                     worker, task, started = busy.pop(conn)
                     try:
                         outcome: EditionOutcome = conn.recv()
                     except (EOFError, OSError):
-                        outcome = self._lost(worker, task, started)
-                        everyone.remove(worker)
-                        deaths += 1
-                        if pending and deaths <= max(3, self.jobs):
-                            replacement = self._start(worker.worker_id, replacing=True)
-                            everyone.append(replacement)
-                            idle.append(replacement)
+                        outcome, in_cell = self._lost(worker, task, started)
+                        deaths += 0 if in_cell else 1
+                        replace(worker)
                     else:
                         deaths = 0
-                        idle.append(worker)
+                        if outcome.replace_worker:
+                            self._wait_for_exit(worker)
+                            replace(worker)
+                        else:
+                            idle.append(worker)
                     on_outcome(outcome)  # a finished edition is published even if a stop was just requested
+                for conn, (worker, task, started) in list(busy.items()):
+                    overrun = self._watch(worker, task, started)
+                    if overrun is not None:
+                        del busy[conn]
+                        replace(worker)
+                        on_outcome(overrun)
         finally:
             self._shutdown(everyone, busy_conns=set(busy))
 
-    def _lost(self, worker: _Worker, task: EditionTask, started: float) -> EditionOutcome:
-        try:
-            code = worker.process.wait(5)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            code = worker.process.wait()
+    def _watch(self, worker: _Worker, task: EditionTask, started: float) -> EditionOutcome | None:
+        """Sample a busy worker's memory; kill it when its cell is past its timeout and grace: its failed outcome."""
+        import psutil
+
+        from cptpub.running_cell import TIMEOUT_GRACE, read_running_cell
+
+        with contextlib.suppress(psutil.Error):
+            worker.peak_rss = max(worker.peak_rss, psutil.Process(worker.process.pid).memory_info().rss)
+        cell = read_running_cell(worker.running_cell)
+        deadline = cell.get("deadline")
+        if not isinstance(deadline, int | float) or time.monotonic() < deadline + TIMEOUT_GRACE:
+            return None
+        worker.process.kill()
+        worker.process.wait()
+        worker.conn.close()
         return _failed(
             task,
-            f"worker {worker.worker_id} exited (status {code}) while building CPT {task.code}; its log is {worker.log}",
+            f"the cell ran longer than the per-cell timeout of {cell.get('timeout'):g} s and could not be stopped "
+            f"from inside (it caught or blocked the timer): worker {worker.worker_id} was killed and replaced",
             seconds=time.perf_counter() - started,
             worker=worker.worker_id,
+            notebook=cell.get("notebook"),
+            cell=cell.get("cell"),
         )
+
+    def _lost(self, worker: _Worker, task: EditionTask, started: float) -> tuple[EditionOutcome, bool]:
+        """The failed outcome of a worker that died, and whether it died in a notebook cell."""
+        from cptpub.execute.kernel_death import describe_exit, memory_limit
+        from cptpub.running_cell import read_running_cell
+
+        try:
+            status = worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            status = worker.process.wait()
+        worker.conn.close()
+        seconds = time.perf_counter() - started
+        cell = read_running_cell(worker.running_cell)
+        if cell.get("notebook"):
+            how = describe_exit(status, worker.peak_rss, memory_limit(), process="the worker process running it")
+            message = f"{how}; no executed notebook was kept; worker {worker.worker_id}'s log is {worker.log}"
+            outcome = _failed(
+                task,
+                message,
+                seconds=seconds,
+                worker=worker.worker_id,
+                notebook=cell["notebook"],
+                cell=cell.get("cell"),
+            )
+            return outcome, True
+        message = f"worker {worker.worker_id} exited (status {status}) while building CPT {task.code}"
+        message += f"; its log is {worker.log}"
+        return _failed(task, message, seconds=seconds, worker=worker.worker_id), False
+
+    @staticmethod
+    def _wait_for_exit(worker: _Worker) -> None:
+        """A worker that asked to be replaced exits by itself once its kernel and Pandoc are stopped."""
+        try:
+            worker.process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+        worker.conn.close()
 
     @staticmethod
     def _shutdown(workers: list[_Worker], busy_conns: set[Connection]) -> None:
@@ -206,7 +287,19 @@ class LocalExecutor:
             worker.conn.close()
 
 
-def _failed(task: EditionTask, message: str, *, seconds: float = 0.0, worker: str = "") -> EditionOutcome:
+def _failed(
+    task: EditionTask,
+    message: str,
+    *,
+    seconds: float = 0.0,
+    worker: str = "",
+    notebook: str | None = None,
+    cell: int | None = None,
+) -> EditionOutcome:
     return EditionOutcome(
-        code=task.code, key=task.key, seconds=round(seconds, 3), worker=worker, failure=Failure(message=message)
+        code=task.code,
+        key=task.key,
+        seconds=round(seconds, 3),
+        worker=worker,
+        failure=Failure(message=message, notebook=notebook, cell=cell),
     )

@@ -49,8 +49,10 @@ def describe_failure(outcome: EditionOutcome) -> str:
     f = outcome.failure
     if f is None:
         return ""
-    if f.notebook:
+    if f.notebook and f.executed_path:
         return f"{f.notebook} {cell_label(f.cell)}: {f.message} (executed notebook: {f.executed_path})"
+    if f.notebook:
+        return f"{f.notebook} {cell_label(f.cell)}: {f.message}"
     return f.message
 
 

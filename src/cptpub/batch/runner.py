@@ -56,7 +56,8 @@ class BatchOptions:
     formats: tuple[str, ...] = FORMATS
     engine: str = "auto"
     jobs: int = 0  # 0: os.cpu_count()
-    fresh_kernels: bool = False
+    fresh_kernels: bool = False  # a new kernel per notebook
+    warm_kernels: bool = False  # a warm kernel per worker, also with the local executor (see execution_engine)
     force: bool = False
     executor: str = "local"
     scheduler: str | None = None
@@ -145,6 +146,24 @@ def resolve_codes(project: Project, codes: Sequence[str], all_codes: bool) -> li
 
 # --- the batch ------------------------------------------------------------------------------------------------
 
+INPROCESS, WARM, FRESH = "cptpub-inprocess", "cptpub-warm", "cptpub-fresh"  # cptpub.execute.runner's engines
+EXECUTION_LABELS = {INPROCESS: "notebooks run in process", WARM: "warm kernels", FRESH: "fresh kernels"}
+
+
+def execution_engine(options: BatchOptions) -> str:
+    """The Papermill engine the workers run the notebooks with.
+
+    Local workers run them in their own process (``cptpub-inprocess``): no kernel process, no messages. Dask workers
+    use a warm kernel each (``cptpub-warm``): they run tasks in a thread, where the cell timeout's SIGALRM cannot be
+    armed, and a cell that ends its process would take the dask worker, not just the task, with it."""
+    if options.fresh_kernels and options.warm_kernels:
+        raise UsageError("--fresh-kernels and --warm-kernels exclude each other")
+    if options.fresh_kernels:
+        return FRESH
+    if options.warm_kernels or options.executor == "dask":
+        return WARM
+    return INPROCESS
+
 
 # Each stops a batch the same way: finished editions stay, work in flight is abandoned, workers and their kernels
 # are stopped before the process exits (with 128 + the signal's number).
@@ -219,6 +238,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
         raise UsageError("-j must be at least 1")
     check_executor(options.executor, options.scheduler)
 
+    execution = execution_engine(options)
     engine = get_engine(options.engine)
     engine_label = f"{engine.name} ({engine.version()})"
     reporter.engine(engine_label, chosen_by_auto=options.engine == "auto")
@@ -250,7 +270,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
             to_build=len(todo),
             skipped=len(result.skipped),
             executor=executor.describe(),
-            kernels="fresh kernels" if options.fresh_kernels else "warm kernels",
+            kernels=EXECUTION_LABELS[execution],
         )
         if dropped or todo or mf.has_journal(dist) or not (dist / mf.MANIFEST_NAME).exists():
             _make_folder(dist)
@@ -265,7 +285,7 @@ def run_batch(project: Project, options: BatchOptions, reporter: Reporter | None
                 key=keys[code],
                 formats=formats,
                 engine=engine.name,
-                fresh_kernels=options.fresh_kernels,
+                execution=execution,
                 cell_timeout=timeout,
             )
             for code in buildable

@@ -26,7 +26,7 @@ class EditionTask:
     key: str
     formats: tuple[str, ...]
     engine: str  # resolved assembly engine name ("builtin" or "quarto")
-    fresh_kernels: bool = False  # True: papermill's own engine, a new kernel per notebook
+    execution: str  # the notebooks' Papermill engine (one of cptpub.execute.runner's *_ENGINE)
     cell_timeout: float | None = None
 
 
@@ -49,6 +49,7 @@ class EditionOutcome:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # manifest fields: title, edition_date, data_as_of, payers, demo
     failure: Failure | None = None
+    replace_worker: bool = False  # the worker's process is not fit for another task (it exits after this one)
 
     @property
     def ok(self) -> bool:
@@ -103,13 +104,14 @@ def run_task(
 
     Never raises for a failed edition: the failure comes back in the outcome. The working folder is kept on
     failure (the executed notebook is the evidence) and removed on success (a warm kernel still sitting in it
-    changes directory first thing in its next reset). ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to
-    stop) propagate.
+    changes directory first thing in its next reset). ``replace_worker`` is set when the notebooks ran in this
+    process and a run was stopped from outside its cells (``cptpub.execute.inprocess.needs_new_process``).
+    ``KeyboardInterrupt`` and ``SystemExit`` (a worker told to stop) propagate.
     """
     from cptpub.analysis.snapshot import current_figures, snapshot_bytes, snapshot_name
     from cptpub.edition import build_edition
     from cptpub.errors import CptpubError, SectionFailed
-    from cptpub.execute.runner import FRESH_ENGINE, WARM_ENGINE
+    from cptpub.execute.inprocess import needs_new_process
 
     start = time.perf_counter()
     staging = workdir.with_name(f"{workdir.name}.out")
@@ -123,7 +125,7 @@ def run_task(
             task.code,
             assembly_engine(task.engine),
             formats=task.formats,
-            execution_engine=FRESH_ENGINE if task.fresh_kernels else WARM_ENGINE,
+            execution_engine=task.execution,
             workdir=workdir,
             out_dir=staging,
             cell_timeout=task.cell_timeout,
@@ -158,6 +160,7 @@ def run_task(
         files=files,
         meta=meta,
         failure=failure,
+        replace_worker=needs_new_process(),
     )
 
 

@@ -45,7 +45,15 @@ def build(
     to: str = typer.Option("html,pdf", "--to", help="Output formats, comma-separated: html, pdf."),
     engine: str = typer.Option("auto", "--engine", help="Assembly engine: auto (quarto if found), quarto, builtin."),
     fresh_kernels: bool = typer.Option(
-        False, "--fresh-kernels", help="A new Jupyter kernel per notebook (slow; default: one warm kernel per worker)."
+        False,
+        "--fresh-kernels",
+        help="A new Jupyter kernel per notebook (slow; default: notebooks run in the worker processes).",
+    ),
+    warm_kernels: bool = typer.Option(
+        False,
+        "--warm-kernels",
+        help="One warm Jupyter kernel per worker runs its notebooks (the dask executor's default; default here: "
+        "notebooks run in the worker processes).",
     ),
     force: bool = typer.Option(False, "--force", help="Rebuild even editions that are up to date."),
     executor: str = typer.Option(
@@ -72,6 +80,7 @@ def build(
         engine=engine,
         jobs=jobs or os.cpu_count() or 1,
         fresh_kernels=fresh_kernels,
+        warm_kernels=warm_kernels,
         force=force,
         executor=executor or ("dask" if scheduler else "local"),
         scheduler=scheduler,
@@ -96,11 +105,13 @@ def build(
             f = outcome.failure
             if f is None:
                 continue
-            if f.notebook:
+            if f.notebook and f.executed_path:
                 lines.append(
                     f"  {outcome.code}: {f.notebook}, {cell_label(f.cell)}, executed notebook {f.executed_path}: "
                     f"{f.message}"
                 )
+            elif f.notebook:  # the process running it died with the cell: no executed notebook
+                lines.append(f"  {outcome.code}: {f.notebook}, {cell_label(f.cell)}: {f.message}")
             else:
                 lines.append(f"  {outcome.code}: {f.message}")
         n = len(result.failed)

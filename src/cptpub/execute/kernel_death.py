@@ -1,4 +1,5 @@
-"""Why a kernel died: a signal (which one), or memory (killed while its memory use was near the limit).
+"""Why a kernel (or a worker running notebooks in process) died: a signal (which one), or memory (killed while its
+memory use was near the limit).
 
 :class:`KernelWatch` samples a running kernel's resident memory while a notebook runs, so when the kernel dies
 the report can say how much it used against the limit that applies to it (the cgroup's ``memory.max``, the
@@ -88,16 +89,17 @@ class KernelWatch:
         return describe_exit(status, self.peak_rss, memory_limit())
 
 
-def describe_exit(status: int | None, peak_rss: int, limit: int | None) -> str:
+def describe_exit(status: int | None, peak_rss: int, limit: int | None, *, process: str = "the kernel") -> str:
+    """How ``process`` ended (its exit status, or minus the signal that killed it), with its memory use."""
     mb = f"{peak_rss / 2**20:,.0f} MB"
     used = f" while using {mb}" + (f" of a {limit / 2**20:,.0f} MB memory limit" if limit else "") if peak_rss else ""
     if status is None:
-        return "the kernel stopped answering (its exit status is unknown)"
+        return f"{process} stopped answering (its exit status is unknown)"
     if status >= 0:
-        return f"the kernel exited with status {status}{used}"
+        return f"{process} exited with status {status}{used}"
     name = signal.Signals(-status).name if -status in signal.Signals._value2member_map_ else f"signal {-status}"
     if -status == signal.SIGKILL and limit and peak_rss >= NEAR_LIMIT * limit:
-        return f"the kernel was killed by {name}{used}: it most likely ran out of memory"
+        return f"{process} was killed by {name}{used}: it most likely ran out of memory"
     if -status == signal.SIGKILL:
-        return f"the kernel was killed by {name}{used} (by another process, or by the out-of-memory killer)"
-    return f"the kernel was killed by {name}{used}"
+        return f"{process} was killed by {name}{used} (by another process, or by the out-of-memory killer)"
+    return f"{process} was killed by {name}{used}"

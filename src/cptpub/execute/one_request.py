@@ -23,13 +23,14 @@ from queue import Empty
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.client import timestamp
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode, from_dict
 
 from cptpub.execute.inline import CptpubNotebookClient, store_inline_results
 from cptpub.inline import inline_expressions
+from cptpub.running_cell import TIMEOUT_GRACE
 from cptpub.sections.kernel import CELL_MESSAGE
 
 POLL_SECONDS = 1.0  # how often a silent kernel is checked for being alive
-TIMEOUT_GRACE = 5.0  # seconds past a cell's timeout before the client stops waiting for the kernel to stop it
 
 
 class OneRequestNotebookClient(CptpubNotebookClient):
@@ -38,6 +39,12 @@ class OneRequestNotebookClient(CptpubNotebookClient):
     # A file the kernel can write (the warm kernel's private folder): which cell it is running. Without it, a
     # kernel that dies may take the messages saying so with it.
     progress_path: str | None = None
+
+    # The record of a run (``_start_run``): each cell's timeout, how far it got, the cell being run.
+    _timeouts: dict[int, float | None]
+    _done = 0  # cells before this index are recorded as run
+    _running: tuple[int, float] | None = None  # (index, monotonic start) of the cell being run
+    _stopped = False  # a cell failed: the cells after it are not recorded
 
     def papermill_execute_cells(self):
         if self.coalesce_streams:
@@ -74,21 +81,19 @@ class OneRequestNotebookClient(CptpubNotebookClient):
     async def _execute_in_one_request(self) -> None:
         assert self.kc is not None
         wanted = self._kernel_cells()
-        by_index = {spec["index"]: spec for spec in wanted}
+        self._start_run(wanted)
         driver = "__import__('cptpub.sections.kernel', fromlist=['run_cells']).run_cells"
         code = f"{driver}({wanted!r}, {self.progress_path!r})"
         if self.progress_path:
             Path(self.progress_path).unlink(missing_ok=True)  # the previous notebook's
         msg_id = await ensure_async(self.kc.execute(code, silent=True, store_history=False))
-        done = 0  # cells before this index are recorded as run
-        running: tuple[int, float] | None = None  # (index, monotonic start) of the cell the kernel is running
-        stopped = False
         try:
             while True:
                 deadline = None
-                if running is not None and by_index[running[0]].get("timeout"):
-                    deadline = running[1] + by_index[running[0]]["timeout"] + TIMEOUT_GRACE
-                msg = await self._next_message(deadline, running)
+                timeout = self._timeouts.get(self._running[0]) if self._running is not None else None
+                if self._running is not None and timeout:
+                    deadline = self._running[1] + timeout + TIMEOUT_GRACE
+                msg = await self._next_message(deadline, self._running)
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 msg_type, content = msg["msg_type"], msg["content"]
@@ -96,37 +101,57 @@ class OneRequestNotebookClient(CptpubNotebookClient):
                     if content["execution_state"] == "idle":
                         break
                 elif msg_type == CELL_MESSAGE:
-                    index = content["index"]
-                    cell = self.nb.cells[index]
-                    if content["event"] == "start":
-                        self._record_unexecuted(done, index)
-                        self.nb_man.cell_start(cell, index)
-                        if "execution_count" in content:
-                            self._start_code_cell(cell, content["execution_count"], timestamp(msg))
-                        running = (index, time.monotonic())
-                    else:
-                        running, done = None, index + 1
-                        try:
-                            self._finish_cell(cell, index, content, timestamp(msg))
-                        except CellExecutionError as exc:  # as Papermill's loop: recorded, and the run stops
-                            self.nb_man.cell_exception(cell, cell_index=index, exception=exc)
-                            stopped = True
-                        finally:
-                            self.nb_man.cell_complete(cell, cell_index=index)
-                elif running is not None:
-                    self.process_message(msg, self.nb.cells[running[0]], running[0])
+                    self._cell_event(content, timestamp(msg))
+                elif self._running is not None:
+                    self.process_message(msg, self.nb.cells[self._running[0]], self._running[0])
         except BaseException as exc:
             if isinstance(exc, DeadKernelError):
-                running = self._cell_that_died(done, running)
-            if running is not None:  # as Papermill's loop: the cell that was running is recorded as ended
-                self.nb_man.cell_complete(self.nb.cells[running[0]], cell_index=running[0])
+                self._running = self._cell_that_died(self._done, self._running)
+            self._end_running_cell()
             raise
         reply = await self.async_wait_for_reply(msg_id)
         status = reply["content"] if reply else {"status": "error", "ename": "Timeout", "evalue": "no reply"}
         if status.get("status") != "ok":
             raise RuntimeError(f"cptpub's cell driver failed: {status.get('ename')}: {status.get('evalue')}")
-        if not stopped:
-            self._record_unexecuted(done, len(self.nb.cells))
+        self._end_run()
+
+    # --- the record of a run, from its cells' frames: shared with the in-process engine -------------------------
+
+    def _start_run(self, wanted: list[dict]) -> None:
+        self._timeouts = {spec["index"]: spec.get("timeout") for spec in wanted}
+        self._done = 0
+        self._running = None
+        self._stopped = False
+
+    def _cell_event(self, content: dict, when: str) -> None:
+        """Record a ``cptpub_cell`` frame: a cell starts, or ends with its status or inline results."""
+        index = content["index"]
+        cell = self.nb.cells[index]
+        if content["event"] == "start":
+            self._record_unexecuted(self._done, index)
+            self.nb_man.cell_start(cell, index)
+            if "execution_count" in content:
+                self._start_code_cell(cell, content["execution_count"], when)
+            self._running = (index, time.monotonic())
+            return
+        self._running, self._done = None, index + 1
+        try:
+            self._finish_cell(cell, index, content, when)
+        except CellExecutionError as exc:  # as Papermill's loop: recorded, and the run stops
+            self.nb_man.cell_exception(cell, cell_index=index, exception=exc)
+            self._stopped = True
+        finally:
+            self.nb_man.cell_complete(cell, cell_index=index)
+
+    def _end_running_cell(self) -> None:
+        """The run stopped from outside its cells: as Papermill's loop, the cell that was running is recorded as
+        ended."""
+        if self._running is not None:
+            self.nb_man.cell_complete(self.nb.cells[self._running[0]], cell_index=self._running[0])
+
+    def _end_run(self) -> None:
+        if not self._stopped:
+            self._record_unexecuted(self._done, len(self.nb.cells))
 
     async def _next_message(self, deadline: float | None, running: tuple[int, float] | None) -> dict:
         """The next iopub message; raise if the kernel died or the running cell is far past its timeout."""
@@ -167,6 +192,22 @@ class OneRequestNotebookClient(CptpubNotebookClient):
             cell.execution_count = int(count_text)
         return index, time.monotonic()
 
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's, with the output built as nbformat's ``output_from_msg`` builds it but without validating it on
+        its own (jsonschema, a third of the client's time per output): the executed notebook is validated as a whole
+        when Papermill writes it."""
+        out = _output_node(msg)
+        if out is None or self.output_hook_stack[msg["parent_header"].get("msg_id")]:
+            return super().output(outs, msg, display_id, cell_index)  # widgets' hooks; unknown types are logged
+        if self.clear_before_next_output:
+            outs[:] = []
+            self.clear_display_id_mapping(cell_index)
+            self.clear_before_next_output = False
+        if display_id:
+            self._display_id_map.setdefault(display_id, {}).setdefault(cell_index, []).append(len(outs))
+        outs.append(out)
+        return out
+
     def _record_unexecuted(self, start: int, stop: int) -> None:
         """Papermill's records for cells the kernel does not run (Markdown, empty or skipped code cells)."""
         for index in range(start, stop):
@@ -200,3 +241,20 @@ class OneRequestNotebookClient(CptpubNotebookClient):
             )
             if not allowed:
                 raise CellExecutionError.from_cell_and_msg(cell, content)
+
+
+def _output_node(msg: dict) -> NotebookNode | None:
+    """The notebook output of an iopub message, as ``nbformat.v4.output_from_msg`` makes it (None if not an output)."""
+    msg_type, content = msg["header"]["msg_type"], msg["content"]
+    if msg_type == "stream":
+        fields = {"name": content["name"], "text": content["text"]}
+    elif msg_type == "display_data":
+        fields = {"metadata": content["metadata"], "data": content["data"]}
+    elif msg_type == "execute_result":
+        fields = {"metadata": content["metadata"], "data": content["data"]}
+        fields["execution_count"] = content["execution_count"]
+    elif msg_type == "error":
+        fields = {"ename": content["ename"], "evalue": content["evalue"], "traceback": content["traceback"]}
+    else:
+        return None
+    return from_dict({"output_type": msg_type, **fields})

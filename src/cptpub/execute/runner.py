@@ -2,8 +2,9 @@
 
 Each notebook gets the code and absolute paths as parameters and runs with the build folder as working
 directory, so figures land beside the executed notebooks that reference them. A failing cell stops the code with
-``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved. On warm
-kernels a code's notebooks run back to back after one reset (``cptpub.execute.warm.code_run``).
+``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved. On the warm
+engines (in process, or on a warm kernel) a code's notebooks run back to back after one reset
+(``cptpub.execute.code_run``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from papermill.engines import papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from cptpub.errors import CptpubError, SectionFailed
+from cptpub.execute.code_run import code_run
 from cptpub.execute.inline import FreshKernelEngine
+from cptpub.execute.inprocess import InProcessEngine
 from cptpub.execute.kernel_death import KernelDied
-from cptpub.execute.warm import WarmKernelEngine, code_run
+from cptpub.execute.warm import WarmKernelEngine
 from cptpub.project import Project, check_code
 
 FRESH_ENGINE = "cptpub-fresh"  # cptpub.execute.inline: a new kernel per notebook
-WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker process
-# The warm engine is also an entry point (for `papermill --engine cptpub-warm`); both are registered here so a
+WARM_ENGINE = "cptpub-warm"  # cptpub.execute.warm: one warm kernel per worker process (and thread)
+INPROCESS_ENGINE = "cptpub-inprocess"  # cptpub.execute.inprocess: in the worker process itself
+# The warm engines are also entry points (for `papermill --engine cptpub-warm`); all are registered here so a
 # checkout run without reinstalling finds them.
 papermill_engines.register(FRESH_ENGINE, FreshKernelEngine)
 papermill_engines.register(WARM_ENGINE, WarmKernelEngine)
+papermill_engines.register(INPROCESS_ENGINE, InProcessEngine)
 
 
 PARAMETER_NAMES = ("cpt_code", "data_dir", "store_path", "figures_dir")
@@ -92,7 +97,7 @@ def run_sections(
             raise CptpubError("; ".join(problems), where=notebook)
     workdir.mkdir(parents=True, exist_ok=True)
     parameters = section_parameters(project, code)
-    with code_run():  # warm kernels: one reset for the code's notebooks
+    with code_run():  # warm engines: one reset for the code's notebooks
         return _run_notebooks(notebooks, code, workdir, parameters, engine_name, cell_timeout, on_notebook)
 
 

@@ -5,28 +5,10 @@ nbclient engine, but on an IPython kernel kept alive per (process, thread, kerne
 matplotlib and duckdb are imported once per worker instead of once per notebook, and with all of the
 notebook's cells in one execute request (``cptpub.execute.one_request``).
 
-Before each code's notebooks the kernel is reset (see ``_KERNEL_HELPER``): user namespace, execution
-count, cwd, sys.argv, sys.path, os.environ, warning filters, root logging, matplotlib figures and
-rcParams, pandas options, and modules imported from outside the Python installation. Installed
-packages stay in sys.modules: that is the point. Not reset: threads or files a notebook leaves open,
-state mutated inside other third-party modules, IPython extensions/event hooks, global RNG state.
-
-One reset per code: ``run_sections`` runs a code's notebooks inside ``code_run()``, and between them
-the kernel only gets a new user namespace and execution count (``next_notebook``). Notebooks of one
-code share the rest (imports, options, rcParams), as they would in one Quarto document; notebooks of
-two codes never do. A notebook run outside ``code_run()`` gets the full reset.
-
-Project modules: the user's own modules (a helper beside the notebooks) are forgotten at every reset
-and re-imported fresh, so neither their state nor stale source carries over. cptpub's own modules are
-the exception while their files are unchanged: re-importing ``cptpub.sections`` (pydantic models,
-the analysis code) cost more than the rest of the reset, and these modules keep no per-code state
-(the only cache, the payer catalogue's, is keyed by the file's path and mtime). A reset compares each
-cptpub module's file (mtime, size) with what the first reset after its import saw; when one changed,
-all of cptpub is forgotten and re-imported, since its modules import names from each other. (An edit
-made while the notebook that first imported the module was still running is seen as the baseline.)
-After a reset, what is left (modules and their caches) is frozen out of the garbage collector's
-generations (``gc.freeze``), so the full collection in every IPython namespace reset scans only what
-the notebooks made since: it cost ~60 ms per notebook with pandas and matplotlib loaded.
+Before each code's notebooks the kernel is reset, and between a code's notebooks it only gets a new user
+namespace and execution count (``cptpub.execute.process_state``, which lists what is reset and what is not, and
+``cptpub.execute.code_run``). Notebooks of one code share the rest (imports, options, rcParams), as they would in
+one Quarto document; notebooks of two codes never do. A notebook run outside ``code_run()`` gets the full reset.
 
 A kernel is replaced by a fresh one whenever there is doubt: it is not alive, its reset fails or
 times out, or the notebook run raised anything (cell timeout, dead kernel, interrupt). An ordinary
@@ -41,13 +23,12 @@ addresses cannot collide. Where ipc is unavailable (Windows) they use TCP and re
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
+import inspect
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -59,6 +40,8 @@ from nbclient.exceptions import DeadKernelError
 # is still initialising: import only from papermill modules that are fully loaded by then.
 from papermill.log import logger
 
+from cptpub.execute import process_state
+from cptpub.execute.code_run import CodeRun, current_run
 from cptpub.execute.inline import client_options
 from cptpub.execute.kernel_death import KernelDied, KernelWatch
 from cptpub.execute.manager import WriteOnceEngine
@@ -68,117 +51,13 @@ RESET_TIMEOUT = 10  # seconds; an idle, healthy kernel answers in milliseconds
 USE_IPC = os.name == "posix"  # Unix sockets cannot race for ports; Windows has no ipc: TCP + retries
 START_ATTEMPTS = 1 if USE_IPC else 3
 
-# Runs inside the kernel as module ``_cptpub_warm``, installed once right after start so that its
-# baseline snapshot is the state of a fresh kernel. Not a user variable, so the reset keeps it.
-_KERNEL_HELPER = r"""
-import gc, logging, os, site, sys, sysconfig, warnings
-
-_INSTALLED = tuple(os.path.join(path, "") for path in {
-    sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"),
-    *site.getsitepackages(), site.getusersitepackages(),
-})
-_LIBRARY = "cptpub"  # kept across resets while its files are unchanged (see cptpub.execute.warm)
-_ARGV, _PATH, _ENVIRON = list(sys.argv), list(sys.path), dict(os.environ)
-_WARNING_FILTERS = list(warnings.filters)
-_ROOT_LEVEL, _ROOT_HANDLERS = logging.root.level, list(logging.root.handlers)
-_MODULES = set(sys.modules)
-_library_files = {}  # module name -> (path, mtime_ns, size) of its file when a reset first saw it
-
-
-def reset(cwd):
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    next_notebook(cwd)
-    sys.argv[:] = _ARGV
-    sys.path[:] = _PATH
-    os.environ.clear()
-    os.environ.update(_ENVIRON)
-    warnings.resetwarnings()  # also invalidates the "already warned" registries
-    warnings.filters[:] = _WARNING_FILTERS
-    logging.root.setLevel(_ROOT_LEVEL)
-    logging.root.handlers[:] = _ROOT_HANDLERS
-    _reset_matplotlib(shell)
-    if "pandas" in sys.modules:
-        with warnings.catch_warnings():  # resetting deprecated options warns
-            warnings.simplefilter("ignore")
-            sys.modules["pandas"].reset_option("all")
-    _forget_project_modules()
-    # What survives a reset is long-lived (modules, their caches): move it out of the garbage collector's sight,
-    # so the next collections (IPython's reset runs a full one) only scan what the notebooks create.
-    gc.freeze()
-
-
-def next_notebook(cwd):  # between notebooks of one code: a new user namespace and execution count, in cwd
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    # First: the previous notebook's folder may have been deleted (a rebuild clears it), and IPython's reset
-    # reads the working directory.
-    os.chdir(cwd)
-    shell.reset(new_session=False)
-    shell.execution_count = 1
-
-
-def _reset_matplotlib(shell):
-    mpl = sys.modules.get("matplotlib")
-    if mpl is None:
-        return
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:
-        plt.close("all")
-        backend = _ENVIRON.get("MPLBACKEND")  # ipykernel sets it to the inline backend by default
-        if backend and plt.get_backend().lower() != backend.lower():
-            plt.switch_backend(backend)
-            if "matplotlib_inline" in backend:
-                # The inline backend hooks figure display into IPython only when it is imported as the
-                # active backend, which a switch back from another backend does not count as.
-                sys.modules["matplotlib_inline.backend_inline"].configure_inline_support(shell, backend)
-    mpl.rc_file_defaults()
-    inline = sys.modules.get("matplotlib_inline.backend_inline")
-    if inline is not None:  # the inline backend layers its own rc over the rc file
-        mpl.rcParams.update(inline.InlineBackend.instance().rc)
-
-
-def _project_file(module):
-    try:
-        path = module.__file__
-    except Exception:  # built-in, namespace or lazy placeholder module
-        return None
-    return path if path and not os.path.abspath(path).startswith(_INSTALLED) else None
-
-
-def _file_state(path):
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return (path, None, None)
-    return (path, stat.st_mtime_ns, stat.st_size)
-
-
-def _forget_project_modules():
-    project = {}
-    for name, module in list(sys.modules.items()):
-        if name not in _MODULES:
-            path = _project_file(module)
-            if path is not None:
-                project[name] = path
-    library = {name: path for name, path in project.items() if name.split(".")[0] == _LIBRARY}
-    changed = False
-    for name, path in library.items():
-        state = _file_state(path)
-        changed |= _library_files.setdefault(name, state) != state
-    if changed:  # one module edited: all of them, since they import names from each other
-        _library_files.clear()
-    for name in project:
-        if changed or name not in library:
-            del sys.modules[name]
-"""
-
+# Installed once right after start, so that its snapshot is the state of a fresh kernel: the source of
+# ``cptpub.execute.process_state`` as module ``_cptpub_warm`` (not a user variable, so the reset keeps it).
 _INSTALL_HELPER = f"""
 import sys, types
 _cptpub_warm = types.ModuleType("_cptpub_warm")
-exec({_KERNEL_HELPER!r}, _cptpub_warm.__dict__)
+exec({inspect.getsource(process_state)!r}, _cptpub_warm.__dict__)
+_cptpub_warm.STATE = _cptpub_warm.ProcessState(freeze="every reset")
 sys.modules["_cptpub_warm"] = _cptpub_warm
 del sys, types, _cptpub_warm
 """
@@ -201,7 +80,7 @@ class _WarmKernel:
         else:
             self.km = AsyncKernelManager(kernel_name=kernel_name)
         self.kc: AsyncKernelClient | None = None
-        self.code_run: object | None = None  # the ``code_run`` it was last reset for
+        self.code_run: CodeRun | None = None  # the ``code_run`` it was last reset for
         try:
             # No IPython history database: no SQLite work per cell, no lock shared between kernels.
             run_sync(self.km.start_kernel)(extra_arguments=["--HistoryManager.enabled=False"])
@@ -227,7 +106,8 @@ class _WarmKernel:
         """Reset the kernel for another code (``full``) or for the next notebook of the same code."""
         if not run_sync(self.km.is_alive)():
             raise RuntimeError("kernel is not alive")
-        self._run(f"__import__('_cptpub_warm').{'reset' if full else 'next_notebook'}({cwd!r})")
+        step = "reset" if full else "next_notebook"
+        self._run(f"__import__('_cptpub_warm').STATE.{step}(__import__('IPython').get_ipython(), {cwd!r})")
 
     def _run(self, code: str) -> None:
         """Run bookkeeping code silently; raise if it fails or the kernel does not answer in time.
@@ -266,24 +146,9 @@ def _pool_key(kernel_name: str) -> tuple[int, int, str]:
     return os.getpid(), threading.get_ident(), kernel_name
 
 
-_current_run = threading.local()
-
-
-@contextlib.contextmanager
-def code_run() -> Iterator[None]:
-    """Notebooks run in this block (in this thread) are one code's: its warm kernel is reset once, before the first
-    of them; the others only get a new namespace and execution count (``next_notebook``)."""
-    previous = getattr(_current_run, "token", None)
-    _current_run.token = object()
-    try:
-        yield
-    finally:
-        _current_run.token = previous
-
-
 def _checkout(kernel_name: str, start_timeout: float) -> _WarmKernel:
     """Return this thread's warm kernel for ``kernel_name``, reset and moved to the current cwd."""
-    run = getattr(_current_run, "token", None)
+    run = current_run()
     with _idle_lock:
         kernel = _idle.pop(_pool_key(kernel_name), None)
     if kernel is not None:
@@ -317,7 +182,7 @@ atexit.register(shutdown_warm_kernels)
 
 
 @functools.cache
-def _is_python_kernel(kernel_name: str) -> bool:
+def is_python_kernel(kernel_name: str) -> bool:
     return KernelSpecManager().get_kernel_spec(kernel_name).language.lower() == "python"
 
 
@@ -336,7 +201,7 @@ class WarmKernelEngine(WriteOnceEngine):
         execution_timeout=None,
         **kwargs,
     ):
-        if not _is_python_kernel(kernel_name):  # the reset helper needs an IPython kernel
+        if not is_python_kernel(kernel_name):  # the reset helper needs an IPython kernel
             return super().execute_managed_notebook(
                 nb_man,
                 kernel_name,

@@ -1,5 +1,5 @@
-"""Runs inside the notebook kernel during a build: how outputs and inline code become publishable Markdown, and
-the driver that runs a notebook's cells in one request.
+"""Runs in the notebook's IPython (a kernel, or a batch worker's in-process shell) during a build: how outputs and
+inline code become publishable Markdown, and the driver that runs a notebook's cells one after the other.
 
 ``setup`` (run by cptpub's Papermill client before a notebook's first cell) gives pandas DataFrames a
 ``text/markdown`` representation, an escaped pipe table, beside pandas' own HTML: both assembly engines publish
@@ -9,7 +9,9 @@ that table. ``evaluate`` is how the client evaluates `` `{python} expr` `` inlin
 given one after the other through IPython's ``run_cell``, as separate execute requests would: each cell's outputs
 reach the client as the usual iopub messages (stream, display_data, execute_result, error), framed by a
 ``cptpub_cell`` message before and after the cell, so the client files them under the right cell exactly as
-nbclient does. A cell's timeout is enforced here, by a SIGALRM timer raising ``CellTimedOut`` in the cell.
+nbclient does. ``run_framed`` is the same driver for the in-process engine (``cptpub.execute.inprocess``), whose
+frames and outputs go straight to its client. A cell's timeout is enforced here, by a SIGALRM timer raising
+``CellTimedOut`` in the cell (when the driver runs in the main thread).
 """
 
 from __future__ import annotations
@@ -59,22 +61,30 @@ def run_cells(cells: list[dict], progress: str | None = None) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
-    setup()
     with _progress_file(progress) as mark:
-        for cell in cells:
-            mark(cell["index"], shell.execution_count if "code" in cell else None)
-            if not _run_one(shell, cell):
-                return
+        run_framed(shell, cells, mark, lambda content: _frame(shell, content))
 
 
-def _run_one(shell, cell: dict) -> bool:
+def run_framed(
+    shell, cells: list[dict], mark: Callable[[int, int | None], None], frame: Callable[[dict], None]
+) -> None:
+    """``run_cells`` on ``shell``, with ``frame(content)`` called for each frame and ``mark(index, execution
+    count)`` before each cell (the in-process engine's frames go straight to its client)."""
+    setup()
+    for cell in cells:
+        mark(cell["index"], shell.execution_count if "code" in cell else None)
+        if not _run_one(shell, cell, frame):
+            return
+
+
+def _run_one(shell, cell: dict, frame: Callable[[dict], None]) -> bool:
     """Run one cell between its frames; False when the run stops here."""
     if "expressions" in cell:
-        _frame(shell, {"index": cell["index"], "event": "start"})
+        frame({"index": cell["index"], "event": "start"})
         answers = _evaluate_all(shell, cell["expressions"])
-        _frame(shell, {"index": cell["index"], "event": "end", "answers": answers})
+        frame({"index": cell["index"], "event": "end", "answers": answers})
         return answers[-1]["status"] == "ok"
-    _frame(shell, {"index": cell["index"], "event": "start", "execution_count": shell.execution_count})
+    frame({"index": cell["index"], "event": "start", "execution_count": shell.execution_count})
     shell._last_traceback = None
     with _time_limit(cell.get("timeout")):
         result = shell.run_cell(cell["code"], store_history=True)
@@ -87,7 +97,7 @@ def _run_one(shell, cell: dict) -> bool:
             evalue=str(error),
             traceback=getattr(shell, "_last_traceback", None) or [],
         )
-    _frame(shell, end)
+    frame(end)
     allowed = cell.get("allow_errors") or end.get("ename") in cell.get("allow_error_names", ())
     return end["status"] == "ok" or (end["status"] == "error" and allowed)
 

@@ -1,0 +1,203 @@
+"""The IPython shell the in-process engine runs notebooks on: IPython's ``InteractiveShell`` with ipykernel's output
+behaviour, delivered to a Python callable instead of a ZeroMQ socket.
+
+What a kernel sends on iopub, this shell hands to ``shell.emit(msg_type, content)`` with the same content, in the
+same order: ``stream`` (stdout and stderr are buffered and flushed, stdout first, before any display, result or
+error, and at the end of each cell, as ipykernel's streams are), ``display_data`` / ``update_display_data`` /
+``clear_output`` (``display()``), ``execute_result`` (the displayhook, with the cell's execution count) and ``error``
+(IPython's structured traceback). Content goes through the same JSON encoding a kernel's messages do, so images
+are base64 text and tuples are lists, as a client receives them.
+
+Not reproduced: output written to file descriptors 1 and 2 below Python (a subprocess, C code) goes to the
+process's own stdout and stderr (ipykernel captures it into the cell), and ``input()`` reads the process's stdin
+(a kernel without stdin raises ``StdinNotImplementedError``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+from ipykernel.compiler import XCachingCompiler, get_tmp_directory, get_tmp_hash_seed, murmur2_x86
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from jupyter_client.session import Session
+from traitlets import Type
+from traitlets.config import Config
+
+Emit = Callable[[str, dict], None]
+
+
+_SESSION = Session()  # jupyter_client's default message encoding (orjson's or the json module's)
+
+
+def as_received(content: dict) -> dict:
+    """``content`` as a client receives it from a kernel: through the messages' JSON encoding."""
+    return _SESSION.unpack(_SESSION.pack(content))
+
+
+class CapturedStream(io.TextIOBase):
+    """``sys.stdout`` or ``sys.stderr`` during a cell: text is kept until the shell flushes it as a ``stream``."""
+
+    def __init__(self, shell: InProcessShell, name: str, original) -> None:
+        super().__init__()
+        self.shell = shell
+        self.name = name
+        self._original = original
+        self._parts: list[str] = []
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()  # writes below Python go to the process's own stream
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self.shell.emit("stream", {"name": self.name, "text": text})
+
+
+class _DisplayPublisher(DisplayPublisher):
+    """ipykernel's ``ZMQDisplayPublisher``: streams flushed first, then the display."""
+
+    shell: InProcessShell
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs) -> None:
+        self.shell.flush_streams()
+        self._validate_data(data, metadata)
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        self.shell.emit("update_display_data" if update else "display_data", as_received(content))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.shell.flush_streams()
+        self.shell.emit("clear_output", {"wait": wait})
+
+
+class _DisplayHook(DisplayHook):
+    """ipykernel's ``ZMQShellDisplayHook``: a cell's value as ``execute_result``, with the execution count."""
+
+    shell: InProcessShell
+    msg: dict | None = None  # the result being formatted (an error meanwhile fails the cell, as in ipykernel)
+
+    def start_displayhook(self) -> None:
+        self.msg = {"data": {}, "metadata": {}}
+
+    def write_output_prompt(self) -> None:
+        if self.msg is not None:
+            self.msg["execution_count"] = self.prompt_count
+
+    def write_format_data(self, format_dict, md_dict=None) -> None:
+        if self.msg is not None:
+            self.msg["data"] = format_dict
+            self.msg["metadata"] = md_dict
+
+    def finish_displayhook(self) -> None:
+        self.shell.flush_streams()
+        if self.msg is not None and self.msg["data"]:
+            self.shell.emit("execute_result", as_received(self.msg))
+        self.msg = None
+
+    def flush(self) -> None:
+        """IPython's (at every namespace reset: the output cache emptied), without its full garbage collection, ~5 ms
+        in a worker each time: the collector's own thresholds free what the notebooks left in reference cycles."""
+        for n in range(1, self.prompt_count + 1):
+            self.shell.user_ns_hidden.pop(f"_{n}", None)
+            self.shell.user_ns.pop(f"_{n}", None)
+        output_history = self.shell.user_ns.get("_oh")
+        if output_history is not None:
+            output_history.clear()
+        self._ = self._DisplayHook__ = self._DisplayHook___ = ""  # IPython's ``_``, ``__`` and ``___`` (mangled)
+        if "_" not in builtins.__dict__:
+            self.shell.user_ns.update({"_": "", "__": "", "___": ""})
+
+
+class InProcessShell(InteractiveShell):
+    """An ``InteractiveShell`` whose outputs go to ``emit`` (set by the engine while a notebook runs)."""
+
+    displayhook_class = Type(_DisplayHook)
+    display_pub_class = Type(_DisplayPublisher)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.emit: Emit = _nowhere
+        self._streams: tuple[CapturedStream, CapturedStream] | None = None
+
+    @classmethod
+    def start(cls) -> InProcessShell:
+        """This process's shell (IPython has one per process), created on first use without a history database."""
+        if cls.initialized():
+            return cls.instance()
+        config = Config()
+        config.HistoryManager.enabled = False  # no SQLite work per cell, as the warm kernels
+        return cls.instance(config=config, compiler_class=_CellCompiler)
+
+    @contextlib.contextmanager
+    def capturing(self, emit: Emit) -> Iterator[None]:
+        """While active, outputs (and ``sys.stdout``/``sys.stderr``) go to ``emit``."""
+        saved = sys.stdout, sys.stderr
+        self._streams = (CapturedStream(self, "stdout", sys.stdout), CapturedStream(self, "stderr", sys.stderr))
+        self.emit = emit
+        sys.stdout, sys.stderr = self._streams
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved
+            self._streams = None
+            self.emit = _nowhere
+
+    def flush_streams(self) -> None:
+        """Emit what was printed and not yet emitted, stdout first (as ipykernel flushes)."""
+        if self._streams is not None:
+            for stream in self._streams:
+                stream.flush()
+
+    def run_cell(self, *args, **kwargs):
+        self._last_traceback = None
+        self._last_traceback_during_displayhook = False
+        return super().run_cell(*args, **kwargs)
+
+    def _showtraceback(self, etype, evalue, stb) -> None:
+        self.flush_streams()
+        if self.displayhook.msg is not None:
+            self._last_traceback_during_displayhook = True
+        self.emit("error", as_received({"traceback": stb, "ename": str(etype.__name__), "evalue": str(evalue)}))
+        self._last_traceback = stb
+
+
+class _CellCompiler(XCachingCompiler):
+    """ipykernel's compiler: a cell's code has a file name (/tmp/ipykernel_PID/HASH.py) in warnings and tracebacks,
+    as in a kernel. Its hash is pure Python, byte by byte; every code runs the same cells, so names are cached."""
+
+    def get_code_name(self, raw_code, code, number):  # ipykernel.compiler.get_file_name, with the hash cached
+        name = os.environ.get("IPYKERNEL_CELL_NAME")
+        return f"{get_tmp_directory()}{os.sep}{_cell_hash(raw_code)}.py" if name is None else name
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_hash(code: str) -> int:
+    return murmur2_x86(code, get_tmp_hash_seed())
+
+
+def _nowhere(msg_type: str, content: dict) -> None:
+    """Outputs while no notebook runs (none are expected) are dropped, as a kernel's without a client."""
