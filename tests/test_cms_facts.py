@@ -12,7 +12,7 @@ import duckdb
 import openpyxl
 import pytest
 
-from cptpub.analysis.facts import code_facts, merge_with_record
+from cptpub.analysis.facts import SourceRef, code_facts, merge_with_record
 from cptpub.analysis.service_type import service_type
 from cptpub.ingest.ncci import ingest_ncci_file
 from cptpub.ingest.pfs import ingest_pfs_file
@@ -193,6 +193,22 @@ def test_the_payer_item_name_is_the_last_fallback_title(store_path):
         and facts.title.source.label == "Aetna's in-network rate file in.json, as of 2026-10-01"
     )
     assert facts.service_type is not None and facts.service_type.subsection == "Digestive System"
+
+
+def test_a_rate_whose_source_row_is_gone_names_an_unknown_file(tmp_path):
+    """A hand-edited store: the title still comes from the rate, its source is labelled as unknown."""
+    store = RatesStore(tmp_path / "rates.duckdb")
+    with store.transaction() as con, wide_rows(con) as rates:
+        con.execute(
+            f"INSERT INTO {rates} (source_id, payer, billing_code, billing_code_type, negotiation_arrangement, "
+            "item_name, negotiated_type, negotiated_rate, billing_class, service_codes, provider_reference_status) "
+            "VALUES ('0123456789abcdef', 'Aetna', '45380', 'CPT', 'ffs', 'COLONOSCOPY BIOPSY', 'negotiated', 500, "
+            "'professional', ['24'], 'inline')"
+        )
+    facts = code_facts(store.path, "45380")
+    assert facts.title is not None and facts.title.text == "COLONOSCOPY BIOPSY"
+    assert facts.title.source == SourceRef("unknown", "0123456789ab", None, None, None, None)
+    assert facts.sources == (facts.title.source,)
 
 
 def test_a_code_nothing_is_known_about(store_path, tmp_path):
