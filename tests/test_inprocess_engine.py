@@ -119,6 +119,34 @@ def test_in_process_outputs_of_every_kind_match_the_warm_kernel(tmp_path: Path):
     assert "UserWarning: careful" in outputs["import warnings\nwarnings.warn('careful')"][0].text
 
 
+def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_runs_them(tmp_path: Path):
+    """IPython's input transformations and its check for top-level ``await`` are done once per cell text in a
+    worker: the same cells run again (as every code's do) give the same outputs, and what IPython would give."""
+    cells = [
+        "x = 6\nnames = %who_ls int\nnames",
+        "import inspect\n\nasync def f():\n    return 42\ninspect.iscoroutinefunction(f)",
+        "await f()",
+        "%who_ls int",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells * 2]
+    nbformat.write(nb, tmp_path / "cells.ipynb")
+    script = (
+        "import papermill, cptpub.execute\n"
+        "for out in ('in1.ipynb', 'in2.ipynb'):\n"
+        f"    papermill.execute_notebook({str(tmp_path / 'cells.ipynb')!r}, {str(tmp_path)!r} + '/' + out, "
+        f"engine_name={INPROCESS_ENGINE!r}, progress_bar=False)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    first, second = (recorded(nbformat.read(tmp_path / out, as_version=4)) for out in ("in1.ipynb", "in2.ipynb"))
+    results = [cell[3][0]["data"]["text/plain"] for cell in first]
+    assert results == ["['x']", "True", "42", "['x']"] * 2
+    assert [cell[2] for cell in first] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert second == first
+
+
 def test_in_process_timeout_stops_a_cell_even_when_it_catches_exceptions(tmp_path: Path):
     swallower = write_notebook(
         tmp_path / "swallower.ipynb",

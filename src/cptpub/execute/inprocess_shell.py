@@ -24,11 +24,13 @@ import sys
 from collections.abc import Callable, Iterator
 
 from ipykernel.compiler import XCachingCompiler, get_tmp_directory, get_tmp_hash_seed, murmur2_x86
+from IPython.core.async_helpers import _should_be_async
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 from jupyter_client.session import Session
-from traitlets import Type
+from traitlets import Instance, Type
 from traitlets.config import Config
 
 Emit = Callable[[str, dict], None]
@@ -132,11 +134,33 @@ class _DisplayHook(DisplayHook):
             self.shell.user_ns.update({"_": "", "__": "", "___": ""})
 
 
+class _CachedTransformerManager(TransformerManager):
+    """IPython's static input transformations (magics, ``!`` commands: tokenizing each cell), done once per cell text
+    and list of transformers: every code runs the same cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transformed: dict[tuple, str] = {}
+
+    def transform_cell(self, cell: str) -> str:
+        key = (cell, tuple(self.cleanup_transforms), tuple(self.line_transforms), tuple(self.token_transformers))
+        transformed = self._transformed.get(key)
+        if transformed is None:
+            if len(self._transformed) >= _CACHED_CELLS:
+                self._transformed.clear()
+            transformed = self._transformed[key] = super().transform_cell(cell)
+        return transformed
+
+
+_CACHED_CELLS = 1024
+
+
 class InProcessShell(InteractiveShell):
     """An ``InteractiveShell`` whose outputs go to ``emit`` (set by the engine while a notebook runs)."""
 
     displayhook_class = Type(_DisplayHook)
     display_pub_class = Type(_DisplayPublisher)
+    input_transformer_manager = Instance(_CachedTransformerManager, ())
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -177,6 +201,14 @@ class InProcessShell(InteractiveShell):
         self._last_traceback_during_displayhook = False
         return super().run_cell(*args, **kwargs)
 
+    def should_run_async(self, raw_cell, *, transformed_cell=None, preprocessing_exc_tuple=None) -> bool:
+        """IPython's, with its check for top-level ``await`` (compiling the cell once more) done once per cell text."""
+        if self.autoawait and preprocessing_exc_tuple is None and transformed_cell is not None:
+            return _needs_await(transformed_cell)
+        return super().should_run_async(
+            raw_cell, transformed_cell=transformed_cell, preprocessing_exc_tuple=preprocessing_exc_tuple
+        )
+
     def _showtraceback(self, etype, evalue, stb) -> None:
         self.flush_streams()
         if self.displayhook.msg is not None:
@@ -194,7 +226,12 @@ class _CellCompiler(XCachingCompiler):
         return f"{get_tmp_directory()}{os.sep}{_cell_hash(raw_code)}.py" if name is None else name
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=_CACHED_CELLS)
+def _needs_await(transformed_cell: str) -> bool:
+    return _should_be_async(transformed_cell)
+
+
+@functools.lru_cache(maxsize=_CACHED_CELLS)
 def _cell_hash(code: str) -> int:
     return murmur2_x86(code, get_tmp_hash_seed())
 
