@@ -299,3 +299,16 @@ def test_a_store_marked_with_another_schema_gets_this_one_on_its_next_write(fill
     assert _mark(copy.path) == SCHEMA_MARK
     with copy.connect() as con:
         assert con.execute("SELECT count(*) FROM source_overrides").fetchone() == (0,)
+
+
+def test_a_slice_carries_the_schema_mark_and_the_same_rows_of_its_codes(filled, tmp_path):
+    store, _ = filled
+    with store.connect() as con:
+        code = con.execute("SELECT min(billing_code) FROM negotiated_rates").fetchone()[0]
+        rows = con.execute("SELECT * FROM negotiated_rates WHERE billing_code = ?", [code]).fetchall()
+        whole = Counter(_hashable(*row) for row in rows)
+    part = store.extract([code], tmp_path / "slice.duckdb")
+    assert _mark(part) == SCHEMA_MARK
+    with duckdb.connect(str(part), read_only=True) as con:
+        assert Counter(_hashable(*row) for row in con.execute("SELECT * FROM negotiated_rates").fetchall()) == whole
+    assert whole

@@ -29,6 +29,11 @@ A write error (a full disk) is reported as what it is, naming the file: ``the ra
 Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
 (:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
 the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
+
+A store records the schema it was written with (``store_schema``, a digest of ``schema.sql``): a write to a store
+that has this one runs none of the schema's statements, and a read looks for no older layout. A new store is
+known to be empty: an ingest into one asks it for no ids or sources. The commit writes the staging file directly
+(``checkpoint_threshold`` 0): no WAL is written and then copied into it.
 """
 
 from __future__ import annotations
@@ -221,8 +226,7 @@ class RatesStore:
                         con.execute(SCHEMA_SQL)
                         if wide:
                             rates.convert_wide_table(con, wide)
-                        con.execute("CREATE OR REPLACE TABLE store_schema (mark VARCHAR NOT NULL)")
-                        con.execute("INSERT INTO store_schema VALUES (?)", [SCHEMA_MARK])
+                        _mark_schema(con)
                     yield con
                     releases.refresh(con)
                     # The commit writes the staging file itself, not a WAL that the checkpoint would copy into it
@@ -303,6 +307,7 @@ class RatesStore:
         con = duckdb.connect(str(dest))
         try:
             con.execute(SCHEMA_SQL)
+            _mark_schema(con)
             quoted = str(self.path).replace("'", "''")
             con.execute(f"ATTACH '{quoted}' AS whole (READ_ONLY)")
             wanted = {"codes": sorted(set(codes))}
@@ -417,6 +422,11 @@ def _command_line() -> str:
     if args and args[0] in ("__main__.py", "-m"):
         args[0] = "cptpub"
     return " ".join(args)
+
+
+def _mark_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE store_schema (mark VARCHAR NOT NULL)")
+    con.execute("INSERT INTO store_schema VALUES (?)", [SCHEMA_MARK])
 
 
 def _schema_is_current(con: duckdb.DuckDBPyConnection) -> bool:
