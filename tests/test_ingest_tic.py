@@ -544,8 +544,8 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
     before = counts(store)
     original = tic.publish
 
-    def publish_then_fail(*args):
-        original(*args)  # the rows are in negotiated_rates, inside the transaction
+    def publish_then_fail(*args, **kwargs):
+        original(*args, **kwargs)  # the rows are in negotiated_rates, inside the transaction
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tic, "publish", publish_then_fail)
@@ -553,6 +553,26 @@ def test_a_failure_mid_file_leaves_the_store_as_it_was(store, catalogue, monkeyp
         ingest_tic_file(store, TIC / "v1/in-network-rates-multiple-plans-sample.json", codes={"27447"},
                         catalogue=catalogue)  # fmt: skip
     assert counts(store) == before
+
+
+def test_a_failure_in_the_first_ingest_leaves_no_store(store, catalogue, monkeypatch):
+    from cptpub.ingest import tic
+
+    original = tic.publish
+
+    def publish_then_fail(*args, **kwargs):
+        original(*args, **kwargs)  # into the new store's staging file, inside the transaction
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tic, "publish", publish_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
+    assert not store.exists()
+    assert not list(store.path.parent.glob(f".{store.path.name}.*"))  # nor a staging file
+    monkeypatch.setattr(tic, "publish", original)
+    result = ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"27447"}, catalogue=catalogue)
+    assert result.status == "ingested"
+    assert counts(store)[0] > 0
 
 
 def test_an_interrupt_while_reading_leaves_the_store_as_it_was(store, catalogue, monkeypatch):

@@ -16,7 +16,7 @@ import pytest
 
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
-from cptpub.store import RatesStore
+from cptpub.store import SCHEMA_MARK, RatesStore, release_store
 from cptpub.store.rates import COLUMNS, TABLES, has_wide_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +167,7 @@ def _old_layout_copy(store: RatesStore, dest: Path) -> None:
         for table in TABLES:
             con.execute(f"DROP TABLE {table}")
         con.execute("ALTER TABLE wide RENAME TO negotiated_rates")
+        con.execute("DROP TABLE store_schema")  # the schema mark came later still
         assert has_wide_table(con)
     finally:
         con.close()
@@ -254,3 +255,60 @@ def test_publishable_codes_read_from_the_items_are_those_of_the_view(filled):
         ).fetchall()
     expected = {code.upper(): tuple(payers) for code, payers in rows if CODE_PATTERN.fullmatch(code)}
     assert expected and codes_with_rates(store.path) == expected
+
+
+def _mark(path: Path) -> str | None:
+    release_store(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        found = con.execute("SELECT mark FROM store_schema").fetchall()
+    return found[0][0] if found else None
+
+
+def test_a_store_written_before_the_schema_mark_holds_the_same_rows_as_a_new_one(filled, refs_folder, tmp_path):
+    """Files ingested into a new store (its ids counted from 0 without asking), and into a store made before the
+    schema mark (the schema's statements run, the mark is added): the same rows, both ways."""
+    store, _ = filled
+    old = RatesStore(tmp_path / "old.duckdb")
+    ingest_tic_file(old, IN_NETWORK[0], catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    release_store(old.path)
+    with duckdb.connect(str(old.path)) as con:
+        con.execute("DROP TABLE store_schema")
+    for path in IN_NETWORK[1:]:
+        ingest_tic_file(old, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    assert _mark(old.path) == SCHEMA_MARK
+    release_store()
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{store.path}' AS new (READ_ONLY)")
+        con.execute(f"ATTACH '{old.path}' AS old (READ_ONLY)")
+        assert con.execute("SELECT count(*) FROM new.negotiated_rates").fetchone()[0] > 0
+        for a, b in (("new", "old"), ("old", "new")):
+            only = f"SELECT * FROM {a}.negotiated_rates EXCEPT ALL SELECT * FROM {b}.negotiated_rates"
+            assert con.execute(only).fetchall() == []
+
+
+def test_a_store_marked_with_another_schema_gets_this_one_on_its_next_write(filled, tmp_path):
+    store, _ = filled
+    copy = RatesStore(tmp_path / "rates.duckdb")
+    release_store(store.path)
+    shutil.copy(store.path, copy.path)
+    with duckdb.connect(str(copy.path)) as con:  # as a cptpub with another schema (no source_overrides) left it
+        con.execute("DROP TABLE source_overrides")
+        con.execute("UPDATE store_schema SET mark = 'another schema'")
+    with copy.transaction():
+        pass
+    assert _mark(copy.path) == SCHEMA_MARK
+    with copy.connect() as con:
+        assert con.execute("SELECT count(*) FROM source_overrides").fetchone() == (0,)
+
+
+def test_a_slice_carries_the_schema_mark_and_the_same_rows_of_its_codes(filled, tmp_path):
+    store, _ = filled
+    with store.connect() as con:
+        code = con.execute("SELECT min(billing_code) FROM negotiated_rates").fetchone()[0]
+        rows = con.execute("SELECT * FROM negotiated_rates WHERE billing_code = ?", [code]).fetchall()
+        whole = Counter(_hashable(*row) for row in rows)
+    part = store.extract([code], tmp_path / "slice.duckdb")
+    assert _mark(part) == SCHEMA_MARK
+    with duckdb.connect(str(part), read_only=True) as con:
+        assert Counter(_hashable(*row) for row in con.execute("SELECT * FROM negotiated_rates").fetchall()) == whole
+    assert whole

@@ -307,15 +307,24 @@ def staged_files(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.glob("*.parquet"))}
 
 
-def publish(con: duckdb.DuckDBPyConnection, folder: Path, source_id: str, payer: str, as_of: Any) -> tuple[int, int]:
-    """Append the staged file to the tic tables (inside the caller's transaction).
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    source_id: str,
+    payer: str,
+    as_of: Any,
+    *,
+    new_store: bool = False,
+) -> tuple[int, int]:
+    """Append the staged file to the tic tables (inside the caller's transaction); in a ``new_store`` (its tables
+    empty) the ids start at 0 without asking.
 
     Returns (rows the negotiated_rates view gains, suspect prices among its prices: see SUSPECT_PRICE_SQL)."""
     folder = Path(folder)
     table = {name: f"read_parquet('{_quoted(str(folder / f'{name}.parquet'))}')" for name in SCHEMAS}
     con.execute(f"SET memory_limit = '{PUBLISH_MEMORY}'")
     con.execute("SET preserve_insertion_order = false")
-    item0, rate0, target0 = rates.next_ids(con)
+    item0, rate0, target0 = (0, 0, 0) if new_store else rates.next_ids(con)
     found = con.execute(f"SELECT count(*) FROM {table['groups']}").fetchone()
     ref0 = target0 + (int(found[0]) if found else 0)  # references' targets follow the inline groups'
     con.execute(

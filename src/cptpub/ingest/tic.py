@@ -334,9 +334,11 @@ def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = Fal
             if parsed.unchanged or source_exists(con, parsed.sha256):
                 return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)
     with store.transaction() as con:
-        if parsed.unchanged or (source_exists(con, parsed.sha256) and not replace):
+        new_store = not store.exists()  # the writer lock is held: no one else makes it meanwhile
+        exists = not new_store and source_exists(con, parsed.sha256)
+        if parsed.unchanged or (exists and not replace):
             return _unchanged(con, parsed.source, parsed.sha256, parsed.bytes_stored)
-        if source_exists(con, parsed.sha256):
+        if exists:
             delete_source(con, parsed.sha256)
             status = "replaced"
         else:
@@ -345,7 +347,7 @@ def publish_parsed(store: RatesStore, parsed: ParsedFile, *, replace: bool = Fal
             parsed.staging.mkdir(parents=True, exist_ok=True)
             for name, data in parsed.files.items():
                 (parsed.staging / name).write_bytes(data)
-        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of)
+        rows, suspect = publish(con, parsed.staging, parsed.sha256, parsed.payer, parsed.as_of, new_store=new_store)
         warnings = list(parsed.warnings)
         if suspect:
             warnings.append(

@@ -29,12 +29,18 @@ A write error (a full disk) is reported as what it is, naming the file: ``the ra
 Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
 (:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
 the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
+
+A store records the schema it was written with (``store_schema``, a digest of ``schema.sql``): a write to a store
+that has this one runs none of the schema's statements, and a read looks for no older layout. A new store is
+known to be empty: an ingest into one asks it for no ids or sources. The commit writes the staging file directly
+(``checkpoint_threshold`` 0): no WAL is written and then copied into it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -53,6 +59,9 @@ from cptpub.errors import CptpubError
 from cptpub.store import rates, releases
 
 SCHEMA_SQL = files("cptpub.store").joinpath("schema.sql").read_text(encoding="utf-8")
+# The schema a store was last written with, stored in it (table store_schema): a store that has this one is written
+# and read without running the schema's statements or looking through its catalogue again.
+SCHEMA_MARK = hashlib.sha256(SCHEMA_SQL.encode()).hexdigest()
 WAIT_ENV = "CPTPUB_STORE_WAIT"
 DEFAULT_WAIT_SECONDS = 600.0
 _POLL_SECONDS = 0.1
@@ -129,7 +138,7 @@ class RatesStore:
             database = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
-        if not _has_releases(database) or rates.has_wide_table(database):
+        if not _schema_is_current(database) and (not _has_releases(database) or rates.has_wide_table(database)):
             # made by an older cptpub: add the supersession tables, normalise the rates, once; then read
             database.close()
             with self.transaction():
@@ -200,7 +209,8 @@ class RatesStore:
             staging_wal = staging.with_name(staging.name + ".wal")
             try:
                 try:
-                    if self.path.exists():
+                    existed = self.path.exists()
+                    if existed:
                         shutil.copyfile(self.path, staging)
                         if self.wal_path.exists():  # a store last written by an older cptpub, in place
                             shutil.copyfile(self.wal_path, staging_wal)
@@ -208,13 +218,20 @@ class RatesStore:
                 except (OSError, duckdb.Error) as exc:
                     raise _write_error(exc, self.path) from exc
                 try:
+                    current = existed and _schema_is_current(con)  # before BEGIN: a missing table fails no transaction
                     con.execute("BEGIN TRANSACTION")
-                    wide = rates.take_wide_table(con)  # a store made before rates were normalised
-                    con.execute(SCHEMA_SQL)
-                    if wide:
-                        rates.convert_wide_table(con, wide)
+                    if not current:
+                        # a store made before rates were normalised (none when the store is new)
+                        wide = rates.take_wide_table(con) if existed else None
+                        con.execute(SCHEMA_SQL)
+                        if wide:
+                            rates.convert_wide_table(con, wide)
+                        _mark_schema(con)
                     yield con
                     releases.refresh(con)
+                    # The commit writes the staging file itself, not a WAL that the checkpoint would copy into it
+                    # again: nobody else reads that file before it replaces the store.
+                    con.execute("SET checkpoint_threshold = '0b'")
                     con.execute("COMMIT")
                     con.execute("CHECKPOINT")
                 except BaseException as exc:
@@ -290,6 +307,7 @@ class RatesStore:
         con = duckdb.connect(str(dest))
         try:
             con.execute(SCHEMA_SQL)
+            _mark_schema(con)
             quoted = str(self.path).replace("'", "''")
             con.execute(f"ATTACH '{quoted}' AS whole (READ_ONLY)")
             wanted = {"codes": sorted(set(codes))}
@@ -404,6 +422,19 @@ def _command_line() -> str:
     if args and args[0] in ("__main__.py", "-m"):
         args[0] = "cptpub"
     return " ".join(args)
+
+
+def _mark_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE store_schema (mark VARCHAR NOT NULL)")
+    con.execute("INSERT INTO store_schema VALUES (?)", [SCHEMA_MARK])
+
+
+def _schema_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store was last written with this schema (SCHEMA_MARK)."""
+    try:
+        return con.execute("SELECT mark FROM store_schema").fetchall() == [(SCHEMA_MARK,)]
+    except duckdb.CatalogException:  # a store made before the mark existed
+        return False
 
 
 def _has_releases(con: duckdb.DuckDBPyConnection) -> bool:
