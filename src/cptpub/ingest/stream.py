@@ -66,11 +66,6 @@ class CorruptGzip(Exception):
         super().__init__(f"corrupt gzip data near byte {compressed_offset:,}: {detail}")
 
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
