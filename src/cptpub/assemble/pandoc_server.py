@@ -46,9 +46,8 @@ class Output:
     file: str  # written in the build folder
     template: str | None = None  # standalone with this template
     metadata: str | None = None  # a YAML file in the build folder, as `--metadata-file`
-    options: dict[str, object] | None = (
-        None  # more of Pandoc's WriterOptions (Lua names), as other command-line options
-    )
+    # more of Pandoc's WriterOptions (Lua names), as other command-line options
+    options: dict[str, object] | None = None
 
 
 def _script() -> Path:
