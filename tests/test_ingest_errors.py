@@ -98,6 +98,24 @@ def test_invalid_json_between_skipped_items(store, tmp_path):
     assert f"byte {broken.index('}{') + 1:,}, in_network item 0" in message
 
 
+def test_invalid_json_in_a_skimmed_item_names_the_item(store, tmp_path):
+    """Keep-few steps over runs of minified items without reading them one by one; an item broken in one of those
+    runs is still named, with the byte."""
+    document = json.loads(V2_FFS.read_text())
+    items = [dict(document["in_network"][1], billing_code=f"{10000 + n}") for n in range(300)]
+    document["in_network"] = items
+    text = json.dumps(document, separators=(",", ":"))
+    start = text.index('{"negotiation_arrangement"')
+    for _ in range(211):
+        start = text.index('{"negotiation_arrangement"', start + 1)
+    broken_at = text.index('"negotiated_rate":', start) + len('"negotiated_rate":')
+    broken = text[:broken_at] + "+" + text[broken_at:]  # "+123.45" is not a JSON number
+    path = _write(tmp_path, "skimmed-bad-number.json", broken)
+    message = _fails(store, path, codes=("99999",))
+    assert "in_network item 211" in message and "invalid JSON: invalid character" in message
+    assert f"byte {broken_at:,}" in message
+
+
 def test_unbalanced_brackets(store, tmp_path):
     text = GOOD.read_text()
     path = _write(tmp_path, "unbalanced.json", text[: text.rindex("]")])  # the in_network array never closes

@@ -340,6 +340,36 @@ def test_a_bundle_rate_stays_under_the_items_own_code(store, catalogue):
     assert (result.rows_kept, result.items_skipped) == (0, 1)
 
 
+def test_few_codes_are_found_by_each_items_own_billing_code(store, catalogue, tmp_path):
+    """Keep-few steps over most items of a minified file in runs, reading each item's own billing_code: the wanted
+    code written in another item (in its bundled codes, inside its description, as the text of a member) does
+    not keep that item, and the items that have it are kept wherever they are."""
+    document = json.loads((TIC / "v2/in-network-rates-fee-for-service-single-plan-sample.json").read_text())
+    wanted, other = document["in_network"]
+    items = []
+    for n in range(400):
+        item = json.loads(json.dumps(other))
+        item["billing_code"] = f"{10000 + n}"
+        if n % 3 == 0:
+            item["description"] = 'see "billing_code":"27447" and },{"negotiation_arrangement":"ffs","billing_code":'
+        if n % 3 == 1:
+            item["bundled_codes"] = [{"billing_code_type": "CPT", "billing_code": "27447", "description": "knee"}]
+            item["negotiation_arrangement"] = "bundle"
+        if n % 7 == 0:
+            item["name"] = "billing_code"
+        items.append(item)
+    for at in (0, 137, 138, 399):
+        items.insert(at, wanted)
+    document["in_network"] = items
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(document, separators=(",", ":")))
+    result = ingest_tic_file(store, path, codes={"27447"}, catalogue=catalogue)
+    assert (result.items_kept, result.items_skipped) == (4, 400)
+    con = store.connect(read_only=True)
+    kept = con.execute("SELECT billing_code, count(*) FROM tic_items GROUP BY billing_code").fetchall()
+    assert kept == [("27447", 4)]
+
+
 def test_cstm_00_item_is_kept_whatever_the_codes(store, catalogue, tmp_path):
     document = json.loads((TIC / "v1/in-network-rates-no-npi.json").read_text())
     document["in_network"][0]["billing_code"] = "CSTM-00"

@@ -22,8 +22,14 @@ ELEMENTS = [
     '{"negotiation_arrangement":"ffs","name":"x},{\\"negotiation_arrangement\\":","billing_code":"C3"}',
     # a string value that reads like the member name
     '{"negotiation_arrangement":"ffs","name":"billing_code","billing_code":"D4"}',
-    # a repeated member: the first counts, as for the indexed reader
+    # a repeated member: the first counts, as for the indexed reader, in either order
     '{"negotiation_arrangement":"ffs","billing_code":"E5","billing_code":"WANT"}',
+    '{"negotiation_arrangement":"ffs","billing_code":"WANT","billing_code":"E6"}',
+    # the wanted code inside a description string, with the opening of the next element before it
+    '{"negotiation_arrangement":"ffs","description":"},{\\"billing_code\\":\\"WANT\\"","billing_code":"H8"}',
+    # an escaped code, and a code that is null
+    '{"negotiation_arrangement":"ffs","billing_code":"W\\u0041NT"}',
+    '{"negotiation_arrangement":"ffs","billing_code":null}',
     '{"negotiation_arrangement":"ffs","name":"no code here"}',
     ITEM.format(name="a number", code="27447"),
     ITEM.format(name="brackets [in] {a} string", code='"F6"'),
@@ -60,7 +66,7 @@ def test_skimming_selects_what_the_indexed_reader_selects(separator, chunk):
     skimmed = _selected(document, chunk, skim=True)
     assert skimmed == indexed
     assert indexed[1] == len(elements)
-    assert {value for _, value, _ in indexed[0]} == {"WANT", 27447, "MISSING"}
+    assert {value for _, value, _ in indexed[0]} == {"WANT", 27447, "MISSING", None}
 
 
 def test_skimming_steps_over_runs_of_minified_elements_without_the_index(monkeypatch):
@@ -140,3 +146,19 @@ def test_a_bad_member_in_a_skimmed_run_is_reported_where_the_indexed_reader_repo
     offset, element, message = failure(skim=True)
     assert (offset, element) == (document.index(b"1" * 150), 40)
     assert "longer than the limit" in message
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 20])
+def test_an_element_stepped_over_is_checked_as_json_when_its_run_is_not_valid(chunk):
+    """A run of elements that msgspec refuses is read again by the indexed reader, which checks each element it
+    steps over in that run as the skim did: the broken one is named with its byte, not stepped over."""
+    elements = [ITEM.format(name="plain", code=f'"{n:05d}"') for n in range(60)]
+    elements[40] = elements[40].replace('"p":[1,', '"p":[+1,')  # balanced brackets, not JSON
+    document = ('{"in_network":[' + ",".join(elements) + "]}").encode()
+    reader = JsonReader([document[i : i + chunk] for i in range(0, len(document), chunk)])
+    with pytest.raises(JsonFormatError) as raised:
+        for _ in reader.iter_members():
+            for _ in reader.select_elements("billing_code", _keep, skim=True):
+                pass
+    assert (raised.value.offset, reader.element_index) == (document.index(b"+1"), 40)
+    assert raised.value.message == "invalid JSON: invalid character"

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any
 
 import msgspec
@@ -51,8 +52,9 @@ MAX_STRING_BYTES = 16 << 20
 MAX_NUMBER_CHARS = 100
 
 MISSING = object()  # select_elements / peek_member: the object has no such member
-_UNSURE = object()
 _RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_RAW_ELEMENT = msgspec.json.Decoder(msgspec.Raw)
+_MSGSPEC_ERROR = re.compile(r"(?:JSON is malformed: )?(.*?)(?: \(byte (\d+)\))?", re.DOTALL)  # message, offset
 _SKIM_KEY_BYTES = 256  # an element's first member name, to recognise where the next one opens
 _SKIM_WINDOW = 16 << 20  # a skim reads on at most this far for the next element's opening
 _SKIM_RETRY = 64  # elements read by the index before a skim that found nothing is tried again
@@ -127,18 +129,41 @@ def _member_pattern(key: str) -> re.Pattern:
 _MEMBER_PATTERNS: dict[str, re.Pattern] = {}
 
 
-def _head_pattern(member: re.Pattern) -> re.Pattern:
-    """An object's opening and its first members, up to and with the one ``member`` matches (group 1 its value),
-    when those before it all have a scalar value and no escape: the member found is then the object's own."""
-    head = _HEAD_PATTERNS.get(member.pattern)
-    if head is None:
-        name = member.pattern[: member.pattern.index(b'"', 1) + 1]
-        scalar_member = rb"(?!" + name + rb')"[^"\\]*"\s*:\s*(?:"[^"\\]*"|[^"\\\s,{}\[\]]+)\s*,\s*'
-        head = _HEAD_PATTERNS[member.pattern] = re.compile(rb"\{\s*(?:" + scalar_member + rb")*+" + member.pattern)
-    return head
+class _Member:
+    """The type of the member a skim reads: msgspec hands each value to the skim's hook (see ``_skim``)."""
 
 
-_HEAD_PATTERNS: dict[bytes, re.Pattern] = {}
+_FOUND = _Member()
+
+
+def _elements_type(key: str) -> Any:
+    """An array of objects whose member ``key`` is required, their other members checked as JSON and skipped."""
+    elements = _ELEMENTS_TYPES.get(key)
+    if elements is None:
+        element = msgspec.defstruct("Element", [("value", _Member)], rename={"value": key})
+        elements = _ELEMENTS_TYPES[key] = GenericAlias(list, (element,))
+    return elements
+
+
+_ELEMENTS_TYPES: dict[str, Any] = {}
+
+
+def _raw_lengths(view: memoryview) -> list[int]:
+    return [len(raw) for raw in _RAW_ELEMENTS.decode(view)]
+
+
+def _decode_run(run: bytearray, cut: int, decode: Callable[[memoryview], Any]) -> Any:
+    """``decode`` of run[:cut + 1] as a JSON array (run[0] is '[', run[cut + 1] the comma after its last element);
+    None when it is not valid JSON. The bytes are as they were afterwards."""
+    run[cut + 1] = 0x5D  # ']' for the ',' after the cut
+    view = memoryview(run)[: cut + 2]
+    try:
+        return decode(view)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    finally:
+        view.release()
+        run[cut + 1] = 0x2C
 
 
 class JsonFormatError(Exception):
@@ -322,6 +347,7 @@ class JsonReader:
         self._depths = np.empty(0, dtype=np.int64)
         self._base_depth = 0  # depth at self.base
         self.element_index = 0  # see select_elements
+        self._check_until = -1  # elements stepped over before this offset are checked as JSON (see _skim)
         self._at_depth_cache: dict[int, np.ndarray] = {}
         self._indices_cache: dict[int, np.ndarray] = {}
         # the last answers, asked again when a value is peeked into and then skipped
@@ -622,7 +648,7 @@ class JsonReader:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
             if skimming and self._byte_at(self.pos) == 0x7B:
-                if not self._skim(pattern, depth, keep, loads):
+                if not self._skim(key, depth, keep):
                     skim_from = self.element_index + _SKIM_RETRY
             elif self._skimming:  # the window ended with the element a skim stopped at
                 self._index_from(self.pos, depth)
@@ -643,6 +669,8 @@ class JsonReader:
                     if keep(value):
                         yield self.element_index, value
                     if self.pos == start:
+                        if start < self._check_until:
+                            self._check_element(start, end)
                         self.pos = end
             separator = self.peek()
             self.pos += 1
@@ -654,17 +682,19 @@ class JsonReader:
             if separator != 0x2C:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
-    def _skim(self, pattern: re.Pattern, depth: int, keep: Callable[[Any], bool], loads: Callable[[bytes], Any]) -> int:
+    def _skim(self, key: str, depth: int, keep: Callable[[Any], bool]) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
         is indexed again from the element the cursor ends on.
 
         A run of elements is handed to msgspec as one JSON array, cut before the last place in the window where
         the next element opens as the first one did (``},{"name":``, as minified files write it): if that parses,
-        the cut was between elements, each element is valid JSON, and their lengths place them. An element's
-        member is taken from the bytes when only members with a scalar value and no escape come before it in the
-        element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
-        accepts, the reader takes over.
+        the cut was between elements and each element is valid JSON. msgspec also reads each element's own member
+        ``key`` (at its top level: not one nested in another member, nor text inside a string) and hands every
+        occurrence to a hook: when there is one per element, the elements whose member is a string that ``keep``
+        refuses are stepped over. At the first other element (``keep`` accepts it, or its member is not a string)
+        the run is decoded again as raw elements, whose lengths place it, and the reader takes over; a run in
+        which an element lacks the member or repeats it is left to the reader whole.
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
@@ -676,7 +706,13 @@ class JsonReader:
         if colon < 0:
             return 0
         opening = b"}," + self.buf[first : colon + 1]
-        head = _head_pattern(pattern)
+        values: list[Any] = []  # the run's members, as msgspec reads them (each element's own, in order)
+
+        def read(kind: type, value: Any) -> _Member:
+            values.append(value)
+            return _FOUND
+
+        members = msgspec.json.Decoder(_elements_type(key), dec_hook=read)
         run = bytearray(b"[")
         run += memoryview(self.buf)[first:]
         origin = self.pos - 1  # the absolute offset of run[0]
@@ -696,34 +732,40 @@ class JsonReader:
                     searched = max(1, len(run) - len(opening) + 1)
                     run += chunk
                     continue
-                run[cut + 1] = 0x5D  # ']' for the ',' after the cut
-                view = memoryview(run)[: cut + 2]
-                try:
-                    lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(view)]
-                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                    lengths = []
-                finally:
-                    view.release()
-                run[cut + 1] = 0x2C
-                if sum(lengths) + len(lengths) - 1 != cut:  # not valid, or not one comma between elements
+                values.clear()
+                count = _decode_run(run, cut, lambda view: len(members.decode(view)))
+                if count is None:  # not valid JSON, or not cut between elements: the reader checks each one
+                    self._check_until = origin + cut + 1
+                if count != len(values):  # that, or an element without the member or with it twice
                     return skipped
-                for length in lengths:
-                    match = head.match(run, at, at + length)
-                    value = _UNSURE if match is None else self._member_value(match, loads, origin)
-                    if value is _UNSURE or keep(value):
-                        stopped_at = origin + at + length if skipped else None
-                        return skipped
-                    at += length + 1
-                    self.element_index += 1
-                    skipped += 1
+                stop = next((k for k, value in enumerate(values) if type(value) is not str or keep(value)), None)
+                if stop is not None:
+                    lengths = _decode_run(run, cut, _raw_lengths)  # valid JSON: just read
+                    for length in lengths[:stop]:
+                        at = _SEPARATOR.match(run, at + length).end()  # type: ignore[union-attr]
+                    self.element_index += stop
+                    skipped += stop
+                    stopped_at = origin + at + lengths[stop] if skipped else None
+                    return skipped
+                self.element_index += len(values)
+                skipped += len(values)
                 del run[: cut + 1]  # cheap: a bytearray drops bytes at its front by moving its start
                 run[0] = 0x5B  # '[' for the ',' before the next element
                 origin += cut + 1
-                at = searched = 1
+                searched = 1
         finally:
             self.buf, self.base = bytes(memoryview(run)[at:]), origin + at
             self.pos = self.base
             self._index_from(self.pos, depth, until=stopped_at)
+
+    def _check_element(self, start: int, end: int) -> None:
+        """Check the element [start, end) in the window as JSON, as a skim would have."""
+        try:
+            _RAW_ELEMENT.decode(self.buf[start - self.base : end - self.base])
+        except (msgspec.DecodeError, RecursionError) as exc:
+            found = _MSGSPEC_ERROR.fullmatch(str(exc))
+            assert found is not None  # the pattern matches any text
+            raise JsonFormatError(f"invalid JSON: {found.group(1)}", start + int(found.group(2) or 0)) from None
 
     def _next_chunk(self) -> bytes | None:
         """The next chunk's bytes, not indexed (see ``_skim``); None at the end."""
