@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import io
 import json
 import os
 import threading
@@ -16,8 +17,8 @@ import pytest
 import cptpub.ingest.tic
 from cptpub.cli import main
 from cptpub.errors import IngestError
+from cptpub.ingest import stream
 from cptpub.ingest.pfs import ingest_pfs_file
-from cptpub.ingest.stream import RateFile
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import RatesStore
@@ -57,7 +58,7 @@ def _fails(store: RatesStore, path: Path, codes=("27447", "27448"), **options) -
     """Ingest ``path``, expect an IngestError, check the store did not change; returns the message."""
     before = _snapshot(store)
     with pytest.raises(IngestError) as failure:
-        ingest_tic_file(store, path, codes=set(codes), catalogue=_catalogue(), **options)
+        ingest_tic_file(store, path, codes=None if codes is None else set(codes), catalogue=_catalogue(), **options)
     assert _snapshot(store) == before
     message = str(failure.value)
     assert str(path) in message
@@ -298,14 +299,36 @@ def test_a_named_pipe_is_refused_before_it_is_opened(store, tmp_path, fifo):
     assert "cannot read the file: it is a named pipe, not a regular file" in _fails(store, path)
 
 
-def test_an_io_error_while_reading(store, tmp_path, monkeypatch):
-    def failing_blocks(self):
-        yield Path(self.source).read_bytes()[:100]
-        raise OSError(errno.EIO, "Input/output error")
+class _FailingDisk(io.FileIO):
+    """A file whose reads fail after its first ``good`` bytes, as on a failing disk."""
 
-    monkeypatch.setattr(RateFile, "_raw_blocks", failing_blocks)
-    path = _write(tmp_path, "flaky.json", V2_FFS.read_text())
-    assert "cannot read the file: Input/output error" in _fails(store, path)
+    good = 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._left()
+        return super().read(left if size < 0 else min(size, left))
+
+    def readinto(self, buffer) -> int:
+        left = self._left()
+        with memoryview(buffer) as view:
+            return super().readinto(view[:left])
+
+    def _left(self) -> int:
+        if self.tell() >= self.good:
+            raise OSError(errno.EIO, "Input/output error")
+        return self.good - self.tell()
+
+
+@pytest.mark.parametrize("codes", [("27447", "27448"), None], ids=["few codes", "every code"])
+def test_an_io_error_while_reading(store, tmp_path, monkeypatch, codes):
+    """The disk fails in the middle of in_network (of a minified file, which keep-few skims)."""
+    document = json.loads(V2_FFS.read_text())
+    document["in_network"] = [dict(document["in_network"][1], billing_code=f"{10000 + n}") for n in range(400)]
+    text = json.dumps(document, separators=(",", ":"))
+    path = _write(tmp_path, "flaky.json", text)
+    monkeypatch.setattr(_FailingDisk, "good", len(text) // 2)
+    monkeypatch.setattr(stream, "open", lambda path, mode, buffering: _FailingDisk(path, mode), raising=False)
+    assert "cannot read the file: Input/output error" in _fails(store, path, codes=codes)
 
 
 def _remote_refs(tmp_path: Path) -> tuple[Path, Path]:

@@ -23,7 +23,6 @@ the size of the document.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections import deque
@@ -57,6 +56,8 @@ _RAW_ELEMENT = msgspec.json.Decoder(msgspec.Raw)
 _MSGSPEC_ERROR = re.compile(r"(?:JSON is malformed: )?(.*?)(?: \(byte (\d+)\))?", re.DOTALL)  # message, offset
 _SKIM_KEY_BYTES = 256  # an element's first member name, to recognise where the next one opens
 _SKIM_WINDOW = 16 << 20  # a skim reads on at most this far for the next element's opening
+_SKIM_READ = 256 << 10  # bytes a skim reads at a time: the run msgspec checks stays in a core's L2 cache
+_SKIM_ROOM = 4 * _SKIM_READ  # a skim's buffer: room for several reads before the bytes left are moved to its front
 _SKIM_RETRY = 64  # elements read by the index before a skim that found nothing is tried again
 
 # an escaped UTF-16 surrogate without its partner (after an even run of backslashes: not itself escaped)
@@ -152,17 +153,16 @@ def _raw_lengths(view: memoryview) -> list[int]:
     return [len(raw) for raw in _RAW_ELEMENTS.decode(view)]
 
 
-def _decode_run(run: bytearray, cut: int, decode: Callable[[memoryview], Any]) -> Any:
-    """``decode`` of run[:cut + 1] as a JSON array (run[0] is '[', run[cut + 1] the comma after its last element);
-    None when it is not valid JSON. The bytes are as they were afterwards."""
+def _decode_run(run: bytearray, begin: int, cut: int, decode: Callable[[memoryview], Any]) -> Any:
+    """``decode`` of run[begin:cut + 1] as a JSON array (run[begin] is '[', run[cut + 1] the comma after its last
+    element); None when it is not valid JSON. The bytes are as they were afterwards."""
     run[cut + 1] = 0x5D  # ']' for the ',' after the cut
-    view = memoryview(run)[: cut + 2]
     try:
-        return decode(view)
+        with memoryview(run) as whole, whole[begin : cut + 2] as view:
+            return decode(view)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     finally:
-        view.release()
         run[cut + 1] = 0x2C
 
 
@@ -326,6 +326,9 @@ class JsonReader:
     the cursor), ``select_elements`` (the elements whose member has a wanted value; the others are skipped in
     bulk), ``read_value`` (parse the value at the cursor), ``skip_value`` (step over it unparsed) and
     ``peek_member`` (a member's scalar value of the object at the cursor, without moving).
+
+    ``readinto``, when given, reads the document's next bytes into a buffer, from where ``chunks`` has got to (and
+    ``chunks`` goes on from where it stopped): a skim then reads the file straight into its run.
     """
 
     def __init__(
@@ -334,8 +337,13 @@ class JsonReader:
         *,
         on_chunk: Callable[[], None] | None = None,
         start: int = 0,
+        readinto: Callable[[memoryview], int] | None = None,
     ):
         self._chunks = iter(chunks)
+        # reads the next bytes of the same document into a buffer (0 at its end), saving a skim a copy of each chunk
+        self._readinto = readinto
+        self._skim_buffer = bytearray()  # a skim's run (see _skim), kept for the next one
+        self._given_back: list[bytes] = []  # bytes read but not used yet, read before the next chunk (last first)
         self._state = _ScanState()  # indexes chunks given as bytes, as they are read (see select_elements' skim)
         self._skimming = False  # the window past the cursor is not indexed
         self._on_chunk = on_chunk
@@ -364,7 +372,7 @@ class JsonReader:
         """Append the next chunk to the window, dropping the bytes before the cursor. False at the end."""
         if self.eof:
             return False
-        chunk = next(self._chunks, None)
+        chunk = self._given_back.pop() if self._given_back else next(self._chunks, None)
         if chunk is None:
             self.eof = True
             return False
@@ -393,7 +401,7 @@ class JsonReader:
         the window ends there and the bytes after it are given back to be read as the next chunk, not indexed
         (``_skimming``): the caller indexes on from the next element when it does not skim it."""
         if until is not None and until < self.end:
-            self._chunks = itertools.chain((self.buf[until - self.base :],), self._chunks)
+            self._given_back.append(self.buf[until - self.base :])
             self.buf = self.buf[: until - self.base]
             self.eof = False
         self.buf = self.buf[offset - self.base :]
@@ -698,9 +706,10 @@ class JsonReader:
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
-        The run is kept in a bytearray whose first byte stands for the one before the cursor: the chunks read are
-        appended to it and the decoded elements dropped from its front, and the two brackets msgspec needs are
-        written over that byte and the comma after the cut, so each byte is copied once."""
+        The run is held in a buffer (``_skim_buffer``) that the document's bytes are read into (``readinto``) or
+        copied into, chunk after chunk: run[at - 1] stands for the byte before the element at the cursor, and the
+        two brackets msgspec needs are written over it and over the comma after the cut, so each byte is read or
+        copied once (and moved again only when it is left after the last cut when the buffer is full)."""
         first = self.pos - self.base
         colon = self.buf.find(b":", first, first + _SKIM_KEY_BYTES)
         if colon < 0:
@@ -713,34 +722,43 @@ class JsonReader:
             return _FOUND
 
         members = msgspec.json.Decoder(_elements_type(key), dec_hook=read)
-        run = bytearray(b"[")
-        run += memoryview(self.buf)[first:]
+        run = self._skim_buffer
+        held = len(self.buf) - first
+        if len(run) < held + 1 + _SKIM_ROOM:
+            run = self._skim_buffer = bytearray(held + 1 + _SKIM_ROOM)
+        run[0] = 0x5B
+        run[1 : held + 1] = memoryview(self.buf)[first:]
+        end = held + 1  # run[:end] holds the document's bytes from origin on
         origin = self.pos - 1  # the absolute offset of run[0]
         self.buf, self.base = b"", self.end  # the window is the run until the skim ends
         self._skimming = True
         skipped = 0
         stopped_at: int | None = None  # the end of the element the skim stopped at, when known
-        searched = 1  # an opening found before this offset of the run is not the last one
-        at = 1  # the run's offset of the element at the cursor
+        at = searched = 1  # the run's offset of the element at the cursor; of the end of the last search
         try:
             while True:
-                cut = run.rfind(opening, searched)
+                cut = run.rfind(opening, searched, end)
                 if cut < 0:
-                    chunk = None if len(run) > _SKIM_WINDOW else self._next_chunk()
-                    if chunk is None:
+                    if end - at > _SKIM_WINDOW:
                         return skipped
-                    searched = max(1, len(run) - len(opening) + 1)
-                    run += chunk
+                    if len(run) - end < _SKIM_READ and at > 1:  # the bytes from the cursor on go to the front
+                        run[: end - at + 1] = run[at - 1 : end]
+                        origin, end, searched, at = origin + at - 1, end - at + 1, searched - at + 1, 1
+                    count = self._read_into(run, end)
+                    if not count:
+                        return skipped
+                    searched = max(at, end - len(opening) + 1)
+                    end += count
                     continue
                 values.clear()
-                count = _decode_run(run, cut, lambda view: len(members.decode(view)))
+                count = _decode_run(run, at - 1, cut, lambda view: len(members.decode(view)))
                 if count is None:  # not valid JSON, or not cut between elements: the reader checks each one
                     self._check_until = origin + cut + 1
                 if count != len(values):  # that, or an element without the member or with it twice
                     return skipped
                 stop = next((k for k, value in enumerate(values) if type(value) is not str or keep(value)), None)
                 if stop is not None:
-                    lengths = _decode_run(run, cut, _raw_lengths)  # valid JSON: just read
+                    lengths = _decode_run(run, at - 1, cut, _raw_lengths)  # valid JSON: just read
                     for length in lengths[:stop]:
                         at = _SEPARATOR.match(run, at + length).end()  # type: ignore[union-attr]
                     self.element_index += stop
@@ -749,14 +767,33 @@ class JsonReader:
                     return skipped
                 self.element_index += len(values)
                 skipped += len(values)
-                del run[: cut + 1]  # cheap: a bytearray drops bytes at its front by moving its start
-                run[0] = 0x5B  # '[' for the ',' before the next element
-                origin += cut + 1
-                searched = 1
+                at = searched = cut + 2
+                run[cut + 1] = 0x5B  # '[' for the ',' before the next element
         finally:
-            self.buf, self.base = bytes(memoryview(run)[at:]), origin + at
+            self.buf, self.base = bytes(memoryview(run)[at:end]), origin + at
             self.pos = self.base
             self._index_from(self.pos, depth, until=stopped_at)
+
+    def _read_into(self, run: bytearray, end: int) -> int:
+        """Read the document's next bytes into run[end:], not indexed (see ``_skim``), growing ``run`` when they
+        need more room; returns how many, 0 at the end."""
+        if self._readinto is not None and not self._given_back:
+            if len(run) - end < _SKIM_READ:
+                run.extend(bytes(_SKIM_READ))
+            with memoryview(run) as whole, whole[end : end + _SKIM_READ] as room:
+                count = self._readinto(room)
+        else:
+            found = self._given_back.pop() if self._given_back else next(self._chunks, None)
+            chunk = found if isinstance(found, bytes | None) else found.data
+            count = len(chunk) if chunk else 0
+            if len(run) - end < count:
+                run.extend(bytes(count - (len(run) - end)))
+            run[end : end + count] = chunk or b""
+        if not count:
+            self.eof = True
+        elif self._on_chunk:
+            self._on_chunk()
+        return count
 
     def _check_element(self, start: int, end: int) -> None:
         """Check the element [start, end) in the window as JSON, as a skim would have."""
@@ -766,16 +803,6 @@ class JsonReader:
             found = _MSGSPEC_ERROR.fullmatch(str(exc))
             assert found is not None  # the pattern matches any text
             raise JsonFormatError(f"invalid JSON: {found.group(1)}", start + int(found.group(2) or 0)) from None
-
-    def _next_chunk(self) -> bytes | None:
-        """The next chunk's bytes, not indexed (see ``_skim``); None at the end."""
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self.eof = True
-            return None
-        if self._on_chunk:
-            self._on_chunk()
-        return chunk if isinstance(chunk, bytes) else chunk.data
 
     def _object_run(self, start: int, depth: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(starts, ends) of the consecutive complete objects from ``start`` (an element of an array whose inside

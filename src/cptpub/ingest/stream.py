@@ -1,6 +1,7 @@
 """Read a rate file once: hash its bytes as read, gunzip when needed, hand out decompressed chunks.
 
-``Prefetch`` runs such a pipeline stage in a background thread. zlib, hashlib and numpy release the GIL while
+``Prefetch`` runs such a pipeline stage in a background thread (``LocalReads`` reads a plain local file in the
+caller's thread instead, into the caller's buffer when it asks). zlib, hashlib and numpy release the GIL while
 they work, so reading, decompressing and indexing overlap with the parsing in the caller's thread; bounded
 queues keep memory flat.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
+import os
 import queue
 import threading
 import zlib
@@ -105,6 +108,21 @@ class RateFile:
         blocks = itertools.chain([first], blocks) if first else iter(())
         return _gunzip(blocks, self) if self.gzip else _rechunk(blocks, self.chunk)
 
+    def local_reads(self) -> LocalReads | None:
+        """The file read in the caller's thread when it is a local file and not gzip (see ``LocalReads``); None
+        otherwise (read it through ``chunks``)."""
+        if self.remote is not None:
+            return None
+        handle = open(self.source, "rb", buffering=0)  # noqa: SIM115  # LocalReads closes it
+        try:
+            if os.pread(handle.fileno(), len(GZIP_MAGIC), 0) == GZIP_MAGIC:
+                handle.close()
+                return None
+        except BaseException:
+            handle.close()
+            raise
+        return LocalReads(self, handle)
+
     def _blocks(self) -> Iterator[bytes]:
         digest = hashlib.sha256()
         for block in self._raw_blocks():
@@ -120,6 +138,49 @@ class RateFile:
         with open(self.source, "rb", buffering=0) as handle:
             while block := handle.read(min(RAW_BLOCK, self.chunk)):
                 yield block
+
+
+class LocalReads:
+    """A local file that is not gzip, read in the caller's thread and hashed as it is read: iterated as chunks of
+    ``source.chunk`` bytes, or read into the caller's buffer (``readinto``: no copy of each chunk into it), the two
+    going on from each other. Sets the ``RateFile``'s ``bytes_read`` and, at the end, its ``sha256``."""
+
+    def __init__(self, source: RateFile, handle: io.FileIO):
+        self._source = source
+        self._handle = handle
+        self._digest = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        block = b"" if self._handle.closed else self._handle.read(self._source.chunk)
+        if not block:
+            self._finish()
+            raise StopIteration
+        self._took(block)
+        return block
+
+    def readinto(self, room: memoryview) -> int:
+        """Read up to len(room) bytes into ``room``; how many, 0 at the end."""
+        count = 0 if self._handle.closed else self._handle.readinto(room)
+        if not count:
+            self._finish()
+            return 0
+        self._took(room[:count])
+        return count
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def _took(self, data: bytes | memoryview) -> None:
+        self._digest.update(data)
+        self._source.bytes_read += len(data)
+
+    def _finish(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+            self._source.sha256 = self._digest.hexdigest()
 
 
 def _rechunk(blocks: Iterator[bytes], chunk: int) -> Iterator[bytes]:

@@ -529,12 +529,14 @@ class _InNetworkFile:
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
         """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
-        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; otherwise
-        every chunk is indexed ahead, in threads."""
+        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed (a local file
+        that is not gzip is read in this thread, straight into the skim's buffer); otherwise every chunk is
+        indexed ahead, in threads."""
         rate_file = RateFile(self.path, chunk=SKIM_CHUNK if self.wanted is not None else None)
+        local = rate_file.local_reads() if self.wanted is not None else None
         progress = self._progress if report_progress else None
         with (
-            Prefetch(rate_file.chunks(), name="read") as chunks,
+            closing(local) if local is not None else Prefetch(rate_file.chunks(), name="read") as chunks,
             Prefetch[IndexedChunk | bytes](index_chunks(chunks), name="index")
             if self.wanted is None
             else nullcontext(chunks) as indexed,
@@ -542,7 +544,7 @@ class _InNetworkFile:
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
             )
-            reader = JsonReader(indexed, on_chunk=on_chunk)
+            reader = JsonReader(indexed, on_chunk=on_chunk, readinto=local.readinto if local is not None else None)
             if reader.at_end():
                 raise IngestError("the file is empty", where=self.path)
             self._gzip = rate_file.gzip
