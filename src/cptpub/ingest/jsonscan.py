@@ -642,7 +642,8 @@ class JsonReader:
         handled together with a few vectorised steps, so skipping costs little per element.
 
         ``skim`` (for chunks given as bytes): runs of elements that ``keep`` refuses are stepped over without
-        indexing their bytes, see ``_skim``; the others are read as above.
+        indexing their bytes, see ``_skim``; the others are read as above. A skim asks ``keep`` once per distinct
+        value, so it must give the same answer for the same value.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -715,10 +716,11 @@ class JsonReader:
         if colon < 0:
             return 0
         opening = b"}," + self.buf[first : colon + 1]
-        values: list[Any] = []  # the run's members, as msgspec reads them (each element's own, in order)
+        values: list[str | None] = []  # the run's members as msgspec reads them, in order (None: not a string)
+        refused: set[str] = set()  # members ``keep`` refused
 
         def read(kind: type, value: Any) -> _Member:
-            values.append(value)
+            values.append(value if type(value) is str else None)
             return _FOUND
 
         members = msgspec.json.Decoder(_elements_type(key), dec_hook=read)
@@ -756,7 +758,7 @@ class JsonReader:
                     self._check_until = origin + cut + 1
                 if count != len(values):  # that, or an element without the member or with it twice
                     return skipped
-                stop = next((k for k, value in enumerate(values) if type(value) is not str or keep(value)), None)
+                stop = None if refused.issuperset(values) else self._kept(values, keep, refused)
                 if stop is not None:
                     lengths = _decode_run(run, at - 1, cut, _raw_lengths)  # valid JSON: just read
                     for length in lengths[:stop]:
@@ -773,6 +775,16 @@ class JsonReader:
             self.buf, self.base = bytes(memoryview(run)[at:end]), origin + at
             self.pos = self.base
             self._index_from(self.pos, depth, until=stopped_at)
+
+    @staticmethod
+    def _kept(values: list[str | None], keep: Callable[[Any], bool], refused: set[str]) -> int | None:
+        """The index of the first value that is not a string ``keep`` refuses (None when there is none), adding
+        those before it to ``refused``."""
+        for index, value in enumerate(values):
+            if value is None or keep(value):
+                return index
+            refused.add(value)
+        return None
 
     def _read_into(self, run: bytearray, end: int) -> int:
         """Read the document's next bytes into run[end:], not indexed (see ``_skim``), growing ``run`` when they
