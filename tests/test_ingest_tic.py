@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cptpub.errors import UsageError
-from cptpub.ingest import stream, tic
+from cptpub.ingest import jsonscan, stream, tic
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
@@ -368,6 +368,52 @@ def test_few_codes_are_found_by_each_items_own_billing_code(store, catalogue, tm
     con = store.connect(read_only=True)
     kept = con.execute("SELECT billing_code, count(*) FROM tic_items GROUP BY billing_code").fetchall()
     assert kept == [("27447", 4)]
+
+
+@pytest.mark.parametrize("read", ["whole", "tiny reads", "gzip"])
+def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, monkeypatch, read):
+    """Keep-few reads a plain local file straight into its skim's buffer; in reads of a few bytes, or through the
+    gzip reader, it keeps the same items, and the source id is the SHA-256 of the file's bytes."""
+    document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
+    items = document["in_network"]
+    document["in_network"] = [dict(item, billing_code=f"{n:05d}") for n in range(1000) for item in items[:1]]
+    document["in_network"][100:100] = items
+    data = json.dumps(document, separators=(",", ":")).encode()
+    path = tmp_path / "many.json"
+    if read == "gzip":
+        path = tmp_path / "many.json.gz"
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    if read == "tiny reads":  # the first chunk holds an item's first member; the skims read a few bytes at a time
+        monkeypatch.setattr(tic, "SKIM_CHUNK", 4096)
+        monkeypatch.setattr(jsonscan, "_SKIM_READ", 7)
+        monkeypatch.setattr(jsonscan, "_SKIM_ROOM", 20)
+    store = RatesStore(tmp_path / "rates.duckdb")
+    result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue, payer_override="Aetna")
+    assert result.source_id == hashlib.sha256(data).hexdigest()
+    assert (result.items_kept, result.items_skipped) == (len(items), 1000)
+    assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)
+
+
+def test_local_reads_go_on_from_each_other_and_hash_the_file(tmp_path):
+    data = bytes(range(256)) * 1000
+    path = tmp_path / "plain.json"
+    path.write_bytes(data)
+    source = stream.RateFile(path, chunk=1000)
+    reads = source.local_reads()
+    assert reads is not None
+    got = [next(reads)]
+    room = bytearray(3000)
+    with memoryview(room) as view:
+        count = reads.readinto(view)
+    got.append(bytes(room[:count]))
+    got += list(reads)
+    with memoryview(room) as view:
+        assert reads.readinto(view) == 0
+    assert b"".join(got) == data and [len(g) for g in got[:2]] == [1000, 3000]
+    assert (source.sha256, source.bytes_read) == (hashlib.sha256(data).hexdigest(), len(data))
+    (tmp_path / "packed.json.gz").write_bytes(gzip.compress(data))
+    assert stream.RateFile(tmp_path / "packed.json.gz").local_reads() is None
 
 
 def test_cstm_00_item_is_kept_whatever_the_codes(store, catalogue, tmp_path):
