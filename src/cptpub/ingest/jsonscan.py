@@ -772,6 +772,10 @@ class JsonReader:
                 at = searched = cut + 2
                 run[cut + 1] = 0x5B  # '[' for the ',' before the next element
         finally:
+            if stopped_at is not None and stopped_at - origin < end:  # the bytes after it go back, copied once
+                self._given_back.append(bytes(memoryview(run)[stopped_at - origin : end]))
+                self.eof = False
+                end = stopped_at - origin
             self.buf, self.base = bytes(memoryview(run)[at:end]), origin + at
             self.pos = self.base
             self._index_from(self.pos, depth, until=stopped_at)
