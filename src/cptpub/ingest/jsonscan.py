@@ -12,7 +12,9 @@ Offsets are absolute positions in the (decompressed) document.
 Chunks may also be given as plain bytes: the reader then indexes them itself as they arrive, which lets
 ``select_elements(..., skim=True)`` step over long runs of unwanted array elements without indexing them at all
 (msgspec parses each run as one JSON array, at about the speed of reading it; see ``_skim``). Skimmed elements are
-fully checked as JSON, nesting included up to msgspec's own limit (about 1,000 levels) rather than ``MAX_DEPTH``.
+fully checked as JSON (their UTF-8 excepted, which msgspec does not check in what it skips), nesting included up to
+msgspec's own limit (about 1,000 levels) rather than ``MAX_DEPTH``; so are the elements of a run msgspec refuses,
+one by one, as the indexed reader steps over them, so that the one at fault is named.
 
 Limits, checked as the bytes are indexed or read, each failing with a ``JsonFormatError`` that names it:
 nesting deeper than ``MAX_DEPTH`` levels, a string longer than ``MAX_STRING_BYTES`` bytes, a number longer than
