@@ -5,7 +5,7 @@ each compilation the typst wheel evicts the entries that none of the last ``MEMO
 (``comemo::evict(10)``). What only one edition uses (its text, tables and figures, laid out and decoded: 10-15 MB on
 the demo editions) therefore stays for ten more editions, ~130-180 MB of a batch worker.
 
-``evict_edition_memos`` compiles an empty document ``MEMO_MAX_AGE - 1`` times after an edition (well under a
+``evict_edition_memos`` compiles an empty document ``MEMO_MAX_AGE - 1`` times after an edition (under a
 millisecond in all): each compilation ages every entry, so what the edition alone used is evicted by the next
 edition's compilation, while what every edition uses (the template, its fonts) is used again by that compilation
 before it is old enough to go, and is never computed twice. The PDFs are the same bytes: the cache only saves work.
