@@ -18,6 +18,7 @@ from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
 from cptpub.assemble.pandoc_server import Output, PandocServer
 from cptpub.assemble.selfcontained import PANDOC_VERSIONS, embed_resources
+from cptpub.assemble.typst_memo import evict_edition_memos
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
@@ -172,6 +173,8 @@ def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
             where=source_path,
             hint="the Typst source is kept there; check report/publication.typ and the section Markdown",
         ) from None
+    finally:
+        evict_edition_memos()  # a worker compiles many editions: keep only what the next one can use
 
 
 def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:
