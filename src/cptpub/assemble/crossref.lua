@@ -6,11 +6,17 @@ Quarto's cross-references for cell outputs: a figure or table labelled `fig-...`
 becomes a link "Figure N" / "Table N". Captioned figures and tables are numbered in document order, each kind
 on its own, as the Typst template numbers them; HTML captions get the "Figure N: " / "Table N: " prefix that
 Typst prints itself. A reference to a label that does not exist reads "?@label", as under Quarto.
+
+The long-lived Pandoc (pandoc_server.lua) runs this file in two parts, so that its work for both formats is done
+once: with the global CPTPUB_CROSSREF = "numbers", once per document, numbering and references without the HTML
+caption prefixes; with "labels", per output, only the prefixes (the same numbering, in the same order). Unset (the
+command line), it does both.
 ]]
 
+local mode = CPTPUB_CROSSREF
 local numbers = {}
 local counts = { fig = 0, tbl = 0 }
-local label_caption = FORMAT ~= "typst"
+local label_caption = FORMAT ~= "typst" and mode ~= "numbers"
 local NAMES = { fig = "Figure", tbl = "Table" }
 
 local function has_caption(caption)
@@ -61,4 +67,7 @@ local references = {
   end,
 }
 
+if mode == "labels" then
+  return label_caption and { numbering } or {}
+end
 return { numbering, references }
