@@ -18,6 +18,7 @@ local numbers = {}
 local counts = { fig = 0, tbl = 0 }
 local label_caption = FORMAT ~= "typst" and mode ~= "numbers"
 local NAMES = { fig = "Figure", tbl = "Table" }
+local referenced = false -- whether the document has a reference at all (most have none: no second walk then)
 
 local function has_caption(caption)
   return caption and caption.long and #caption.long > 0
@@ -39,8 +40,20 @@ local function number(kind, el)
   return el
 end
 
+-- The reference a citation is, or nil.
+local function reference(cite)
+  local id = cite.citations[1].id
+  if #cite.citations ~= 1 or not (id:match("^fig%-") or id:match("^tbl%-")) then
+    return nil
+  end
+  return id
+end
+
 local numbering = {
   traverse = "topdown",
+  Cite = function(cite)
+    referenced = referenced or reference(cite) ~= nil
+  end,
   Figure = function(fig)
     if has_caption(fig.caption) then
       return number("fig", fig)
@@ -53,10 +66,10 @@ local numbering = {
   end,
 }
 
-local references = {
+local links = {
   Cite = function(cite)
-    local id = cite.citations[1].id
-    if #cite.citations ~= 1 or not (id:match("^fig%-") or id:match("^tbl%-")) then
+    local id = reference(cite)
+    if not id then
       return nil
     end
     local name = numbers[id]
@@ -64,6 +77,14 @@ local references = {
       return pandoc.Str("?@" .. id)
     end
     return pandoc.Link(name, "#" .. id)
+  end,
+}
+
+local references = {
+  Pandoc = function(doc)
+    if referenced then
+      return doc:walk(links)
+    end
   end,
 }
 
