@@ -232,8 +232,14 @@ def test_refused_image_is_reported_by_the_long_lived_pandoc_which_keeps_serving(
     with pytest.raises(AssemblyError, match=r"image source '/etc/passwd' refused: it is an absolute path") as err:
         engine.render(job, ["html", "pdf"], tmp_path / "dist")
     assert err.value.where == str(job.workdir)
-    engine.render(make_job(tmp_path / "after"), ["html", "pdf"], tmp_path / "dist")
+    after = engine.render(edition_job(tmp_path / "after", "cross-references"), ["html", "pdf"], tmp_path / "dist-after")
     assert server_pid(engine) == pid, "a refused edition does not cost a restart"
+    fresh = BuiltinEngine().render(
+        edition_job(tmp_path / "fresh", "cross-references"), ["html", "pdf"], tmp_path / "dist-fresh"
+    )
+    # nothing of the failed job (e.g. the options its filters ran with) is left in the server
+    assert after["html"].read_bytes() == fresh["html"].read_bytes()
+    assert after["pdf"].read_bytes() == fresh["pdf"].read_bytes()
     engine.close()
 
 
