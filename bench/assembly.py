@@ -50,7 +50,7 @@ from cptpub.assemble.builtin import (  # noqa: E402
 from cptpub.assemble.config import load_config  # noqa: E402
 from cptpub.assemble.markdown import notebooks_to_markdown  # noqa: E402
 from cptpub.assemble.pandoc import READER, crossref_filter, metadata_file, pandoc_path, safety_filter  # noqa: E402
-from cptpub.assemble.pandoc_server import Output  # noqa: E402
+from cptpub.assemble.pandoc_server import Output, output_filters  # noqa: E402
 from cptpub.assemble.selfcontained import embed_resources  # noqa: E402
 from cptpub.project import output_name  # noqa: E402
 
@@ -152,10 +152,10 @@ def measure_edition(
     def convert() -> None:
         meta = metadata_file(job.workdir, "HTML page", html_metadata(job.meta, config))
         outputs = [
-            html_output(config, meta),
-            Output("typst", "typst", typst_name, template=str(config.typst_template)),
+            html_output(config),
+            Output("typst", "typst", typst_name, template=str(config.typst_template), filters=output_filters()),
         ]
-        engine._pandoc.convert(job.workdir, markdown, outputs, what="HTML page and Typst source")
+        engine._pandoc.convert(job.workdir, markdown, outputs, what="HTML page and Typst source", metadata=meta)
 
     if engine._pandoc.pid is None:
         convert()  # Pandoc's start: once per worker, not per edition

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,14 +31,14 @@ from .test_assemble_builtin import REPORT_DIR, make_job, make_meta
 
 # Editions that differ where the command line does something to its input or metadata: tabs and carriage returns
 # (expanded and dropped), a metadata block of the document's own (it wins over --metadata-file), cross-references
-# (numbered per output format), text that must stay literal in both outputs.
+# (numbered per output format; forward, and in captions), text that must stay literal in both outputs.
 EDITIONS = {
     "plain": ("", {}),
     "tabs-and-crs": ("\r\n\r\n```python\nif x:\n\tprint('\ttab')\r\n```\n\nA\tb\tc\r\n", {}),
     "own-metadata": ("\n\n---\ntitle: From the document\nlang: fr\n---\n\nText after the block.\n", {}),
     "cross-references": (
         "\n\nSee @fig-rates and @tbl-missing.\n\n![Rates]({fig}){{#fig-rates}}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
-        ": Small table {{#tbl-small}}\n",
+        ": Small table beside @fig-rates {{#tbl-small}}\n\n| c |\n|---|\n| 3 |\n\n: After @tbl-small {{#tbl-after}}\n",
         {},
     ),
     "literal-text": ("\n\n<b>not bold</b> & $x$ [link](javascript:alert(1)) `#panic()`\n", {"title": "R&D <i> 'x' #y"}),
@@ -114,6 +115,13 @@ def test_one_pandoc_writes_every_edition_as_the_command_line_does(tmp_path: Path
     assert len(pids) == 1, "one pandoc for all editions"
     html = (tmp_path / "dist" / "own-metadata" / "cpt-20702.html").read_text(encoding="utf-8")
     assert "<title>" in html and "From the document" in html and 'lang="fr"' in html
+    html = (tmp_path / "dist" / "cross-references" / "cpt-20702.html").read_text(encoding="utf-8")
+    figure = re.search(r'See <a href="#fig-rates">(Figure \d+)</a> and \?@tbl-missing', html)
+    assert figure, "a forward reference, and one to a missing label"
+    assert f'Table 1: Small table beside <a href="#fig-rates">{figure[1]}</a></caption>' in html
+    assert 'Table 2: After <a href="#tbl-small">Table 1</a></caption>' in html
+    typst_source = (tmp_path / "build" / "cross-references" / "cpt-20702.typ").read_text(encoding="utf-8")
+    assert "Table 2:" not in typst_source and "After #link(<tbl-small>)[Table 1]" in typst_source
     engine.close()
 
 
@@ -224,8 +232,14 @@ def test_refused_image_is_reported_by_the_long_lived_pandoc_which_keeps_serving(
     with pytest.raises(AssemblyError, match=r"image source '/etc/passwd' refused: it is an absolute path") as err:
         engine.render(job, ["html", "pdf"], tmp_path / "dist")
     assert err.value.where == str(job.workdir)
-    engine.render(make_job(tmp_path / "after"), ["html", "pdf"], tmp_path / "dist")
+    after = engine.render(edition_job(tmp_path / "after", "cross-references"), ["html", "pdf"], tmp_path / "dist-after")
     assert server_pid(engine) == pid, "a refused edition does not cost a restart"
+    fresh = BuiltinEngine().render(
+        edition_job(tmp_path / "fresh", "cross-references"), ["html", "pdf"], tmp_path / "dist-fresh"
+    )
+    # nothing of the failed job (e.g. the options its filters ran with) is left in the server
+    assert after["html"].read_bytes() == fresh["html"].read_bytes()
+    assert after["pdf"].read_bytes() == fresh["pdf"].read_bytes()
     engine.close()
 
 

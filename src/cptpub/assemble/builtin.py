@@ -16,7 +16,7 @@ from cptpub.assemble.base import CATALOGUE_HREF, DEMO_NOTICE, AssemblyJob, Editi
 from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
-from cptpub.assemble.pandoc_server import Output, PandocServer
+from cptpub.assemble.pandoc_server import Output, PandocServer, output_filters
 from cptpub.assemble.selfcontained import PANDOC_VERSIONS, embed_resources
 from cptpub.assemble.typst_memo import evict_edition_memos
 from cptpub.assemble.typst_values import Length, typst_value
@@ -55,11 +55,14 @@ class BuiltinEngine:
         metadata = ""
         if "html" in wanted:
             metadata = metadata_file(job.workdir, "HTML page", html_metadata(job.meta, config))
-            outputs.append(html_output(config, metadata))
+            outputs.append(html_output(config))
         if "pdf" in wanted:
             typst_source = output_name(job.meta.code, "typ")
-            outputs.append(Output("typst", "typst", typst_source, template=str(config.typst_template)))
-        self._pandoc.convert(job.workdir, markdown, outputs, what=" and ".join(WHAT[fmt] for fmt in wanted))
+            outputs.append(
+                Output("typst", "typst", typst_source, template=str(config.typst_template), filters=output_filters())
+            )
+        what = " and ".join(WHAT[fmt] for fmt in wanted)
+        self._pandoc.convert(job.workdir, markdown, outputs, what=what, metadata=metadata or None)
         # Every format is rendered before any is published: a failing PDF must not leave a new page that links
         # to the previous edition's PDF.
         rendered = {
@@ -79,22 +82,28 @@ class BuiltinEngine:
             page = embed_resources((job.workdir / HTML_PAGE_FILE).read_text(encoding="utf-8"), job.workdir)
         if page is not None:
             return page.encode("utf-8")
-        self._pandoc.convert(
-            job.workdir, markdown, [Output("json", "html5", HTML_AST_FILE, metadata=metadata)], what=WHAT["html"]
-        )
+        output = Output("json", "html5", HTML_AST_FILE, metadata=True, filters=output_filters())
+        self._pandoc.convert(job.workdir, markdown, [output], what=WHAT["html"], metadata=metadata)
         return render_html_with_command_line(job, config)
 
 
 WHAT = {"html": "HTML page", "pdf": "Typst source"}
 
 
-def html_output(config: ReportConfig, metadata: str) -> Output:
-    """The page as `pandoc` with `html_options` but `--embed-resources` writes it (`--css` is the `css` variable)."""
+def html_output(config: ReportConfig) -> Output:
+    """The page as `pandoc` with `html_options` but `--embed-resources` writes it (`--css` is the `css` variable),
+    with the job's metadata file."""
     options: dict[str, object] = {"wrap_text": "none", "variables": {"css": [str(css) for css in config.html.css]}}
     if config.html.toc:
         options.update(table_of_contents=True, toc_depth=config.html.toc_depth)
     return Output(
-        "html5", "html5", HTML_PAGE_FILE, template=str(config.html_template), metadata=metadata, options=options
+        "html5",
+        "html5",
+        HTML_PAGE_FILE,
+        template=str(config.html_template),
+        metadata=True,
+        filters=output_filters(),
+        options=options,
     )
 
 

@@ -6,12 +6,19 @@ Quarto's cross-references for cell outputs: a figure or table labelled `fig-...`
 becomes a link "Figure N" / "Table N". Captioned figures and tables are numbered in document order, each kind
 on its own, as the Typst template numbers them; HTML captions get the "Figure N: " / "Table N: " prefix that
 Typst prints itself. A reference to a label that does not exist reads "?@label", as under Quarto.
+
+The long-lived Pandoc (pandoc_server.lua) runs this file in two parts, so that its work for both formats is done
+once: with the global CPTPUB_CROSSREF = "numbers", once per document, numbering and references without the HTML
+caption prefixes; with "labels", per output, only the prefixes (the same numbering, in the same order). Unset (the
+command line), it does both.
 ]]
 
+local mode = CPTPUB_CROSSREF
 local numbers = {}
 local counts = { fig = 0, tbl = 0 }
-local label_caption = FORMAT ~= "typst"
+local label_caption = FORMAT ~= "typst" and mode ~= "numbers"
 local NAMES = { fig = "Figure", tbl = "Table" }
+local referenced = false -- whether the document has a reference at all (most have none: no second walk then)
 
 local function has_caption(caption)
   return caption and caption.long and #caption.long > 0
@@ -33,8 +40,20 @@ local function number(kind, el)
   return el
 end
 
+-- The reference a citation is, or nil.
+local function reference(cite)
+  local id = cite.citations[1].id
+  if #cite.citations ~= 1 or not (id:match("^fig%-") or id:match("^tbl%-")) then
+    return nil
+  end
+  return id
+end
+
 local numbering = {
   traverse = "topdown",
+  Cite = function(cite)
+    referenced = referenced or reference(cite) ~= nil
+  end,
   Figure = function(fig)
     if has_caption(fig.caption) then
       return number("fig", fig)
@@ -47,10 +66,10 @@ local numbering = {
   end,
 }
 
-local references = {
+local links = {
   Cite = function(cite)
-    local id = cite.citations[1].id
-    if #cite.citations ~= 1 or not (id:match("^fig%-") or id:match("^tbl%-")) then
+    local id = reference(cite)
+    if not id then
       return nil
     end
     local name = numbers[id]
@@ -61,4 +80,15 @@ local references = {
   end,
 }
 
+local references = {
+  Pandoc = function(doc)
+    if referenced then
+      return doc:walk(links)
+    end
+  end,
+}
+
+if mode == "labels" then
+  return label_caption and { numbering } or {}
+end
 return { numbering, references }
