@@ -171,7 +171,7 @@ def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
 
     The template imports the edition's values from ``TYPST_META_FILE`` beside the source (escaped Typst, written
     here): a file, so no command line carries data, whatever its size."""
-    write_atomic(job.workdir / TYPST_META_FILE, f"#let meta = {typst_meta(job.meta, config)}\n".encode())
+    write_atomic(job.workdir / TYPST_META_FILE, f"#let meta = {typst_meta(job.meta, config)}\n".encode(), durable=False)
     source_path = job.workdir / output_name(job.meta.code, "typ")
     try:
         # No system fonts: the same fonts, hence the same bytes, on every machine.

@@ -130,7 +130,7 @@ def _code_cell_blocks(
         name = f"{stem}-cell{index + 1}-{images}.{IMAGE_MIMES[mime]}"
         raw = data[mime]
         content = _text(raw).encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(_text(raw))
-        write_atomic(workdir / FIGURES_DIR / name, content)
+        write_atomic(workdir / FIGURES_DIR / name, content, durable=False)
         yield _figure(f"{FIGURES_DIR}/{name}", options, first=images == 1, label=label)
 
 

@@ -67,7 +67,7 @@ def metadata_file(cwd: Path, what: str, metadata: dict[str, Any]) -> str:
     # Pandoc reads the file's strings as Markdown: callers pass them escaped. PyYAML writes any character YAML
     # cannot hold raw as an escape Pandoc's YAML reader accepts (JSON's surrogate pairs it does not).
     text = yaml.safe_dump(metadata, allow_unicode=True, sort_keys=False, width=2**30)
-    return write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.yaml", text.encode("utf-8")).name
+    return write_atomic(cwd / f".pandoc-metadata-{_slug(what)}.yaml", text.encode("utf-8"), durable=False).name
 
 
 def _run(args: list[str], source: bytes, *, cwd: Path, what: str) -> bytes:

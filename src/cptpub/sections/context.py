@@ -158,7 +158,7 @@ def save_context(ctx: EditionContext, data_dir: Path | str, store_path: Path | s
     from cptpub.atomic import write_atomic
 
     data = pickle.dumps((_inputs(ctx.code, data_dir, store_path), ctx), protocol=pickle.HIGHEST_PROTOCOL)
-    return write_atomic(folder / CONTEXT_FILE, data)
+    return write_atomic(folder / CONTEXT_FILE, data, durable=False)
 
 
 def load_edition(code: str, data_dir: Path | str = "../data", store_path: Path | str = "../build/rates.duckdb"):
