@@ -15,6 +15,7 @@ API_FLOORS = [
     (r"\.boxplot\((?s:.)*?orientation=", "matplotlib", (3, 10)),
     (r"\.appender\(", "duckdb", (2, 0)),
     (r"typer\.TyperException", "typer", (0, 28)),
+    (r"typst\.Fonts\(", "typst", (0, 13, 7)),
 ]
 
 

@@ -5,6 +5,7 @@ Needs nothing beyond the Python dependencies, so a fresh machine can publish wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -175,7 +176,7 @@ def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
     source_path = job.workdir / output_name(job.meta.code, "typ")
     try:
         # No system fonts: the same fonts, hence the same bytes, on every machine.
-        return typst.compile(source_path, root=job.workdir, ignore_system_fonts=True, font_paths=[])
+        return typst.compile(source_path, root=job.workdir, ignore_system_fonts=True, font_paths=embedded_fonts())
     except typst.TypstError as err:
         raise AssemblyError(
             f"typst could not compile the PDF:\n{getattr(err, 'diagnostic', None) or err}",
@@ -184,6 +185,12 @@ def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
         ) from None
     finally:
         evict_edition_memos()  # a worker compiles many editions: keep only what the next one can use
+
+
+@functools.cache
+def embedded_fonts() -> typst.Fonts:
+    """Typst's embedded fonts, found and parsed once per process rather than by every compile (2 ms each)."""
+    return typst.Fonts(include_system_fonts=False, include_embedded_fonts=True, font_paths=[])
 
 
 def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:
