@@ -54,3 +54,16 @@ def test_an_editions_scratch_files_are_not_synced_but_its_outputs_are(tmp_path: 
     assert "edition-context.pickle" in scratch and any(name.endswith(".svg") for name in scratch)
     assert not [p for p in synced if p.is_relative_to(workdir)], "scratch files of the build were synced"
     assert sorted(p.parent for p in synced) == [out_dir, out_dir]  # the page and the PDF, each before its rename
+
+
+def test_a_batch_task_syncs_nothing_it_reads_back(tmp_path: Path, ingested_project: Path, synced):
+    """A batch task renders into a staging folder and reads the files back at once: nothing is synced there (the
+    main process publishes those bytes with ``replace_together``, which syncs each before its rename)."""
+    from cptpub.batch.tasks import EditionTask, run_task
+
+    project = Project(ingested_project)
+    task = EditionTask(code="20702", key="k", formats=("html", "pdf"), engine="builtin", execution=INPROCESS_ENGINE)
+    outcome = run_task(project, task, tmp_path / "work" / "20702")
+    assert outcome.ok, outcome.failure
+    assert synced == []
+    assert {name for name, _ in outcome.files.values()} >= {"cpt-20702.html", "cpt-20702.pdf"}

@@ -46,10 +46,12 @@ def build_edition(
     workdir: Path | None = None,
     out_dir: Path | None = None,
     cell_timeout: float | None = None,
+    sync_outputs: bool = True,
 ) -> EditionResult:
     """Build one code's publication. The record is validated before anything runs; outputs replace old ones
     atomically, so ``dist/`` never holds a half-written file. The edition context is computed once, here, and
-    saved in the build folder for the section notebooks (``cptpub.sections.load_edition``)."""
+    saved in the build folder for the section notebooks (``cptpub.sections.load_edition``). ``sync_outputs=False``
+    skips syncing the outputs to disk, for a caller that publishes their bytes itself."""
     code = check_code(code)
     RatesStore(project.store_path).require()
     ctx = with_changes(load_context(code, project.data_dir, project.store_path), project.dist_dir, project.report_dir)
@@ -60,7 +62,13 @@ def build_edition(
     save_context(ctx, project.data_dir, project.store_path, workdir)
     executed = run_sections(project, code, workdir, engine_name=execution_engine, cell_timeout=cell_timeout)
     meta = edition_meta(ctx)
-    job = AssemblyJob(meta=meta, notebooks=tuple(executed), workdir=workdir, report_dir=project.report_dir)
+    job = AssemblyJob(
+        meta=meta,
+        notebooks=tuple(executed),
+        workdir=workdir,
+        report_dir=project.report_dir,
+        sync_outputs=sync_outputs,
+    )
     outputs = engine.render(job, formats, out_dir or project.dist_dir)
     return EditionResult(
         code=code, outputs=outputs, engine=engine.name, meta=meta, key_payers=tuple(ctx.key_payers), context=ctx

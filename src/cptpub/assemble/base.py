@@ -32,6 +32,7 @@ class AssemblyJob:
     notebooks: tuple[Path, ...]  # executed notebooks, in publication order
     workdir: Path  # build/<code>/ ; figure paths are relative to it
     report_dir: Path  # report/ template project
+    sync_outputs: bool = True  # False when the caller publishes the rendered files itself (a batch's staging)
 
 
 class Engine(Protocol):

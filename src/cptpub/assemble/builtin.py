@@ -70,7 +70,10 @@ class BuiltinEngine:
             fmt: self._render_html(job, config, markdown, metadata) if fmt == "html" else render_pdf(job, config)
             for fmt in wanted
         }
-        return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
+        return {
+            fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data, durable=job.sync_outputs)
+            for fmt, data in rendered.items()
+        }
 
     def _render_html(self, job: AssemblyJob, config: ReportConfig, markdown: str, metadata: str) -> bytes:
         """A standalone page with the styles and figures embedded: it loads nothing from anywhere.

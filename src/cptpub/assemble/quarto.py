@@ -177,7 +177,10 @@ class QuartoEngine:
             if not produced.is_file():
                 raise AssemblyError(f"quarto reported success but did not write {produced.name}", where=source)
             rendered[fmt] = produced.read_bytes()
-        return {fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data) for fmt, data in rendered.items()}
+        return {
+            fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data, durable=job.sync_outputs)
+            for fmt, data in rendered.items()
+        }
 
 
 def quarto_command(executable: str, job: AssemblyJob, fmt: str) -> list[str]:

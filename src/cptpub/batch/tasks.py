@@ -129,6 +129,7 @@ def run_task(
             workdir=workdir,
             out_dir=staging,
             cell_timeout=task.cell_timeout,
+            sync_outputs=False,  # read back below; the main process publishes them synced
         )
         files = {fmt: (path.name, path.read_bytes()) for fmt, path in result.outputs.items()}
         if result.context is not None:
