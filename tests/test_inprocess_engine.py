@@ -147,6 +147,33 @@ def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_run
     assert second == first
 
 
+def test_each_notebook_starts_with_a_new_shells_names_and_the_worker_can_still_spawn(tmp_path: Path):
+    """IPython's namespace reset also dropped what a new shell starts with: the ``__main__`` module's attributes
+    (without ``__spec__``, multiprocessing's spawn failed in the worker for the rest of its life) and ``_``."""
+    cells = [
+        "print(repr((__spec__, __package__, __loader__, __doc__, _, __, ___)))",
+        "import multiprocessing\n"
+        "child = multiprocessing.get_context('spawn').Process(target=abs, args=(-1,))\n"
+        "child.start()\nchild.join()\nchild.exitcode",
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, tmp_path / "names.ipynb")
+    script = (
+        "import papermill, cptpub.execute\n"
+        "for out in ('in1.ipynb', 'in2.ipynb'):\n"
+        f"    papermill.execute_notebook({str(tmp_path / 'names.ipynb')!r}, {str(tmp_path)!r} + '/' + out, "
+        f"engine_name={INPROCESS_ENGINE!r}, progress_bar=False)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    first, second = (recorded(nbformat.read(tmp_path / out, as_version=4)) for out in ("in1.ipynb", "in2.ipynb"))
+    assert first[0][3][0]["text"].startswith("(None, None, None, 'Automatically created module")
+    assert first[1][3][0]["data"]["text/plain"] == "0"
+    assert second == first
+
+
 def test_in_process_timeout_stops_a_cell_even_when_it_catches_exceptions(tmp_path: Path):
     swallower = write_notebook(
         tmp_path / "swallower.ipynb",

@@ -41,6 +41,7 @@ import sysconfig
 import warnings
 
 LIBRARY = "cptpub"  # kept across resets while its files are unchanged
+MODULE_ATTRIBUTES = ("__doc__", "__loader__", "__package__", "__spec__")  # of the shell's ``__main__`` module
 
 
 class ProcessState:
@@ -78,7 +79,12 @@ class ProcessState:
         # First: the previous notebook's folder may have been deleted (a rebuild clears it), and IPython's reset
         # reads the working directory.
         os.chdir(cwd)
+        module_attributes = {name: shell.user_ns[name] for name in MODULE_ATTRIBUTES if name in shell.user_ns}
         shell.reset(new_session=False)
+        # IPython's reset also drops what a new shell's namespace starts with: its module's attributes (without
+        # ``__spec__``, multiprocessing's spawn fails in this process, whose ``__main__`` is that module) and the
+        # output history's ``_``, ``__``, ``___``.
+        shell.user_ns.update(module_attributes, _="", __="", ___="")
         shell.execution_count = 1
         # A new notebook's input history (``In``) starts empty, as in a fresh kernel; IPython keeps it across a reset
         # that opens no new session, and with the history database off nothing ever empties its write cache: both
