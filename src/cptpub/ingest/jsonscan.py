@@ -597,6 +597,7 @@ class JsonReader:
         loads: Callable[[bytes], Any] = strict_loads,
         *,
         skim: bool = False,
+        take: Callable[[bytes], int | None] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -609,6 +610,11 @@ class JsonReader:
 
         ``skim`` (for chunks given as bytes): runs of elements that ``keep`` refuses are stepped over without
         indexing their bytes, see ``_skim``; the others are read as above.
+
+        ``take`` (with ``skim``): the skim hands each run of whole elements to ``take`` instead, as the bytes of one
+        JSON array; it consumes them all and returns how many (nothing is yielded for them), or returns None,
+        having consumed none: the elements are then yielded one by one as above, and runs are tried again after
+        ``_SKIM_RETRY`` elements.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -622,7 +628,7 @@ class JsonReader:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
             if skimming and self._byte_at(self.pos) == 0x7B:
-                if not self._skim(pattern, depth, keep, loads):
+                if not self._skim(pattern, depth, keep, loads, take):
                     skim_from = self.element_index + _SKIM_RETRY
             elif self._skimming:  # the window ended with the element a skim stopped at
                 self._index_from(self.pos, depth)
@@ -654,7 +660,14 @@ class JsonReader:
             if separator != 0x2C:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
-    def _skim(self, pattern: re.Pattern, depth: int, keep: Callable[[Any], bool], loads: Callable[[bytes], Any]) -> int:
+    def _skim(
+        self,
+        pattern: re.Pattern,
+        depth: int,
+        keep: Callable[[Any], bool],
+        loads: Callable[[bytes], Any],
+        take: Callable[[bytes], int | None] | None = None,
+    ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
         is indexed again from the element the cursor ends on.
@@ -664,7 +677,7 @@ class JsonReader:
         the cut was between elements, each element is valid JSON, and their lengths place them. An element's
         member is taken from the bytes when only members with a scalar value and no escape come before it in the
         element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
-        accepts, the reader takes over.
+        accepts, the reader takes over. With ``take``, each run goes to ``take`` instead (see ``select_elements``).
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
@@ -697,6 +710,18 @@ class JsonReader:
                     run += chunk
                     continue
                 run[cut + 1] = 0x5D  # ']' for the ',' after the cut
+                if take is not None:
+                    taken = take(bytes(memoryview(run)[: cut + 2]))  # a copy: take may keep views of it
+                    run[cut + 1] = 0x2C
+                    if taken is None:
+                        return skipped
+                    self.element_index += taken
+                    skipped += taken
+                    del run[: cut + 1]
+                    run[0] = 0x5B
+                    origin += cut + 1
+                    at = searched = 1
+                    continue
                 view = memoryview(run)[: cut + 2]
                 try:
                     lengths = [len(raw) for raw in _RAW_ELEMENTS.decode(view)]

@@ -33,7 +33,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -56,7 +56,6 @@ from cptpub.ingest.common import (
 from cptpub.ingest.jsonscan import (
     MAX_NUMBER_CHARS,
     MISSING,
-    IndexedChunk,
     JsonFormatError,
     JsonReader,
     NotJson,
@@ -528,21 +527,15 @@ class _InNetworkFile:
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
-        """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
-        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; otherwise
-        every chunk is indexed ahead, in threads."""
+        """A reader over the file. Most of in_network is skimmed or taken in runs of whole items (see
+        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed."""
         rate_file = RateFile(self.path, chunk=SKIM_CHUNK if self.wanted is not None else None)
         progress = self._progress if report_progress else None
-        with (
-            Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch[IndexedChunk | bytes](index_chunks(chunks), name="index")
-            if self.wanted is None
-            else nullcontext(chunks) as indexed,
-        ):
+        with Prefetch(rate_file.chunks(), name="read") as chunks:
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
             )
-            reader = JsonReader(indexed, on_chunk=on_chunk)
+            reader = JsonReader(chunks, on_chunk=on_chunk)
             if reader.at_end():
                 raise IngestError("the file is empty", where=self.path)
             self._gzip = rate_file.gzip
@@ -610,12 +603,10 @@ class _InNetworkFile:
             raise JsonFormatError("in_network must be an array", reader.pos)
         wanted = self.wanted
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
-        kept_until = 0  # elements before this index are counted
+        take = self._take_run if wanted is None else None
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=wanted is not None):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
-                self.items_skipped += index - kept_until
-                kept_until = index + 1
                 if code is MISSING:
                     raise _BadRecord("", "an in_network item must be an object with a billing_code")
                 if not isinstance(code, str) or not code.strip():
@@ -628,11 +619,18 @@ class _InNetworkFile:
             if reader.element_index != self._item_index:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
-        self.items_skipped += reader.element_index - kept_until
+        self.items_skipped = reader.element_index - self.items_kept
         if not reader.element_index:
             raise JsonFormatError("in_network is empty: the file holds no rates", reader.pos)
         self._item_index = self._item_code = None
         self.in_network_read = True
+
+    def _take_run(self, data: bytes) -> int | None:
+        """Stage a run of whole items (every code wanted) through the typed decode; None: the reader reads them."""
+        taken = self._typed.stage_run(data)
+        if taken:
+            self.items_kept += taken
+        return taken
 
     def _typed_item(self, reader: JsonReader, code: str) -> bool:
         """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the
