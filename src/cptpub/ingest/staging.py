@@ -262,8 +262,12 @@ class Staging:
         writer = self._writers.get(table)
         if writer is None:
             writer = self._writers[table] = pq.ParquetWriter(
-                self.folder / f"{table}.parquet", SCHEMAS[table], compression="none", write_statistics=False
-            )  # scratch read once: compressing it would cost more CPU than reading it saves
+                self.folder / f"{table}.parquet",
+                SCHEMAS[table],
+                compression="lz4",
+                write_statistics=False,
+                use_dictionary=[f.name for f in SCHEMAS[table] if f.type == _TEXT],
+            )  # scratch, read once: no statistics, and no dictionaries tried on numbers (half the CPU of the defaults)
         return writer
 
     def close(self) -> None:

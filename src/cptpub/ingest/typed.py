@@ -4,14 +4,19 @@ msgspec decode of the item's bytes, staged as columns.
 An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
 the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
 schema names. Its values are then appended to the staging columns with list comprehensions, a batch of items
-becoming one Arrow record batch (``staging``), so no Python row object is built per price.
+becoming one Arrow record batch (``staging``), so no Python row object is built per price. When every code is
+kept, a run of whole items (about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded
+as one array and staged column by column at once (``stage_run``): the short texts of the prices (types, classes,
+settings, expiration dates) as codes into their distinct values, lists of codes and provider references as ids
+looked up by their bytes, so the per-price Python work is a few list comprehensions and dictionary lookups.
 
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
 a repeated key and skips keys it does not know, so the decode is trusted only when the item's bytes hold
-exactly as many member names (``":``, counted in one pass) as the Structs have fields set: a repeated key, a
-key the Structs do not know, or an explicit null makes the counts differ. Items with a backslash (escapes,
-possibly a lone surrogate) take the checking parser too.
+exactly as many member names (``":``, or colons, counted in one pass: ``_members_are``) as the Structs have
+fields set: a repeated key, a key the Structs do not know, or an explicit null makes the counts differ. Items
+with a backslash (escapes, possibly a lone surrogate) take the checking parser too; so does a whole run, when
+any of its items does.
 """
 
 from __future__ import annotations
@@ -223,7 +228,7 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_keys = _reference_keys(list(itertools.chain.from_iterable(r for r in refs if r)))
+        reference_keys = _reference_keys(list(itertools.chain.from_iterable(filter(None, refs))))
         if reference_keys is None:
             return None
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
