@@ -153,7 +153,7 @@ class Staging:
         group_counts: list[int],
         group_seqs: Column,
         reference_counts: list[int],
-        reference_seqs: list[int],
+        reference_seqs: Sequence[int] | np.ndarray,
     ) -> None:
         """Consecutive negotiated_rates elements: the item of each (``item_seqs``, or one item_seq for all), per
         element its number of prices, inline groups and provider references; the prices' columns (``prices`` after
@@ -302,7 +302,7 @@ class TextCodes:
         self._values: list[str | None] = list(values)
         self._codes = {value: code for code, value in enumerate(self._values)}
 
-    def coded(self, texts: list[str | None]) -> Coded:
+    def coded(self, texts: Sequence[str | None]) -> Coded:
         codes = self._codes
         try:
             return Coded(np.fromiter(map(codes.__getitem__, texts), dtype=np.int32, count=len(texts)), self._values)
