@@ -149,3 +149,14 @@ def test_a_bad_item_inside_a_run_is_named_as_item_by_item_reading_names_it(
     with pytest.raises(IngestError) as again:
         ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
     assert str(again.value) == error
+
+
+@pytest.mark.parametrize("indent", [1, 4, "\t"])
+def test_an_indented_file_is_read_in_runs_too(indent, tmp_path, refs_folder, runs, monkeypatch):
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json")
+    path = tmp_path / "indented.json"
+    path.write_text(json.dumps(document, indent=indent), encoding="utf-8")
+    expected = expected_rows(path, refs_folder)
+    rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
+    assert runs["taken"] > COPIES // 2
+    assert rows == expected and rows_kept == sum(expected.values())

@@ -630,6 +630,7 @@ class JsonReader:
             if skimming and self._byte_at(self.pos) == 0x7B:
                 if not self._skim(pattern, depth, keep, loads, take):
                     skim_from = self.element_index + _SKIM_RETRY
+                self.skip_ws()  # an indented file's runs end before the whitespace ahead of an element
             elif self._skimming:  # the window ended with the element a skim stopped at
                 self._index_from(self.pos, depth)
             batch = self._object_run(self.pos, depth) if self._byte_at(self.pos) == 0x7B else None
@@ -677,7 +678,8 @@ class JsonReader:
         the cut was between elements, each element is valid JSON, and their lengths place them. An element's
         member is taken from the bytes when only members with a scalar value and no escape come before it in the
         element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
-        accepts, the reader takes over. With ``take``, each run goes to ``take`` instead (see ``select_elements``).
+        accepts, the reader takes over. With ``take``, each run goes to ``take`` instead (see ``select_elements``),
+        and an indented file's runs are cut where its elements open as the second one does (``},\n  {"name":``).
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
@@ -689,6 +691,10 @@ class JsonReader:
         if colon < 0:
             return 0
         opening = b"}," + self.buf[first : colon + 1]
+        # with take: an indented file's opening, as it writes it between elements (the same at every element)
+        quote = self.buf.find(b'"', first, colon)
+        indented = re.compile(rb"\},\s*\{\s*" + re.escape(self.buf[quote : colon + 1])) if take and quote > 0 else None
+        unsearched = 1  # where the search for the indented opening goes on
         head = _head_pattern(pattern)
         run = bytearray(b"[")
         run += memoryview(self.buf)[first:]
@@ -702,6 +708,12 @@ class JsonReader:
         try:
             while True:
                 cut = run.rfind(opening, searched)
+                if cut < 0 and indented is not None:
+                    found = indented.search(run, max(1, unsearched - _SKIM_KEY_BYTES))
+                    unsearched = len(run)
+                    if found:
+                        opening, indented, searched = found.group(), None, 1
+                        continue
                 if cut < 0:
                     chunk = None if len(run) > _SKIM_WINDOW else self._next_chunk()
                     if chunk is None:
