@@ -679,7 +679,8 @@ class JsonReader:
         member is taken from the bytes when only members with a scalar value and no escape come before it in the
         element (so it is the element's own, see ``_head_pattern``); otherwise, and for an element ``keep``
         accepts, the reader takes over. With ``take``, each run goes to ``take`` instead (see ``select_elements``),
-        and an indented file's runs are cut where its elements open as the second one does (``},\n  {"name":``).
+        and an indented file's runs are cut where its elements open as the second one does (``},``, whitespace,
+        ``{``, whitespace, ``"name":``).
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 

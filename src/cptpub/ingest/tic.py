@@ -4,9 +4,9 @@ One pass streams the file (plain or gzip, local or an http(s) URL) through ``jso
 billing code is not wanted are stepped over unparsed (by default every code is wanted). A wanted item that ends
 within ``WHOLE_ITEM_BYTES`` is decoded at once by msgspec into typed Structs and appended to the staging columns
 (``typed``, ``staging``); a larger item is read one negotiated_rates element at a time the same way, so memory
-stays flat. When every code is wanted, the items of a minified file are decoded in runs of whole items, about a
-chunk at a time, without indexing their bytes (``_take_run``); a run the typed decode cannot vouch for is read
-item by item as above. Anything the typed decode cannot vouch for (an unusual type or spelling, a schema error, a
+stays flat. When every code is wanted, items are decoded in runs of whole items, about a chunk at a time,
+without indexing their bytes (``_take_run``); a run the typed decode cannot vouch for is read item by item as
+above. Anything the typed decode cannot vouch for (an unusual type or spelling, a schema error, a
 repeated or unknown key, an escape) is read by the checking parser, which accepts what the schema allows and
 otherwise names the field, the item and the byte offset.
 
