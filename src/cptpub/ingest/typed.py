@@ -21,7 +21,6 @@ any of its items does.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import re
 from typing import Any, Literal, get_args
@@ -69,7 +68,8 @@ class _Price(msgspec.Struct, kw_only=True, gc=False):
 class _Rate(msgspec.Struct, kw_only=True, gc=False):
     negotiated_prices: list[_Price]
     provider_groups: list[_Group] | None = None
-    provider_references: list[msgspec.Raw] | None = None
+    # the list's bytes (empty: not given): the ids of all rates are split at once (``_references``)
+    provider_references: msgspec.Raw = _NOT_GIVEN
 
 
 class _Code(msgspec.Struct, kw_only=True, gc=False):  # an element of bundled_codes / covered_services
@@ -103,6 +103,7 @@ _RUN = msgspec.json.Decoder(list[_Item])
 _REFERENCE = msgspec.json.Decoder(_Reference)
 _STRINGS = msgspec.json.Decoder(list[str])
 _RATES = msgspec.json.Decoder(_Rate)
+_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
@@ -215,9 +216,12 @@ class TypedItems:
         refs = [r.provider_references for r in rates]
         if 0 in price_counts:
             return None
-        members = len(rates) + _present(groups) + _present(refs)
+        found = _references(refs)
+        if found is None:
+            return None
+        reference_counts, reference_keys, given = found
+        members = len(rates) + _present(groups) + given
         group_counts = [len(g) if g else 0 for g in groups]
-        reference_counts = [len(r) if r else 0 for r in refs]
         if 0 in map(operator.add, group_counts, reference_counts):
             return None
         # targets, per rate: its provider groups, then its references
@@ -228,9 +232,6 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_keys = _reference_keys(list(itertools.chain.from_iterable(filter(None, refs))))
-        if reference_keys is None:
-            return None
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
         prices = [p for r in rates for p in r.negotiated_prices]
@@ -309,6 +310,59 @@ def _code_members(item: _Item) -> int:
         if codes is not None:
             members += 1 + sum(_present([getattr(c, name) for c in codes]) for name in _CODE_FIELDS)
     return members
+
+
+def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] | None:
+    """Per rate, its number of provider references (0: none given); each reference's key, rate after rate (see
+    ``_reference_keys``); and how many rates give the field. None when a list given is not one of ids."""
+    lengths = list(map(len, raws))
+    given = len(raws) - lengths.count(0)
+    joined = b"".join(raws)  # Raw is a buffer: joined without a copy of each
+    found = _plain_references(joined, np.array(lengths, dtype=np.int64))
+    if found is not None:
+        return found[0], found[1], given
+    counts, keys = [], []
+    for raw in raws:
+        if not raw:
+            counts.append(0)
+            continue
+        try:
+            ids = _RAWS.decode(raw)
+        except _ERRORS:
+            return None
+        more = _reference_keys(ids)
+        if more is None:
+            return None
+        counts.append(len(more))
+        keys += more
+    return counts, keys, given
+
+
+def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], list[bytes]] | None:
+    """``_references`` when every list given (``joined``, of ``lengths``) is flat, of unsigned numbers without
+    exponent (None otherwise): split and counted at once, without an object per id."""
+    cleaned = joined.translate(None, b" \t\n\r")  # whitespace: only between values, as no string is in
+    if cleaned.translate(None, b"[]" + _PLAIN_NUMBER_BYTES):  # a string, a negative number, null, an object...
+        return None
+    ends = np.cumsum(lengths)
+    given = lengths > 0
+    text = np.frombuffer(joined, dtype=np.uint8)
+    if (
+        cleaned.count(b"[") != np.count_nonzero(given)  # each valid value given holds one '[': a flat list
+        or not np.all(text[(ends - lengths)[given]] == ord("["))
+        or not np.all(text[ends[given] - 1] == ord("]"))
+    ):
+        return None
+    chars = np.frombuffer(cleaned, dtype=np.uint8)
+    opens, closes = np.flatnonzero(chars == ord("[")), np.flatnonzero(chars == ord("]"))
+    commas = np.cumsum(chars == ord(","))
+    counts = np.zeros(len(lengths), dtype=np.int64)
+    counts[given] = np.where(closes - opens == 1, 0, commas[closes] - commas[opens] + 1)
+    body = cleaned.replace(b"[]", b"").translate(None, b"[").replace(b"]", b",")[:-1]
+    keys = body.split(b",") if body else []
+    if keys and max(map(len, keys)) > MAX_NUMBER_CHARS:
+        return None
+    return counts.tolist(), keys
 
 
 def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
