@@ -98,6 +98,7 @@ def _odd_but_valid(tmp_path: Path) -> Path:
     items[13]["negotiated_rates"][0]["provider_references"] = [1, "1", 1]  # a string id, and one twice
     items[15]["negotiated_rates"][0]["negotiated_prices"][0]["billing_code_modifier"] = []
     items[17]["billing_code"] = " 27447x "
+    items[21]["negotiated_rates"][0]["provider_references"] = ["[2,3]", 2.5]  # brackets and a comma inside an id
     items[19]["negotiated_rates"][0]["negotiated_prices"][0]["negotiated_rate"] = 0
     return _minified(document, tmp_path / "odd.json")
 
