@@ -633,6 +633,7 @@ class JsonReader:
         loads: Callable[[bytes], Any] = strict_loads,
         *,
         skim: bool = False,
+        take: Callable[[bytes], int | None] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -646,6 +647,11 @@ class JsonReader:
         ``skim`` (for chunks given as bytes): runs of elements that ``keep`` refuses are stepped over without
         indexing their bytes, see ``_skim``; the others are read as above. A skim asks ``keep`` once per distinct
         value, so it must give the same answer for the same value.
+
+        ``take`` (with ``skim``): the skim hands each run of whole elements to ``take`` instead, as the bytes of one
+        JSON array; it consumes them all and returns how many (nothing is yielded for them), or returns None,
+        having consumed none: the elements are then yielded one by one as above, and runs are tried again after
+        ``_SKIM_RETRY`` elements.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -659,8 +665,9 @@ class JsonReader:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
             if skimming and self._byte_at(self.pos) == 0x7B:
-                if not self._skim(key, depth, keep):
+                if not self._skim(key, depth, keep, take):
                     skim_from = self.element_index + _SKIM_RETRY
+                self.skip_ws()  # an indented file's runs end before the whitespace ahead of an element
             elif self._skimming:  # the window ended with the element a skim stopped at
                 self._index_from(self.pos, depth)
             batch = self._object_run(self.pos, depth) if self._byte_at(self.pos) == 0x7B else None
@@ -693,7 +700,9 @@ class JsonReader:
             if separator != 0x2C:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
-    def _skim(self, key: str, depth: int, keep: Callable[[Any], bool]) -> int:
+    def _skim(
+        self, key: str, depth: int, keep: Callable[[Any], bool], take: Callable[[bytes], int | None] | None = None
+    ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
         is indexed again from the element the cursor ends on.
@@ -705,7 +714,9 @@ class JsonReader:
         occurrence to a hook: when there is one per element, the elements whose member is a string that ``keep``
         refuses are stepped over. At the first other element (``keep`` accepts it, or its member is not a string)
         the run is decoded again as raw elements, whose lengths place it, and the reader takes over; a run in
-        which an element lacks the member or repeats it is left to the reader whole.
+        which an element lacks the member or repeats it is left to the reader whole. With ``take``, each run goes
+        to ``take`` instead (see ``select_elements``), and an indented file's runs are cut where its elements open
+        as the second one does (``},``, whitespace, ``{``, whitespace, ``"name":``).
         When the skim stops at an element after stepping over others, only that element is indexed: the bytes
         after it go back to be read as the next chunk, and the next skim most likely steps over them too.
 
@@ -718,6 +729,9 @@ class JsonReader:
         if colon < 0:
             return 0
         opening = b"}," + self.buf[first : colon + 1]
+        # with take: an indented file's opening, as it writes it between elements (the same at every element)
+        quote = self.buf.find(b'"', first, colon)
+        indented = re.compile(rb"\},\s*\{\s*" + re.escape(self.buf[quote : colon + 1])) if take and quote > 0 else None
         values: list[str | None] = []  # the run's members as msgspec reads them, in order (None: not a string)
         refused: set[str] = set()  # members ``keep`` refused
 
@@ -733,6 +747,7 @@ class JsonReader:
         run[0] = 0x5B
         run[1 : held + 1] = memoryview(self.buf)[first:]
         end = held + 1  # run[:end] holds the document's bytes from origin on
+        unsearched = 1  # where the search for the indented opening goes on
         origin = self.pos - 1  # the absolute offset of run[0]
         self.buf, self.base = b"", self.end  # the window is the run until the skim ends
         self._skimming = True
@@ -742,17 +757,35 @@ class JsonReader:
         try:
             while True:
                 cut = run.rfind(opening, searched, end)
+                if cut < 0 and indented is not None:
+                    found = indented.search(run, max(at, unsearched - _SKIM_KEY_BYTES), end)
+                    unsearched = end
+                    if found:
+                        opening, indented, searched = found.group(), None, at
+                        continue
                 if cut < 0:
                     if end - at > _SKIM_WINDOW:
                         return skipped
                     if len(run) - end < _SKIM_READ and at > 1:  # the bytes from the cursor on go to the front
                         run[: end - at + 1] = run[at - 1 : end]
-                        origin, end, searched, at = origin + at - 1, end - at + 1, searched - at + 1, 1
+                        shift = at - 1
+                        origin, end, searched, unsearched, at = origin + shift, end - shift, searched - shift, 1, 1
                     count = self._read_into(run, end)
                     if not count:
                         return skipped
                     searched = max(at, end - len(opening) + 1)
                     end += count
+                    continue
+                if take is not None:
+                    run[cut + 1] = 0x5D  # ']' for the ',' after the cut
+                    taken = take(bytes(memoryview(run)[at - 1 : cut + 2]))  # a copy: take may keep views of it
+                    run[cut + 1] = 0x2C
+                    if taken is None:
+                        return skipped
+                    self.element_index += taken
+                    skipped += taken
+                    at = searched = cut + 2
+                    run[cut + 1] = 0x5B  # '[' for the ',' before the next element
                     continue
                 values.clear()
                 count = _decode_run(run, at - 1, cut, lambda view: len(members.decode(view)))

@@ -22,9 +22,9 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from cptpub.store import pid_alive, rates
 
 BATCH_ROWS = 65_536
+_DECODED_IN_ARROW = 4096  # a coded text chunk this long or longer is decoded by Arrow, a shorter one in Python
 # Equal groups, lists and references are staged once while they are among the last DISTINCT_KEPT distinct ones
 # (memory stays bounded whatever a file holds; one staged twice is still one row per price and group in the view).
 DISTINCT_KEPT = 1 << 18
@@ -67,6 +68,10 @@ SCHEMAS = {
     "group_targets": pa.schema([("rate_seq", pa.int64()), ("group_seq", pa.int64())]),
     "ref_targets": pa.schema([("rate_seq", pa.int64()), ("ref_seq", pa.int64())]),
     "references": pa.schema([("ref_seq", pa.int64()), ("provider_reference", _TEXT)]),  # those the rates use
+    # the prices pointing at each reference (through their elements), and in all the view rows of inline groups
+    # and the suspect prices: the view rows a file adds, counted without joining its 3.7M rows back
+    "weights": pa.schema([("ref_seq", pa.int64()), ("prices", pa.int64())]),
+    "totals": pa.schema([("inline_rows", pa.int64()), ("suspect_prices", pa.int64())]),
     "groups": pa.schema(
         [
             ("group_seq", pa.int64()),
@@ -85,7 +90,7 @@ SCHEMAS = {
         ]
     ),
 }
-Column = Sequence[Any] | np.ndarray  # a list, or a NumPy array for a number column
+Column = Any  # a list, a NumPy array for a number column, or Coded for a text column
 
 # A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
 # (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
@@ -110,11 +115,19 @@ class Staging:
         self.items = 0
         self.rates = 0  # negotiated_rates elements
         self.prices = 0
+        self._weights = np.zeros(1024, dtype=np.int64)  # by ref_seq: the prices of the elements pointing at it
+        self._inline_rows = 0  # view rows of inline groups: per element, its prices times its groups
+        self._suspect = 0  # prices matching SUSPECT_PRICE_SQL
 
     def add_item(self, code: str, code_type: str, arrangement: str, name: str | None) -> int:
-        self.extend("items", [[self.items], [code], [code_type], [arrangement], [name]])
-        self.items += 1
-        return self.items - 1
+        return self.add_items([code], [code_type], [arrangement], [name])
+
+    def add_items(self, codes: list[str], code_types: list[str], arrangements: list[str], names: list) -> int:
+        """Consecutive items, given as columns; returns the item_seq of the first."""
+        first = self.items
+        self.items += len(codes)
+        self.extend("items", [np.arange(first, self.items, dtype=np.int64), codes, code_types, arrangements, names])
+        return first
 
     def add_rate(self, item_seq: int, targets: list[tuple], prices: list[tuple]) -> None:
         """One negotiated_rates element: its targets (group key, group name, npi count, provider reference) and
@@ -134,26 +147,37 @@ class Staging:
 
     def add_rates(
         self,
-        item_seq: int,
+        item_seqs: int | np.ndarray,
         price_counts: list[int],
         price_columns: list[list],
         group_counts: list[int],
         group_seqs: Column,
         reference_counts: list[int],
-        reference_seqs: list[int],
+        reference_seqs: Sequence[int] | np.ndarray,
     ) -> None:
-        """Consecutive negotiated_rates elements of one item: per element its number of prices, inline groups and
-        provider references; the prices' columns (``prices`` after the seqs), the groups' ``group_seqs`` and the
-        references' ``reference_seqs``, element after element."""
+        """Consecutive negotiated_rates elements: the item of each (``item_seqs``, or one item_seq for all), per
+        element its number of prices, inline groups and provider references; the prices' columns (``prices`` after
+        the seqs), the groups' ``group_seqs`` and the references' ``reference_seqs``, element after element."""
         seqs = np.arange(self.rates, self.rates + len(price_counts), dtype=np.int64)
         self.rates += len(price_counts)
         count = len(price_columns[0])
         self.prices += count
-        self.extend("prices", [np.full(count, item_seq, dtype=np.int64), np.repeat(seqs, price_counts), *price_columns])
+        items = (
+            np.full(count, item_seqs, dtype=np.int64)
+            if isinstance(item_seqs, int)
+            else np.repeat(item_seqs, price_counts)
+        )
+        self.extend("prices", [items, np.repeat(seqs, price_counts), *price_columns])
+        amounts = np.asarray(price_columns[2], dtype=np.float64)
+        self._suspect += int(np.count_nonzero((amounts <= PLACEHOLDER_AT_MOST) | (amounts >= PLACEHOLDER_AT_LEAST)))
         if len(group_seqs):
             self.extend("group_targets", [np.repeat(seqs, group_counts), group_seqs])
-        if reference_seqs:
+            self._inline_rows += int(np.dot(price_counts, group_counts))
+        if len(reference_seqs):
             self.extend("ref_targets", [np.repeat(seqs, reference_counts), reference_seqs])
+            while self.counts["references"] > len(self._weights):
+                self._weights = np.concatenate((self._weights, np.zeros_like(self._weights)))
+            np.add.at(self._weights, reference_seqs, np.repeat(np.asarray(price_counts, np.int64), reference_counts))
 
     def list_seq(self, codes: list[str]) -> int:
         """The list_seq of a list of codes (service codes, modifiers): equal lists share one."""
@@ -175,21 +199,22 @@ class Staging:
     def _list_seqs(self, lists: list[list[str] | None]) -> list[int]:
         return [-1 if codes is None else self.list_seq(codes) for codes in lists]
 
-    def reference_seqs(self, keys: list[bytes]) -> tuple[list[int], list[str]]:
+    def reference_seqs(self, keys: list[bytes]) -> tuple[np.ndarray, list[str]]:
         """The ref_seq of each provider reference (its id as written, UTF-8), and the references new to the file."""
         known = self._references
-        seqs = [known.get(key, -1) for key in keys]
         new: list[str] = []
-        if -1 in seqs:
-            for at, seq in enumerate(seqs):
-                if seq == -1:
-                    key = keys[at]
-                    seq = known.get(key, -1)
-                    if seq == -1:
-                        seq = known[key] = self._next("references", known)
-                        new.append(key.decode())
-                        self.extend("references", [[seq], [new[-1]]])
-                    seqs[at] = seq
+        try:
+            return np.fromiter(map(known.__getitem__, keys), dtype=np.int64, count=len(keys)), new
+        except KeyError:
+            pass
+        seqs = np.empty(len(keys), dtype=np.int64)
+        for at, key in enumerate(keys):
+            seq = known.get(key, -1)
+            if seq == -1:
+                seq = known[key] = self._next("references", known)
+                new.append(key.decode())
+                self.extend("references", [[seq], [new[-1]]])
+            seqs[at] = seq
         return seqs, new
 
     def group_seqs(self, keys: list[str], names: list[str | None], npi_counts: list[int]) -> list[int]:
@@ -237,12 +262,19 @@ class Staging:
         writer = self._writers.get(table)
         if writer is None:
             writer = self._writers[table] = pq.ParquetWriter(
-                self.folder / f"{table}.parquet", SCHEMAS[table], compression="lz4"
-            )
+                self.folder / f"{table}.parquet",
+                SCHEMAS[table],
+                compression="lz4",
+                write_statistics=False,
+                use_dictionary=[f.name for f in SCHEMAS[table] if f.type == _TEXT],
+            )  # scratch, read once: no statistics, and no dictionaries tried on numbers (half the CPU of the defaults)
         return writer
 
     def close(self) -> None:
         """Write what is pending and close the files (an empty table is an empty file)."""
+        used = np.flatnonzero(self._weights)
+        self.extend("weights", [used, self._weights[used]])
+        self.extend("totals", [[self._inline_rows], [self._suspect]])
         for table in SCHEMAS:
             self._flush(table)
             self._writer(table).close()
@@ -254,6 +286,36 @@ class Staging:
             writer.close()
         self._writers.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Coded(NamedTuple):
+    """A chunk of a text column as codes into ``values`` (texts or None), cheaper to build than the strings."""
+
+    codes: np.ndarray  # int32
+    values: list[str | None]
+
+
+class TextCodes:
+    """Codes texts (or None) as ``Coded`` chunks, a code per distinct value (DISTINCT_KEPT at most at a time)."""
+
+    def __init__(self, values: Iterable[str | None] = ()):
+        self._values: list[str | None] = list(values)
+        self._codes = {value: code for code, value in enumerate(self._values)}
+
+    def coded(self, texts: Sequence[str | None]) -> Coded:
+        codes = self._codes
+        try:
+            return Coded(np.fromiter(map(codes.__getitem__, texts), dtype=np.int32, count=len(texts)), self._values)
+        except KeyError:
+            pass
+        if len(codes) + len(texts) > DISTINCT_KEPT:  # a new list: the chunks coded so far keep theirs
+            self._values, self._codes = [], {}
+            codes = self._codes
+        for text in texts:
+            if text not in codes:
+                codes[text] = len(self._values)
+                self._values.append(text)
+        return Coded(np.fromiter(map(codes.__getitem__, texts), dtype=np.int32, count=len(texts)), self._values)
 
 
 def _columns(rows: list[tuple]) -> list[list]:
@@ -268,10 +330,17 @@ def _array(chunks: list[Column], kind: pa.DataType) -> pa.Array:
     string builder rather than by ``pa.array``, which imports pandas (0.2 s) the first time a process converts a
     list (and a list array's null mask would import pyarrow.compute)."""
     if kind == _TEXT:
+        pieces: list[pa.Array] = []
         builder = pa.lib.StringBuilder()
         for chunk in chunks:
-            builder.append_values(chunk)
-        return builder.finish()
+            if not isinstance(chunk, Coded):
+                builder.append_values(chunk)
+            elif len(chunk.codes) < _DECODED_IN_ARROW:
+                builder.append_values(list(map(chunk.values.__getitem__, chunk.codes.tolist())))
+            else:
+                pieces += [builder.finish(), _decoded(chunk)]
+        pieces.append(builder.finish())
+        return pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces)
     if kind == _TEXTS:
         values = list(itertools.chain.from_iterable(chunks))
         count = len(values)
@@ -284,6 +353,15 @@ def _array(chunks: list[Column], kind: pa.DataType) -> pa.Array:
     dtype = _NUMBERS[kind]
     data = np.concatenate([np.asarray(chunk, dtype=dtype) for chunk in chunks])
     return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
+
+
+def _decoded(chunk: Coded) -> pa.Array:
+    """A coded chunk's texts, looked up by Arrow (``take``: loads pyarrow.compute, ~30 ms, once)."""
+    builder = pa.lib.StringBuilder()
+    builder.append_values(chunk.values)
+    values = builder.finish()
+    indices = pa.Array.from_buffers(pa.int32(), len(chunk.codes), [None, pa.py_buffer(chunk.codes)])
+    return values.take(indices)
 
 
 def _bits(flags: list[bool]) -> pa.Buffer:
@@ -360,16 +438,15 @@ def publish(
             SELECT $source, rate_seq + $rate0, ref_seq + $ref0 FROM {table["ref_targets"]}""",
         {"source": source_id, "rate0": rate0, "target0": target0, "ref0": ref0},
     )
-    # the view's rows: per element, its prices times its targets' groups
+    # the view's rows: per element, its prices times its targets' groups (a reference's: its groups, or one row)
     counted = con.execute(
-        f"""WITH prices AS (SELECT rate_seq, count(*) AS n FROM {table["prices"]} GROUP BY rate_seq),
-                 groups AS (SELECT t.rate_id - $rate0 AS rate_seq, count(*) AS n
-                            FROM tic_rate_targets t JOIN tic_provider_groups g USING (target_id)
-                            WHERE t.source_id = $source AND g.source_id = $source GROUP BY t.rate_id)
-            SELECT coalesce(sum(p.n * g.n), 0),
-                   (SELECT count(*) FROM {table["prices"]} WHERE {SUSPECT_PRICE_SQL})
-            FROM prices p JOIN groups g USING (rate_seq)""",
-        {"source": source_id, "rate0": rate0},
+        f"""WITH groups AS (SELECT r.ref_seq, count(*) AS n
+                            FROM {table["references"]} r LEFT JOIN {table["refs"]} g USING (provider_reference)
+                            GROUP BY r.ref_seq)
+            SELECT t.inline_rows + (SELECT coalesce(sum(w.prices * g.n), 0)
+                                    FROM {table["weights"]} w JOIN groups g USING (ref_seq)),
+                   t.suspect_prices
+            FROM {table["totals"]} t"""
     ).fetchone()
     assert counted is not None
     return int(counted[0]), int(counted[1])

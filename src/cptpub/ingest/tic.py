@@ -4,9 +4,11 @@ One pass streams the file (plain or gzip, local or an http(s) URL) through ``jso
 billing code is not wanted are stepped over unparsed (by default every code is wanted). A wanted item that ends
 within ``WHOLE_ITEM_BYTES`` is decoded at once by msgspec into typed Structs and appended to the staging columns
 (``typed``, ``staging``); a larger item is read one negotiated_rates element at a time the same way, so memory
-stays flat. Anything the typed decode cannot vouch for (an unusual type or spelling, a schema error, a repeated or
-unknown key, an escape) is read by the checking parser, which accepts what the schema allows and otherwise names
-the field, the item and the byte offset.
+stays flat. When every code is wanted, items are decoded in runs of whole items, about a chunk at a time,
+without indexing their bytes (``_take_run``); a run the typed decode cannot vouch for is read item by item as
+above. Anything the typed decode cannot vouch for (an unusual type or spelling, a schema error, a
+repeated or unknown key, an escape) is read by the checking parser, which accepts what the schema allows and
+otherwise names the field, the item and the byte offset.
 
 Zero, negative and placeholder prices ($0.00, $0.01, 999999.99) are stored with the rest and counted in the
 source's warnings (``staging.SUSPECT_PRICE_SQL`` recognises them); only a file whose structure is broken fails.
@@ -33,7 +35,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -56,7 +58,6 @@ from cptpub.ingest.common import (
 from cptpub.ingest.jsonscan import (
     MAX_NUMBER_CHARS,
     MISSING,
-    IndexedChunk,
     JsonFormatError,
     JsonReader,
     NotJson,
@@ -528,23 +529,17 @@ class _InNetworkFile:
 
     @contextmanager
     def _reader(self, *, report_progress: bool) -> Iterator[tuple[RateFile, JsonReader]]:
-        """A reader over the file. When few codes are wanted, most of in_network is skimmed (see
-        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed (a local file
-        that is not gzip is read in this thread, straight into the skim's buffer); otherwise every chunk is
-        indexed ahead, in threads."""
+        """A reader over the file. Most of in_network is skimmed or taken in runs of whole items (see
+        ``JsonReader.select_elements``), so chunks go to the reader as read, indexed only when needed; a local
+        file that is not gzip is read in this thread when few codes are wanted, straight into the skim's buffer."""
         rate_file = RateFile(self.path, chunk=SKIM_CHUNK if self.wanted is not None else None)
         local = rate_file.local_reads() if self.wanted is not None else None
         progress = self._progress if report_progress else None
-        with (
-            closing(local) if local is not None else Prefetch(rate_file.chunks(), name="read") as chunks,
-            Prefetch[IndexedChunk | bytes](index_chunks(chunks), name="index")
-            if self.wanted is None
-            else nullcontext(chunks) as indexed,
-        ):
+        with closing(local) if local is not None else Prefetch(rate_file.chunks(), name="read") as chunks:
             on_chunk = (
                 (lambda: progress(rate_file.bytes_read, self.staging.prices, rate_file.size)) if progress else None
             )
-            reader = JsonReader(indexed, on_chunk=on_chunk, readinto=local.readinto if local is not None else None)
+            reader = JsonReader(chunks, on_chunk=on_chunk, readinto=local.readinto if local is not None else None)
             if reader.at_end():
                 raise IngestError("the file is empty", where=self.path)
             self._gzip = rate_file.gzip
@@ -612,12 +607,10 @@ class _InNetworkFile:
             raise JsonFormatError("in_network must be an array", reader.pos)
         wanted = self.wanted
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
-        kept_until = 0  # elements before this index are counted
+        take = self._take_run if wanted is None else None
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=wanted is not None):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
-                self.items_skipped += index - kept_until
-                kept_until = index + 1
                 if code is MISSING:
                     raise _BadRecord("", "an in_network item must be an object with a billing_code")
                 if not isinstance(code, str) or not code.strip():
@@ -630,11 +623,18 @@ class _InNetworkFile:
             if reader.element_index != self._item_index:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
-        self.items_skipped += reader.element_index - kept_until
+        self.items_skipped = reader.element_index - self.items_kept
         if not reader.element_index:
             raise JsonFormatError("in_network is empty: the file holds no rates", reader.pos)
         self._item_index = self._item_code = None
         self.in_network_read = True
+
+    def _take_run(self, data: bytes) -> int | None:
+        """Stage a run of whole items (every code wanted) through the typed decode; None: the reader reads them."""
+        taken = self._typed.stage_run(data)
+        if taken:
+            self.items_kept += taken
+        return taken
 
     def _typed_item(self, reader: JsonReader, code: str) -> bool:
         """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the

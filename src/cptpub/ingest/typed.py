@@ -4,29 +4,41 @@ msgspec decode of the item's bytes, staged as columns.
 An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
 the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
 schema names. Its values are then appended to the staging columns with list comprehensions, a batch of items
-becoming one Arrow record batch (``staging``), so no Python row object is built per price.
+becoming one Arrow record batch (``staging``), so no Python row object is built per price. When every code is
+kept, a run of whole items (about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded
+as one array and staged column by column at once (``stage_run``): the short texts of the prices (types, classes,
+settings, expiration dates) as codes into their distinct values, lists of codes and provider references as ids
+looked up by their bytes, so the per-price Python work is a few list comprehensions and dictionary lookups.
 
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
 a repeated key and skips keys it does not know, so the decode is trusted only when the item's bytes hold
-exactly as many member names (``":``, counted in one pass) as the Structs have fields set: a repeated key, a
-key the Structs do not know, or an explicit null makes the counts differ. Items with a backslash (escapes,
-possibly a lone surrogate) take the checking parser too.
+exactly as many member names (``":``, or colons, counted in one pass: ``_members_are``) as the Structs have
+fields set: a repeated key, a key the Structs do not know, or an explicit null makes the counts differ. Items
+with a backslash (escapes, possibly a lone surrogate) take the checking parser too; so does a whole run, when
+any of its items does.
 """
 
 from __future__ import annotations
 
+import operator
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
+import numpy as np
 
-from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS
-from cptpub.ingest.staging import DISTINCT_KEPT, Staging
+from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES
+from cptpub.ingest.staging import DISTINCT_KEPT, Staging, TextCodes
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-_NUMBERS = re.compile(_NUMBER + rb"(?:," + _NUMBER + rb")*")  # unsigned numbers, comma-separated
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+_NOT_GIVEN = msgspec.Raw(b"")  # no JSON value is empty
+_NOT_GIVEN_KEY = b""
+_PLAIN_NUMBER_BYTES = b"0123456789.,"  # valid JSON made of only these, comma-separated: unsigned plain numbers
+_TYPE = Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
+_CLASS = Literal["professional", "institutional", "both"]
+_SETTING = Literal["inpatient", "outpatient", "both"]
 
 
 class _Tin(msgspec.Struct, kw_only=True, gc=False):
@@ -41,21 +53,23 @@ class _Group(msgspec.Struct, kw_only=True, gc=False):
 
 
 class _Price(msgspec.Struct, kw_only=True, gc=False):
-    negotiated_type: Literal["negotiated", "derived", "fee schedule", "percentage", "per diem"]
+    negotiated_type: _TYPE
     negotiated_rate: float
-    billing_class: Literal["professional", "institutional", "both"]
-    setting: Literal["inpatient", "outpatient", "both"] | None = None
-    # lists of codes are kept as their bytes: a file repeats a few lists, each decoded once (``_list_ids``)
-    service_code: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    billing_class: _CLASS
+    setting: _SETTING | None = None
+    # lists of codes are kept as their bytes (empty: not given): a file repeats a few lists, each decoded once
+    # (``_list_ids``)
+    service_code: msgspec.Raw = _NOT_GIVEN
     expiration_date: str | None = None
-    billing_code_modifier: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    billing_code_modifier: msgspec.Raw = _NOT_GIVEN
     additional_information: str | None = None
 
 
 class _Rate(msgspec.Struct, kw_only=True, gc=False):
     negotiated_prices: list[_Price]
     provider_groups: list[_Group] | None = None
-    provider_references: list[msgspec.Raw] | None = None
+    # the list's bytes (empty: not given): the ids of all rates are split at once (``_references``)
+    provider_references: msgspec.Raw = _NOT_GIVEN
 
 
 class _Code(msgspec.Struct, kw_only=True, gc=False):  # an element of bundled_codes / covered_services
@@ -85,9 +99,11 @@ class _Reference(msgspec.Struct, kw_only=True, gc=False):  # a provider_referenc
 
 
 _ITEM = msgspec.json.Decoder(_Item)
+_RUN = msgspec.json.Decoder(list[_Item])
 _REFERENCE = msgspec.json.Decoder(_Reference)
 _STRINGS = msgspec.json.Decoder(list[str])
 _RATES = msgspec.json.Decoder(_Rate)
+_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
@@ -103,7 +119,38 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
-        self._lists: dict[bytes, int] = {}  # a list of codes as the file writes it -> its staged list_seq
+        self._lists: dict[bytes, int] = {_NOT_GIVEN_KEY: -1}  # a list of codes as the file writes it -> list_seq
+        self._types = TextCodes(get_args(_TYPE))
+        self._classes = TextCodes(get_args(_CLASS))
+        self._settings = TextCodes((None, *get_args(_SETTING)))
+        self._expirations = TextCodes()
+
+    def stage_run(self, data: bytes) -> int | None:
+        """Stage a run of whole in_network items (``data``: the JSON array of them), items, prices and targets
+        columns at once; returns how many, or None (nothing of them staged) when the checking parser must read
+        them. No string in the run can pass the string limit: a run shorter than it is taken, not a longer one."""
+        if len(data) > MAX_STRING_BYTES or b"\\" in data:
+            return None
+        try:
+            items = _RUN.decode(data)
+        except _ERRORS:
+            return None
+        codes = [item.billing_code.strip().upper() for item in items]
+        code_types = [item.billing_code_type.strip() for item in items]
+        if "" in codes or "" in code_types:
+            return None
+        members = 4 * len(items) + sum(_present([getattr(item, name) for item in items]) for name in _ITEM_OPTIONAL)
+        for item in items:
+            members += _code_members(item)
+        rate_counts = [len(item.negotiated_rates) for item in items]
+        columns = self._rate_columns([rate for item in items for rate in item.negotiated_rates])
+        if columns is None or not _members_are(data, members + columns[0]):
+            return None
+        first = self.staging.add_items(
+            codes, code_types, [item.negotiation_arrangement for item in items], [item.name for item in items]
+        )
+        self._stage(np.repeat(np.arange(first, first + len(items), dtype=np.int64), rate_counts), columns)
+        return len(items)
 
     def stage_item(self, data: bytes, code: str) -> bool:
         """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
@@ -116,14 +163,11 @@ class TypedItems:
         code_type = item.billing_code_type.strip()
         if not code_type:
             return False
-        members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL)
-        for codes in (item.bundled_codes, item.covered_services):
-            if codes is not None:
-                members += 1 + sum(_present([getattr(c, name) for c in codes]) for name in _CODE_FIELDS)
+        members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL) + _code_members(item)
         columns = self._rate_columns(item.negotiated_rates)
-        if columns is None or data.count(b'":') != members + columns[0]:
+        if columns is None or not _members_are(data, members + columns[0]):
             return False
-        item_seq = self.staging.add_item(code, code_type, item.negotiation_arrangement, item.name)
+        item_seq = self.staging.add_items([code], [code_type], [item.negotiation_arrangement], [item.name])
         self._stage(item_seq, columns)
         return True
 
@@ -136,7 +180,7 @@ class TypedItems:
         except _ERRORS:
             return False
         columns = self._rate_columns([rate])
-        if columns is None or data.count(b'":') != columns[0]:
+        if columns is None or not _members_are(data, columns[0]):
             return False
         self._stage(item_seq, columns)
         return True
@@ -172,9 +216,13 @@ class TypedItems:
         refs = [r.provider_references for r in rates]
         if 0 in price_counts:
             return None
-        members = len(rates) + _present(groups) + _present(refs)
-        target_counts = [len(g or ()) + len(r or ()) for g, r in zip(groups, refs, strict=True)]
-        if 0 in target_counts:
+        found = _references(refs)
+        if found is None:
+            return None
+        reference_counts, reference_keys, given = found
+        members = len(rates) + _present(groups) + given
+        group_counts = [len(g) if g else 0 for g in groups]
+        if 0 in map(operator.add, group_counts, reference_counts):
             return None
         # targets, per rate: its provider groups, then its references
         flat_groups = [g for gs in groups if gs for g in gs]
@@ -184,9 +232,6 @@ class TypedItems:
         members += len(flat_groups) * 3 + _present(npis) + _present(names)
         group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        reference_keys = _reference_keys([raw for rs in refs if rs for raw in rs])
-        if reference_keys is None:
-            return None
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
         prices = [p for r in rates for p in r.negotiated_prices]
@@ -194,64 +239,142 @@ class TypedItems:
         modifiers = self._list_ids([p.billing_code_modifier for p in prices])
         if places is None or modifiers is None:
             return None
-        price_columns: list[list[Any]] = [
-            [p.negotiated_type for p in prices],
-            [p.negotiated_rate for p in prices],
-            [p.billing_class for p in prices],
-            [p.setting for p in prices],
+        settings = [p.setting for p in prices]
+        expirations = [p.expiration_date for p in prices]
+        price_columns: list[Any] = [
+            self._types.coded([p.negotiated_type for p in prices]),
+            np.array([p.negotiated_rate for p in prices], dtype=np.float64),
+            self._classes.coded([p.billing_class for p in prices]),
+            self._settings.coded(settings),
             places,
-            [p.expiration_date for p in prices],
+            self._expirations.coded(expirations),
             modifiers,
         ]
-        members += len(prices) * 3 + _present(price_columns[3]) + _present(price_columns[5])
-        members += len(prices) * 2 - places.count(-1) - modifiers.count(-1)
+        count = len(prices)
+        members += count * 3 + _present(settings) + _present(expirations)
+        members += count * 2 - int(np.count_nonzero(places < 0)) - int(np.count_nonzero(modifiers < 0))
         members += _present([p.additional_information for p in prices])
-        targets = (groups, refs, group_keys, names, npi_counts, reference_ids)
+        targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
         return members, list(targets), [price_counts, *price_columns]
 
-    def _list_ids(self, raws: list) -> list[int] | None:
+    def _list_ids(self, raws: list[msgspec.Raw]) -> np.ndarray | None:
         """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
         known = self._lists
-        unset = msgspec.UNSET
-        ids = [-1 if raw is unset else known.get(bytes(raw), -2) for raw in raws]
-        if -2 in ids:
-            for at, seq in enumerate(ids):
-                if seq == -2:
-                    data = bytes(raws[at])
-                    seq = known.get(data, -2)
-                    if seq == -2:
-                        try:
-                            values = _STRINGS.decode(data)
-                        except _ERRORS:
-                            return None
-                        if len(known) >= DISTINCT_KEPT:
-                            known.clear()
-                        seq = known[data] = self.staging.list_seq(values)
-                    ids[at] = seq
+        keys = b"\0".join(raws).split(b"\0")  # no JSON text holds a NUL byte
+        try:
+            return np.fromiter(map(known.__getitem__, keys), dtype=np.int64, count=len(keys))
+        except KeyError:
+            pass
+        ids = np.empty(len(keys), dtype=np.int64)
+        for at, data in enumerate(keys):
+            seq = known.get(data)
+            if seq is None:
+                try:
+                    values = _STRINGS.decode(data)
+                except _ERRORS:
+                    return None
+                if len(known) >= DISTINCT_KEPT:
+                    known.clear()
+                    known[_NOT_GIVEN_KEY] = -1
+                seq = known[data] = self.staging.list_seq(values)
+            ids[at] = seq
         return ids
 
-    def _stage(self, item_seq: int, columns: tuple[int, list, list]) -> None:
+    def _stage(self, item_seqs: int | np.ndarray, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
-        groups, refs, group_keys, names, npi_counts, reference_ids = targets
+        group_counts, group_keys, names, npi_counts, reference_counts, reference_ids = targets
         price_counts, types, amounts, classes, settings, places, expirations, modifiers = prices
         staging = self.staging
         staging.add_rates(
-            item_seq,
+            item_seqs,
             price_counts,
             [modifiers, types, amounts, classes, settings, places, expirations],
-            [len(g) if g else 0 for g in groups],
+            group_counts,
             staging.group_seqs(group_keys, names, npi_counts) if group_keys else [],
-            [len(r) if r else 0 for r in refs],
+            reference_counts,
             reference_ids,
         )
+
+
+def _members_are(data: bytes, members: int) -> bool:
+    """Whether ``data`` (valid JSON without a backslash) holds exactly ``members`` member names. Each name is
+    followed by a colon and a string holds no '":' (a quote in it would be escaped), so counting colons settles
+    it when no string holds one, and counting '":' otherwise (slower), as a compact file writes ``"name":``."""
+    return data.count(b":") == members or data.count(b'":') == members
+
+
+def _code_members(item: _Item) -> int:
+    """The member names of an item's bundled_codes and covered_services."""
+    members = 0
+    for codes in (item.bundled_codes, item.covered_services):
+        if codes is not None:
+            members += 1 + sum(_present([getattr(c, name) for c in codes]) for name in _CODE_FIELDS)
+    return members
+
+
+def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] | None:
+    """Per rate, its number of provider references (0: none given); each reference's key, rate after rate (see
+    ``_reference_keys``); and how many rates give the field. None when a list given is not one of ids."""
+    lengths = list(map(len, raws))
+    given = len(raws) - lengths.count(0)
+    joined = b"".join(raws)  # Raw is a buffer: joined without a copy of each
+    found = _plain_references(joined, np.array(lengths, dtype=np.int64))
+    if found is not None:
+        return found[0], found[1], given
+    counts, keys = [], []
+    for raw in raws:
+        if not raw:
+            counts.append(0)
+            continue
+        try:
+            ids = _RAWS.decode(raw)
+        except _ERRORS:
+            return None
+        more = _reference_keys(ids)
+        if more is None:
+            return None
+        counts.append(len(more))
+        keys += more
+    return counts, keys, given
+
+
+def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], list[bytes]] | None:
+    """``_references`` when every list given (``joined``, of ``lengths``) is flat, of unsigned numbers without
+    exponent (None otherwise): split and counted at once, without an object per id."""
+    cleaned = joined.translate(None, b" \t\n\r")  # whitespace: only between values, as no string is in
+    if cleaned.translate(None, b"[]" + _PLAIN_NUMBER_BYTES):  # a string, a negative number, null, an object...
+        return None
+    ends = np.cumsum(lengths)
+    given = lengths > 0
+    text = np.frombuffer(joined, dtype=np.uint8)
+    if (
+        cleaned.count(b"[") != np.count_nonzero(given)  # each valid value given holds one '[': a flat list
+        or not np.all(text[(ends - lengths)[given]] == ord("["))
+        or not np.all(text[ends[given] - 1] == ord("]"))
+    ):
+        return None
+    chars = np.frombuffer(cleaned, dtype=np.uint8)
+    opens, closes = np.flatnonzero(chars == ord("[")), np.flatnonzero(chars == ord("]"))
+    commas = np.cumsum(chars == ord(","))
+    counts = np.zeros(len(lengths), dtype=np.int64)
+    counts[given] = np.where(closes - opens == 1, 0, commas[closes] - commas[opens] + 1)
+    body = cleaned.replace(b"[]", b"").translate(None, b"[").replace(b"]", b",")[:-1]
+    keys = body.split(b",") if body else []
+    if keys and max(map(len, keys)) > MAX_NUMBER_CHARS:
+        return None
+    return counts.tolist(), keys
 
 
 def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
     """Each provider_group_id as the file writes it (UTF-8): an unsigned number's text or a string's value; None
     when one is anything else (the checking parser says what)."""
+    if not raws:
+        return []
     joined = b",".join(raws)  # Raw is a buffer: joined without a copy of each
-    if not raws or (_NUMBERS.fullmatch(joined) and max(map(len, raws)) <= MAX_NUMBER_CHARS):
-        return joined.split(b",") if raws else []
+    if not joined.translate(None, _PLAIN_NUMBER_BYTES):  # valid JSON values: unsigned numbers without exponent
+        keys = joined.split(b",")
+        if max(map(len, keys)) <= MAX_NUMBER_CHARS:
+            return keys
     found = []
     for raw in map(bytes, raws):
         if raw[:1] == b'"':

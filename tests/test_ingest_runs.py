@@ -1,0 +1,163 @@
+"""Keeping every code, a minified in-network file is read in runs of whole items, each decoded by msgspec as one
+JSON array (``TypedItems.stage_run``): the stored rows are exactly the file's (computed with the standard library)
+and exactly what the item-by-item reading stores; anything a run cannot vouch for is read item by item, and bad
+input is named as that reading names it."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cptpub.errors import IngestError
+from cptpub.ingest import typed
+from cptpub.ingest.tic import ingest_tic_file
+from cptpub.store import RatesStore
+
+from .test_rates_layout import CATALOGUE, FIXTURES, IN_NETWORK, PAYER, expected_rows, refs_folder, stored_rows
+
+__all__ = ["refs_folder"]  # a fixture, used by name
+
+COPIES = 40  # items repeated so that runs of several items form
+
+
+def _minified(document: dict, path: Path) -> Path:
+    path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+    return path
+
+
+def _repeated(source: Path, copies: int = COPIES) -> dict:
+    """The fixture's document with its in_network items repeated ``copies`` times under other billing codes and
+    prices."""
+    document = json.loads(source.read_text(encoding="utf-8"))
+    items = document["in_network"]
+    document["in_network"] = []
+    for number in range(copies):
+        for item in items:
+            item = copy.deepcopy(item)
+            item["billing_code"] = f"{item['billing_code']}{number:04d}"
+            for rate in item["negotiated_rates"]:  # each copy's prices its own: a price put under another item shows
+                for price in rate["negotiated_prices"]:
+                    price["negotiated_rate"] = round(price["negotiated_rate"] + number / 100, 2)
+            document["in_network"].append(item)
+    return document
+
+
+@pytest.fixture
+def runs(monkeypatch) -> Counter:
+    """Counts the items runs stage (``taken``) and the runs tried."""
+    counted: Counter = Counter()
+    original = typed.TypedItems.stage_run
+
+    def counting(self, data):
+        taken = original(self, data)
+        counted["runs"] += 1
+        counted["taken"] += taken or 0
+        return taken
+
+    monkeypatch.setattr(typed.TypedItems, "stage_run", counting)
+    return counted
+
+
+def _no_runs(monkeypatch) -> None:
+    monkeypatch.setattr(typed.TypedItems, "stage_run", lambda self, data: None)
+
+
+def _ingest(path: Path, tmp_path: Path, refs: Path, name: str) -> tuple[Counter, int]:
+    store = RatesStore(tmp_path / f"{name}.duckdb")
+    result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs)
+    with store.connect() as con:
+        return stored_rows(con, result.source_id), result.rows_kept
+
+
+@pytest.mark.parametrize("source", IN_NETWORK, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_runs_store_the_rows_of_the_file_as_item_by_item_reading_does(source, tmp_path, refs_folder, runs, monkeypatch):
+    path = _minified(_repeated(source), tmp_path / "in-network.json")
+    expected = expected_rows(path, refs_folder)
+    rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
+    assert runs["taken"] > COPIES // 2  # most items were read in runs
+    assert rows == expected and rows_kept == sum(expected.values())
+    _no_runs(monkeypatch)
+    assert _ingest(path, tmp_path, refs_folder, "items") == (rows, rows_kept)
+
+
+def _odd_but_valid(tmp_path: Path) -> Path:
+    """Items spelled as the schema allows but the typed decode does not vouch for, among 3 MB of plain ones (runs
+    are of about 1 MiB: the runs holding them are read item by item, the others in runs)."""
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json", copies=1500)
+    items = document["in_network"]
+    items[3]["name"] = "Knee: Replacement"  # a colon inside a string
+    items[5]["name"] = 'Knee "Replacement" \u00e9'  # escapes
+    items[7]["negotiated_rates"][0]["negotiated_prices"][0]["setting"] = None  # an explicit null
+    items[9]["extra"] = {"nested": [1, {"a": "b"}]}  # a member the schema does not name
+    items[11]["negotiated_rates"][0]["negotiated_prices"][0]["negotiated_type"] = " Negotiated "  # spelled loosely
+    items[13]["negotiated_rates"][0]["provider_references"] = [1, "1", 1]  # a string id, and one twice
+    items[15]["negotiated_rates"][0]["negotiated_prices"][0]["billing_code_modifier"] = []
+    items[17]["billing_code"] = " 27447x "
+    items[21]["negotiated_rates"][0]["provider_references"] = ["[2,3]", 2.5]  # brackets and a comma inside an id
+    items[19]["negotiated_rates"][0]["negotiated_prices"][0]["negotiated_rate"] = 0
+    return _minified(document, tmp_path / "odd.json")
+
+
+def test_what_a_run_cannot_vouch_for_is_read_item_by_item_with_the_same_rows(tmp_path, runs, monkeypatch):
+    path = _odd_but_valid(tmp_path)
+    expected = expected_rows(path, tmp_path)
+    rows, rows_kept = _ingest(path, tmp_path, tmp_path, "runs")
+    assert 0 < runs["taken"] < 3000  # some runs were refused, and read item by item
+    assert rows == expected and rows_kept == sum(expected.values())
+    _no_runs(monkeypatch)
+    assert _ingest(path, tmp_path, tmp_path, "items") == (rows, rows_kept)
+
+
+def test_a_gzipped_file_is_read_in_runs_with_the_same_rows(tmp_path, refs_folder, runs):
+    source = FIXTURES / "v2" / "in-network-rates-fee-for-service-single-plan-sample.json"
+    plain = _minified(_repeated(source), tmp_path / "in-network.json")
+    packed = tmp_path / "in-network.json.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    rows, rows_kept = _ingest(packed, tmp_path, refs_folder, "gz")
+    assert runs["taken"] > COPIES // 2
+    assert (rows, rows_kept) == _ingest(plain, tmp_path, refs_folder, "plain")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("negotiated_type", "bogus", "negotiated_rates[0].negotiated_prices[0].negotiated_type: must be one of"),
+        ("negotiated_rate", "12.5", "negotiated_rates[0].negotiated_prices[0].negotiated_rate: must be a number"),
+    ],
+)
+def test_a_bad_item_inside_a_run_is_named_as_item_by_item_reading_names_it(
+    field, value, message, tmp_path, runs, monkeypatch
+):
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-fee-for-service-single-plan-sample.json", copies=3000)
+    bad = 2500  # past the first runs (of about 1 MiB)
+    document["in_network"][bad]["negotiated_rates"][0]["negotiated_prices"][0][field] = value
+    path = _minified(document, tmp_path / "bad.json")
+    code = document["in_network"][bad]["billing_code"]
+    store = RatesStore(tmp_path / "rates.duckdb")
+    with pytest.raises(IngestError) as failure:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    error = str(failure.value)
+    assert runs["taken"]  # the runs before it were taken
+    assert str(path) in error and f"in_network item {bad}, billing code {code}" in error and message in error
+    assert "\n" not in error
+    assert not store.exists()
+    _no_runs(monkeypatch)
+    with pytest.raises(IngestError) as again:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    assert str(again.value) == error
+
+
+@pytest.mark.parametrize("indent", [1, 4, "\t"])
+def test_an_indented_file_is_read_in_runs_too(indent, tmp_path, refs_folder, runs, monkeypatch):
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json")
+    path = tmp_path / "indented.json"
+    path.write_text(json.dumps(document, indent=indent), encoding="utf-8")
+    expected = expected_rows(path, refs_folder)
+    rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
+    assert runs["taken"] > COPIES // 2
+    assert rows == expected and rows_kept == sum(expected.values())
