@@ -111,6 +111,7 @@ def measure_cptpub(path: Path, work: Path, keep: str) -> dict:
     result = ingest_tic_file(store, path, codes=codes, catalogue=catalogue)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     store.path.unlink(missing_ok=True)
+    store.lock_path.unlink(missing_ok=True)
     return {"seconds": seconds, "cpu_s": cpu, "rows": result.rows_kept, "items": result.items_kept}
 
 
