@@ -119,6 +119,24 @@ def test_in_process_outputs_of_every_kind_match_the_warm_kernel(tmp_path: Path):
     assert "UserWarning: careful" in outputs["import warnings\nwarnings.warn('careful')"][0].text
 
 
+def run_twice_in_one_process(folder: Path, cells: list[str]) -> tuple[list[tuple], list[tuple]]:
+    """What a notebook of ``cells`` records when one new process runs it twice in process, as a worker would."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, folder / "cells.ipynb")
+    script = (
+        "import papermill, cptpub.execute\n"
+        "for out in ('in1.ipynb', 'in2.ipynb'):\n"
+        f"    papermill.execute_notebook({str(folder / 'cells.ipynb')!r}, {str(folder)!r} + '/' + out, "
+        f"engine_name={INPROCESS_ENGINE!r}, progress_bar=False)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    first, second = (recorded(nbformat.read(folder / out, as_version=4)) for out in ("in1.ipynb", "in2.ipynb"))
+    return first, second
+
+
 def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_runs_them(tmp_path: Path):
     """IPython's input transformations and its check for top-level ``await`` are done once per cell text in a
     worker: the same cells run again (as every code's do) give the same outputs, and what IPython would give."""
@@ -128,19 +146,7 @@ def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_run
         "await f()",
         "%who_ls int",
     ]
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells * 2]
-    nbformat.write(nb, tmp_path / "cells.ipynb")
-    script = (
-        "import papermill, cptpub.execute\n"
-        "for out in ('in1.ipynb', 'in2.ipynb'):\n"
-        f"    papermill.execute_notebook({str(tmp_path / 'cells.ipynb')!r}, {str(tmp_path)!r} + '/' + out, "
-        f"engine_name={INPROCESS_ENGINE!r}, progress_bar=False)"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    first, second = (recorded(nbformat.read(tmp_path / out, as_version=4)) for out in ("in1.ipynb", "in2.ipynb"))
+    first, second = run_twice_in_one_process(tmp_path, cells * 2)
     results = [cell[3][0]["data"]["text/plain"] for cell in first]
     assert results == ["['x']", "True", "42", "['x']"] * 2
     assert [cell[2] for cell in first] == [1, 2, 3, 4, 5, 6, 7, 8]
@@ -156,19 +162,7 @@ def test_each_notebook_starts_with_a_new_shells_names_and_the_worker_can_still_s
         "child = multiprocessing.get_context('spawn').Process(target=abs, args=(-1,))\n"
         "child.start()\nchild.join()\nchild.exitcode",
     ]
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    nbformat.write(nb, tmp_path / "names.ipynb")
-    script = (
-        "import papermill, cptpub.execute\n"
-        "for out in ('in1.ipynb', 'in2.ipynb'):\n"
-        f"    papermill.execute_notebook({str(tmp_path / 'names.ipynb')!r}, {str(tmp_path)!r} + '/' + out, "
-        f"engine_name={INPROCESS_ENGINE!r}, progress_bar=False)"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    first, second = (recorded(nbformat.read(tmp_path / out, as_version=4)) for out in ("in1.ipynb", "in2.ipynb"))
+    first, second = run_twice_in_one_process(tmp_path, cells)
     assert first[0][3][0]["text"].startswith("(None, None, None, 'Automatically created module")
     assert first[1][3][0]["data"]["text/plain"] == "0"
     assert second == first
