@@ -117,6 +117,18 @@ def test_invalid_json_in_a_skimmed_item_names_the_item(store, tmp_path):
     assert f"byte {broken_at:,}" in message
 
 
+@pytest.mark.parametrize("codes", [None, ("99999",)], ids=["every code", "few codes"])
+def test_an_item_that_is_not_an_object_among_minified_items_is_named(store, tmp_path, codes):
+    """``[{...},42,{...}]``: the 42 is named as the item that is not an object (the objects around it are fine)."""
+    document = json.loads(V2_FFS.read_text())
+    item = document["in_network"][1]
+    document["in_network"] = [item, 42, item]
+    text = json.dumps(document, separators=(",", ":"))
+    message = _fails(store, _write(tmp_path, "not-an-object.json", text), codes=codes)
+    assert f"byte {text.index(',42,') + 1:,}, in_network item 1" in message
+    assert "expected an object, found '42," in message
+
+
 def test_unbalanced_brackets(store, tmp_path):
     text = GOOD.read_text()
     path = _write(tmp_path, "unbalanced.json", text[: text.rindex("]")])  # the in_network array never closes

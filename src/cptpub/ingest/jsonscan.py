@@ -887,6 +887,10 @@ class JsonReader:
 
     def _bad_separator(self, ends: np.ndarray, end: int) -> None:
         self.element_index += int(np.searchsorted(ends, end))  # the element before the bad separator
+        comma = _SEPARATOR.match(self.buf, end - self.base)
+        if comma:  # a separator, then an element that is no object (the next object opens further on: ``},42,{``)
+            self.element_index += 1
+            raise self.error("expected an object", self.base + comma.end())
         raise self.error("expected ',' between elements", end)
 
     def _member_values(
