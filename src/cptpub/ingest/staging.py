@@ -203,10 +203,9 @@ class Staging:
         """The ref_seq of each provider reference (its id as written, UTF-8), and the references new to the file."""
         known = self._references
         new: list[str] = []
-        try:
-            return np.fromiter(map(known.__getitem__, keys), dtype=np.int64, count=len(keys)), new
-        except KeyError:
-            pass
+        seqs = known_ids(known, keys)
+        if seqs is not None:
+            return seqs, new
         seqs = np.empty(len(keys), dtype=np.int64)
         for at, key in enumerate(keys):
             seq = known.get(key, -1)
@@ -303,19 +302,25 @@ class TextCodes:
         self._codes = {value: code for code, value in enumerate(self._values)}
 
     def coded(self, texts: Sequence[str | None]) -> Coded:
-        codes = self._codes
-        try:
-            return Coded(np.fromiter(map(codes.__getitem__, texts), dtype=np.int32, count=len(texts)), self._values)
-        except KeyError:
-            pass
-        if len(codes) + len(texts) > DISTINCT_KEPT:  # a new list: the chunks coded so far keep theirs
-            self._values, self._codes = [], {}
-            codes = self._codes
-        for text in texts:
-            if text not in codes:
-                codes[text] = len(self._values)
-                self._values.append(text)
-        return Coded(np.fromiter(map(codes.__getitem__, texts), dtype=np.int32, count=len(texts)), self._values)
+        found = known_ids(self._codes, texts, np.int32)
+        if found is None:
+            if len(self._codes) + len(texts) > DISTINCT_KEPT:  # a new list: the chunks coded so far keep theirs
+                self._values, self._codes = [], {}
+            for text in texts:
+                if text not in self._codes:
+                    self._codes[text] = len(self._values)
+                    self._values.append(text)
+            found = known_ids(self._codes, texts, np.int32)
+            assert found is not None  # every text has its code now
+        return Coded(found, self._values)
+
+
+def known_ids(ids: dict, keys: Sequence, dtype: type = np.int64) -> np.ndarray | None:
+    """The id of each key in ``ids``, as an array built in one pass; None when a key has none yet."""
+    try:
+        return np.fromiter(map(ids.__getitem__, keys), dtype=dtype, count=len(keys))
+    except KeyError:
+        return None
 
 
 def _columns(rows: list[tuple]) -> list[list]:

@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES
-from cptpub.ingest.staging import DISTINCT_KEPT, Staging, TextCodes
+from cptpub.ingest.staging import DISTINCT_KEPT, Staging, TextCodes, known_ids
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -261,10 +261,9 @@ class TypedItems:
         """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
         known = self._lists
         keys = b"\0".join(raws).split(b"\0")  # no JSON text holds a NUL byte
-        try:
-            return np.fromiter(map(known.__getitem__, keys), dtype=np.int64, count=len(keys))
-        except KeyError:
-            pass
+        found = known_ids(known, keys)
+        if found is not None:
+            return found
         ids = np.empty(len(keys), dtype=np.int64)
         for at, data in enumerate(keys):
             seq = known.get(data)
