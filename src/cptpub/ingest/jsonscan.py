@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import GenericAlias
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -313,6 +313,47 @@ def index_chunks(chunks: Iterable[bytes], *, workers: int = 2) -> Iterator[Index
                 yield placed(*ahead.popleft())
         while ahead:
             yield placed(*ahead.popleft())
+
+
+class HeldElement(NamedTuple):
+    start: int  # the element's offset in the array's bytes
+    data: bytes  # the element's bytes
+    member: bytes  # the raw JSON value of the member asked for
+
+
+def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
+    """Each element of the JSON array ``data`` (held in memory) with the raw value of its member ``key``, found by
+    two msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
+    element that is no object or has no such member, and when the member's name is written other than once per
+    element (repeated, nested in a value, or as text in a string): a reader (``reader_of``) then reads it. Valid
+    JSON is all this vouches for: the limits (``MAX_DEPTH``...) are checked where the bytes were indexed."""
+    needle = b'"' + key.encode() + b'"'
+    try:
+        elements = _RAW_ELEMENTS.decode(data)
+        members = _members_decoder(key).decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    if data.count(needle) != len(members):
+        return None
+    held = []
+    at = _after_whitespace(data, 1)  # data[0] is the array's '['
+    for element, member in zip(elements, members, strict=True):
+        raw = bytes(element)
+        held.append(HeldElement(at, raw, bytes(member.value)))
+        separator = _SEPARATOR.match(data, at + len(raw))
+        at = separator.end() if separator else at + len(raw)  # after the last element: ']' is not matched
+    return held
+
+
+def _members_decoder(key: str) -> msgspec.json.Decoder:
+    decoder = _MEMBERS_DECODERS.get(key)
+    if decoder is None:
+        element = msgspec.defstruct("Element", [("value", msgspec.Raw)], rename={"value": key})
+        decoder = _MEMBERS_DECODERS[key] = msgspec.json.Decoder(list[element])  # type: ignore[valid-type]
+    return decoder
+
+
+_MEMBERS_DECODERS: dict[str, msgspec.json.Decoder] = {}
 
 
 def reader_of(data: bytes, start: int) -> JsonReader:
@@ -820,6 +861,8 @@ class JsonReader:
         """The index of the first value that is not a string ``keep`` refuses (None when there is none), adding
         those before it to ``refused``."""
         for index, value in enumerate(values):
+            if value in refused:  # asked before: most values of a run are codes seen in runs before it
+                continue
             if value is None or keep(value):
                 return index
             refused.add(value)
