@@ -395,6 +395,34 @@ def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, mo
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)
 
 
+def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogue, tmp_path, monkeypatch):
+    """Keep-few stages a wanted item a skim found whole through the typed decode at once (``_pick_item``), without
+    stopping the skim; refused there (forced here), the reader reads it: both store the same rows and counts."""
+    document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
+    items = document["in_network"]
+    document["in_network"] = [dict(item, billing_code=f"{n:05d}") for n in range(300) for item in items[:1]]
+    for at in (0, 40, 41, 150, 299):
+        document["in_network"][at:at] = items
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(document, separators=(",", ":")))
+    picked = []
+    pick_item = tic._InNetworkFile._pick_item
+    monkeypatch.setattr(
+        tic._InNetworkFile, "_pick_item", lambda self, data, code: picked.append(code) or pick_item(self, data, code)
+    )
+
+    def ingested(name: str):
+        store = RatesStore(tmp_path / f"{name}.duckdb")
+        result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue, payer_override="Aetna")
+        return stored_rows(store, result.source_id), result.items_kept, result.items_skipped
+
+    by_picks = ingested("picked")
+    assert len(picked) > len(items)  # most of the wanted items were picked
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, data, code: False)
+    assert ingested("read") == by_picks
+    assert by_picks[1:] == (5 * len(items), 300)
+
+
 def test_local_reads_go_on_from_each_other_and_hash_the_file(tmp_path):
     data = bytes(range(256)) * 1000
     path = tmp_path / "plain.json"

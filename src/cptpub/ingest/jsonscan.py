@@ -675,6 +675,7 @@ class JsonReader:
         *,
         skim: bool = False,
         take: Callable[[bytes], int | None] | None = None,
+        pick: Callable[[bytes, str], bool] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -693,6 +694,11 @@ class JsonReader:
         JSON array; it consumes them all and returns how many (nothing is yielded for them), or returns None,
         having consumed none: the elements are then yielded one by one as above, and runs are tried again after
         ``_SKIM_RETRY`` elements.
+
+        ``pick`` (with ``skim``): an element of a skimmed run that ``keep`` accepts, whose member is a string, is
+        first handed to ``pick`` (its bytes and that string), which consumes it and returns True (the skim goes on
+        past it, nothing is yielded), or returns False, having consumed nothing: the skim then stops there and the
+        element is yielded as above.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -706,7 +712,7 @@ class JsonReader:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
             if skimming and self._byte_at(self.pos) == 0x7B:
-                if not self._skim(key, depth, keep, take):
+                if not self._skim(key, depth, keep, take, pick):
                     skim_from = self.element_index + _SKIM_RETRY
                 self.skip_ws()  # an indented file's runs end before the whitespace ahead of an element
             elif self._skimming:  # the window ended with the element a skim stopped at
@@ -742,7 +748,12 @@ class JsonReader:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
     def _skim(
-        self, key: str, depth: int, keep: Callable[[Any], bool], take: Callable[[bytes], int | None] | None = None
+        self,
+        key: str,
+        depth: int,
+        keep: Callable[[Any], bool],
+        take: Callable[[bytes], int | None] | None = None,
+        pick: Callable[[bytes, str], bool] | None = None,
     ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
@@ -754,7 +765,9 @@ class JsonReader:
         ``key`` (at its top level: not one nested in another member, nor text inside a string) and hands every
         occurrence to a hook: when there is one per element, the elements whose member is a string that ``keep``
         refuses are stepped over. At the first other element (``keep`` accepts it, or its member is not a string)
-        the run is decoded again as raw elements, whose lengths place it, and the reader takes over; a run in
+        the run is decoded again as raw elements, whose lengths place it: ``pick`` is offered it (see
+        ``select_elements``), and the skim goes on past it when ``pick`` consumes it; otherwise the reader takes
+        over there (no index is built for an element ``pick`` consumes, nor are the bytes after it read again); a run in
         which an element lacks the member or repeats it is left to the reader whole. With ``take``, each run goes
         to ``take`` instead (see ``select_elements``), and an indented file's runs are cut where its elements open
         as the second one does (``},``, whitespace, ``{``, whitespace, ``"name":``).
@@ -837,12 +850,23 @@ class JsonReader:
                 stop = None if refused.issuperset(values) else self._kept(values, keep, refused)
                 if stop is not None:
                     lengths = _decode_run(run, at - 1, cut, _raw_lengths)  # valid JSON: just read
-                    for length in lengths[:stop]:
-                        at = _SEPARATOR.match(run, at + length).end()  # type: ignore[union-attr]
-                    self.element_index += stop
-                    skipped += stop
-                    stopped_at = origin + at + lengths[stop] if skipped else None
-                    return skipped
+                    place, placed = at, 0  # where element ``placed`` of the run starts
+                    while stop is not None:
+                        for length in lengths[placed:stop]:
+                            place = _SEPARATOR.match(run, place + length).end()  # type: ignore[union-attr]
+                        placed, value = stop, values[stop]
+                        if (
+                            pick is None
+                            or value is None
+                            or not pick(bytes(memoryview(run)[place : place + lengths[stop]]), value)
+                        ):
+                            at = place
+                            self.element_index += stop
+                            skipped += stop
+                            stopped_at = origin + at + lengths[stop] if skipped else None
+                            return skipped
+                        later = self._kept(values[stop + 1 :], keep, refused)  # the picked element is consumed
+                        stop = None if later is None else stop + 1 + later
                 self.element_index += len(values)
                 skipped += len(values)
                 at = searched = cut + 2

@@ -612,8 +612,9 @@ class _InNetworkFile:
         wanted = self.wanted
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
         take = self._take_run if wanted is None else None
+        pick = self._pick_item if wanted is not None else None
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take, pick=pick):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 if code is MISSING:
                     raise _BadRecord("", "an in_network item must be an object with a billing_code")
@@ -639,6 +640,15 @@ class _InNetworkFile:
         if taken:
             self.items_kept += taken
         return taken
+
+    def _pick_item(self, data: bytes, code: str) -> bool:
+        """Stage a wanted item a skim found whole (few codes wanted) through the typed decode, as ``_typed_item``
+        does; False (nothing staged) when the loop above must read it: it then names what is wrong."""
+        code = code.strip().upper()
+        if not code or len(data) > WHOLE_ITEM_BYTES or not self._typed.stage_item(data, code):
+            return False
+        self.items_kept += 1
+        return True
 
     def _typed_item(self, reader: JsonReader, code: str) -> bool:
         """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the
