@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import io
 import threading
 
 from cptpub import escape
@@ -36,8 +35,9 @@ def rates_figure(ctx) -> SvgFigure | None:
     if b is None or not b.by_payer:
         return None
     import matplotlib
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
+
+    from cptpub.sections.figure_svg import figure_svg
 
     rates = b.rates
     payers = [s.payer for s in b.by_payer]
@@ -90,15 +90,14 @@ def rates_figure(ctx) -> SvgFigure | None:
             ax.grid(axis="x", color="#dddddd")
             ax.set_axisbelow(True)
             fig.tight_layout()
-            svg = io.BytesIO()
             # The title goes into the SVG's metadata too: the drawn text is paths, the demo label stays findable.
             # The SVG canvas directly, not ``savefig``: after ``tight_layout`` the figure keeps a placeholder layout
             # engine, for which ``savefig`` lays every text out once more in a dry run; the bytes are the same.
-            FigureCanvasSVG(fig).print_svg(svg, metadata={"Date": None, "Creator": None, "Title": title})
+            svg = figure_svg(fig, metadata={"Date": None, "Creator": None, "Title": title})
     finally:
         if collecting:
             gc.enable()
-    return SvgFigure(svg.getvalue())
+    return SvgFigure(svg)
 
 
 _layout = threading.local()  # per thread, as matplotlib's fonts are: the last layout renderer and its key
