@@ -52,7 +52,8 @@ def rates_figure(ctx) -> SvgFigure | None:
             fig = Figure(figsize=(7.0, 0.55 * len(payers) + 2.0))
             _layout_canvas()(fig)
             ax = fig.subplots()
-            data = [rates.loc[rates["payer"] == p, "negotiated_rate"].to_numpy() for p in payers]
+            payer_of_rate, rate = rates["payer"].to_numpy(), rates["negotiated_rate"].to_numpy()
+            data = [rate[payer_of_rate == p] for p in payers]
             positions = list(range(len(payers), 0, -1))
             ax.boxplot(
                 data,
@@ -86,7 +87,9 @@ def rates_figure(ctx) -> SvgFigure | None:
             title = f"CPT {ctx.code}: professional rates by payer"
             if ctx.demo:
                 title += " (DEMO DATA, not real prices)"
-            ax.set_title(title, loc="left")
+            # At the top (y=1), where matplotlib's automatic placement puts it on this figure, whose x axis is at the
+            # bottom: the automatic placement measures both axes again at the layout and at the draw.
+            ax.set_title(title, loc="left", y=1.0)
             ax.grid(axis="x", color="#dddddd")
             ax.set_axisbelow(True)
             fig.tight_layout()
