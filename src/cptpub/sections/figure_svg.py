@@ -4,24 +4,30 @@ Drawing text as paths, the SVG renderer lays out every string with FreeType and 
 outline, on every figure; a new renderer per figure also measures every string again. The strings repeat from one
 edition's figure to the next (tick labels, payer names, the axis label), so here each thread keeps what those steps
 produce for a font and a string, and a later figure reuses it: the same glyph names, positions, outlines and metrics,
-hence the same bytes.
+hence the same bytes. Both renderers of a figure (the SVG one, and the Agg one ``tight_layout`` measures with) also
+give ``Text`` the font's ascent, descent and line gap at once instead of letting it read them from the font's tables
+for every text on every measurement.
 
 This is the one place cptpub relies on matplotlib internals: the SVG renderer's ``_text2path`` attribute (replaced by
-a subclass of the public ``TextToPath`` whose public methods remember their results) and the steps of
-``FigureCanvasSVG.print_svg`` (repeated here to use that renderer). It is used only with the matplotlib versions it
-was checked against (``CHECKED``); any other version takes ``print_svg`` itself. ``tests/test_figure_svg.py``
-compares the bytes of both paths.
+a subclass of the public ``TextToPath`` whose public methods remember their results), the renderers'
+``_get_font_height_metrics`` hook that ``Text`` asks (answered with the numbers ``Text`` computes without it), and the
+steps of ``FigureCanvasSVG.print_svg`` (repeated here to use that renderer). It is used only with the matplotlib
+versions it was checked against (``CHECKED``); any other version takes ``print_svg`` and a plain ``RendererAgg``.
+``tests/test_figure_svg.py`` compares the bytes of both paths.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from collections import OrderedDict
 
 import matplotlib
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.backends.backend_mixed import MixedModeRenderer
 from matplotlib.backends.backend_svg import FigureCanvasSVG, RendererSVG
+from matplotlib.font_manager import fontManager, get_font
 from matplotlib.ft2font import LoadFlags
 from matplotlib.textpath import TextToPath
 
@@ -50,15 +56,60 @@ def figure_svg(figure, metadata: dict | None = None) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
+def layout_renderer(width: int, height: int, dpi: float) -> RendererAgg:
+    """An Agg renderer to measure text with (for ``tight_layout``) at the figure's dpi."""
+    return (_LayoutRendererAgg if fast_path_available() else RendererAgg)(width, height, dpi)
+
+
+@functools.cache
 def fast_path_available() -> bool:
     return matplotlib.__version__.startswith(CHECKED) and hasattr(RendererSVG(1, 1, io.StringIO()), "_text2path")
 
 
-class _RendererSVG(RendererSVG):
+class _FontHeightMetrics:
+    """What ``Text._get_layout`` computes from the font's OS/2 or hhea table for each text it lays out (the line
+    ascent, descent and gap at the figure's dpi, which is the renderer's), computed the same way once per font
+    properties and kept by the renderer."""
+
+    figure_dpi: float
+
+    def _get_font_height_metrics(self, prop):
+        heights = self.__dict__.setdefault("_font_heights", {})
+        key = hash(prop)  # FontProperties are equal when their hashes are, as in matplotlib's metric caches
+        if (metrics := heights.get(key)) is None:
+            metrics = heights[key] = _font_height_metrics(prop, self.figure_dpi)
+        return metrics
+
+
+def _font_height_metrics(prop, dpi):
+    """matplotlib 3.11's ``Text._get_layout`` without a renderer hook, step by step (the same floats)."""
+    font = get_font(fontManager._find_fonts_by_props(prop))
+    possible = [("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"), ("hhea", "lineGap", "ascent", "descent")]
+    for table_name, linegap_key, ascent_key, descent_key in possible:
+        table = font.get_sfnt_table(table_name)
+        if table is None:
+            continue
+        fontsize = prop.get_size_in_points()
+        units_per_em = font.get_sfnt_table("head")["unitsPerEm"]
+        scale = 1 / units_per_em * fontsize * dpi / 72
+        return table[ascent_key] * scale, -table[descent_key] * scale, table[linegap_key] * scale
+    return None, None, None
+
+
+class _LayoutRendererAgg(_FontHeightMetrics, RendererAgg):
+    @property
+    def figure_dpi(self) -> float:
+        return self.dpi
+
+
+class _RendererSVG(_FontHeightMetrics, RendererSVG):
+    figure_dpi = 72  # print_svg's
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if (text2path := getattr(_local, "text2path", None)) is None:
             text2path = _local.text2path = _RememberingTextToPath()
+        text2path.fonts.clear()  # fonts are resolved once per figure
         self._text2path = text2path
 
 
@@ -72,6 +123,14 @@ class _RememberingTextToPath(TextToPath):
         self._layouts: OrderedDict = OrderedDict()  # (font, string, features, language) -> (glyph info, outlines)
         self._metrics: OrderedDict = OrderedDict()  # (font, string) -> width, height, descent at FONT_SCALE
         self._outlines: dict = {}  # (font, glyph name) -> the glyph's outline, shared by the layouts
+        self.fonts: dict = {}  # hash of font properties -> font, for the figure being drawn
+
+    def _get_font(self, prop):
+        if (font := self.fonts.get(key := hash(prop))) is None:
+            font = self.fonts[key] = super()._get_font(prop)
+        else:
+            font.set_size(self.FONT_SCALE, self.DPI)  # as TextToPath: Agg may have used the font at another size
+        return font
 
     def get_text_width_height_descent(self, s, prop, ismath):
         if ismath:

@@ -113,13 +113,15 @@ def _layout_canvas():
     the tick labels, payer names and axis label that editions share are measured once per worker, not once per
     figure (a new canvas makes a new renderer, which measures everything again). The metrics depend on the text,
     font and resolution only, so the bytes are those of a new renderer."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cptpub.sections.figure_svg import layout_renderer
 
     class LayoutCanvas(FigureCanvasAgg):
         def get_renderer(self):
             key = (*self.get_width_height(physical=True), self.figure.dpi)
             if getattr(_layout, "key", None) != key:
-                _layout.renderer, _layout.key = RendererAgg(*key), key
+                _layout.renderer, _layout.key = layout_renderer(*key), key
             return _layout.renderer
 
     return LayoutCanvas
