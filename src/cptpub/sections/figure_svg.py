@@ -97,9 +97,9 @@ def _font_height_metrics(prop, dpi):
 
 
 class _LayoutRendererAgg(_FontHeightMetrics, RendererAgg):
-    @property
-    def figure_dpi(self) -> float:
-        return self.dpi
+    def __init__(self, width: int, height: int, dpi: float) -> None:
+        super().__init__(width, height, dpi)
+        self.figure_dpi = dpi  # the canvas makes its renderer at the figure's dpi
 
 
 class _RendererSVG(_FontHeightMetrics, RendererSVG):
