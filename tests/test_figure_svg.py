@@ -123,3 +123,11 @@ def test_a_glyph_the_font_lacks_warns_on_every_figure_as_matplotlib_warns():
     figures._layout.__dict__.clear()
     assert all(any("missing from font(s) DejaVu Sans" in w for w in warns) for _, warns in plain)
     assert [warned(), warned()] == plain
+
+
+def test_figures_are_the_same_when_the_thread_forgets_older_strings(expected, monkeypatch):
+    monkeypatch.setattr(figure_svg, "_REMEMBERED_STRINGS", 3)
+    figure_svg._local.__dict__.clear()  # a new thread's state, keeping at most 3 layouts and 3 measurements
+    assert drawn(CONTEXTS) == expected
+    kept = figure_svg._local.text2path
+    assert (len(kept._layouts), len(kept._metrics)) == (3, 3)

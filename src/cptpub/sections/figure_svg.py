@@ -32,7 +32,7 @@ from matplotlib.ft2font import LoadFlags
 from matplotlib.textpath import TextToPath
 
 CHECKED = ("3.11.",)  # matplotlib versions whose renderer and print_svg this module was checked against
-_REMEMBERED_STRINGS = 2048  # per thread and kind (layouts, metrics): far more than the strings figures share
+_REMEMBERED_STRINGS = 512  # per thread and kind (layouts, metrics): more than the strings figures share
 
 _local = threading.local()  # per thread, as matplotlib's FreeType fonts are
 
