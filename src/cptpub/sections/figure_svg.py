@@ -39,7 +39,7 @@ _local = threading.local()  # per thread, as matplotlib's FreeType fonts are
 
 def figure_svg(figure, metadata: dict | None = None) -> bytes:
     """``FigureCanvasSVG(figure).print_svg`` into bytes (which sets the figure's dpi to 72, as it does)."""
-    canvas = FigureCanvasSVG(figure)
+    canvas = FigureCanvasSVG(figure)  # the figure's canvas while it draws, as with print_svg
     if not fast_path_available():
         out = io.BytesIO()
         canvas.print_svg(out, metadata=metadata)
@@ -69,7 +69,8 @@ def fast_path_available() -> bool:
 class _FontHeightMetrics:
     """What ``Text._get_layout`` computes from the font's OS/2 or hhea table for each text it lays out (the line
     ascent, descent and gap at the figure's dpi, which is the renderer's), computed the same way once per font
-    properties and kept by the renderer."""
+    properties and kept by the renderer: for one figure (SVG), or as long as the thread's layout renderer, which
+    keeps its text metrics as long (they depend on the font files, which a worker does not change, and the dpi)."""
 
     figure_dpi: float
 
