@@ -3,12 +3,13 @@ msgspec decode of the item's bytes, staged as columns.
 
 An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
 the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
-schema names. Its values are then appended to the staging columns with list comprehensions, a batch of items
-becoming one Arrow record batch (``staging``), so no Python row object is built per price. When every code is
-kept, a run of whole items (about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded
-as one array and staged column by column at once (``stage_run``): the short texts of the prices (types, classes,
-settings, expiration dates) as codes into their distinct values, lists of codes and provider references as ids
-looked up by their bytes, so the per-price Python work is a few list comprehensions and dictionary lookups.
+schema names. Its values are then appended to the staging columns, a batch of items becoming one Arrow record
+batch (``staging``), so no Python row object is built per price. When every code is kept, a run of whole items
+(about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded as one array and staged
+column by column at once (``stage_run``): a price is its amount and the id of its terms (type, class, setting,
+expiration date, service codes and modifiers; files repeat a few), found from the id of its texts and of its
+lists of codes (looked up by their bytes); provider references are ids looked up by their bytes too, so the
+per-price Python work is a few attribute gathers and dictionary lookups.
 
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
@@ -21,15 +22,16 @@ any of its items does.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
-from typing import Any, Literal, get_args
+from typing import Literal
 
 import msgspec
 import numpy as np
 
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES
-from cptpub.ingest.staging import DISTINCT_KEPT, Staging, TextCodes, known_ids
+from cptpub.ingest.staging import Staging, known_ids
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -107,6 +109,19 @@ _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
+_RATES_OF = operator.attrgetter("negotiated_rates")
+_PRICES_OF = operator.attrgetter("negotiated_prices")
+_GROUPS_OF = operator.attrgetter("provider_groups")
+_REFERENCES_OF = operator.attrgetter("provider_references")
+_TEXTS_OF = operator.attrgetter("negotiated_type", "billing_class", "setting", "expiration_date")
+_PLACES_OF = operator.attrgetter("service_code")
+_MODIFIERS_OF = operator.attrgetter("billing_code_modifier")
+_AMOUNT_OF = operator.attrgetter("negotiated_rate")
+_INFORMATION_OF = operator.attrgetter("additional_information")
+# A price's terms are known by one number made of its texts' id, service codes' id and modifiers' id, each below
+# _SPAN: the ids start afresh before a call could take one past TERMS_KEPT, and a call holds far fewer prices
+TERMS_KEPT = 1 << 16
+_SPAN = 1 << 21
 
 
 def _present(values: list) -> int:
@@ -119,11 +134,14 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
-        self._lists: dict[bytes, int] = {_NOT_GIVEN_KEY: -1}  # a list of codes as the file writes it -> list_seq
-        self._types = TextCodes(get_args(_TYPE))
-        self._classes = TextCodes(get_args(_CLASS))
-        self._settings = TextCodes((None, *get_args(_SETTING)))
-        self._expirations = TextCodes()
+        # ids of the distinct texts (type, class, setting, expiration) and lists of codes (as the file writes them)
+        # of prices, and of the terms they make up (text id, service codes id, modifiers id -> terms_seq, members)
+        self._texts: dict[tuple, int] = {}
+        self._text_values: list[tuple] = []
+        self._lists: dict[bytes, int] = {}
+        self._list_values: list[tuple[str, ...] | None] = []
+        self._terms: dict[int, tuple[int, int]] = {}
+        self._forget_terms()
 
     def stage_run(self, data: bytes) -> int | None:
         """Stage a run of whole in_network items (``data``: the JSON array of them), items, prices and targets
@@ -142,8 +160,9 @@ class TypedItems:
         members = 4 * len(items) + sum(_present([getattr(item, name) for item in items]) for name in _ITEM_OPTIONAL)
         for item in items:
             members += _code_members(item)
-        rate_counts = [len(item.negotiated_rates) for item in items]
-        columns = self._rate_columns([rate for item in items for rate in item.negotiated_rates])
+        rate_lists = list(map(_RATES_OF, items))
+        rate_counts = list(map(len, rate_lists))
+        columns = self._rate_columns(list(itertools.chain.from_iterable(rate_lists)))
         if columns is None or not _members_are(data, members + columns[0]):
             return None
         first = self.staging.add_items(
@@ -211,12 +230,12 @@ class TypedItems:
     def _rate_columns(self, rates: list[_Rate]) -> tuple[int, list, list] | None:
         """(member names the rates hold, target columns without seqs, price columns without rate_seq), rate by
         rate; None when something needs the checking parser."""
-        price_counts = [len(r.negotiated_prices) for r in rates]
-        groups = [r.provider_groups for r in rates]
-        refs = [r.provider_references for r in rates]
+        price_lists = list(map(_PRICES_OF, rates))
+        price_counts = list(map(len, price_lists))
         if 0 in price_counts:
             return None
-        found = _references(refs)
+        groups = list(map(_GROUPS_OF, rates))
+        found = _references(list(map(_REFERENCES_OF, rates)))
         if found is None:
             return None
         reference_counts, reference_keys, given = found
@@ -234,60 +253,95 @@ class TypedItems:
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
-        prices = [p for r in rates for p in r.negotiated_prices]
-        places = self._list_ids([p.service_code for p in prices])
-        modifiers = self._list_ids([p.billing_code_modifier for p in prices])
+        prices = list(itertools.chain.from_iterable(price_lists))
+        terms = self._terms_of(prices)
+        if terms is None:
+            return None
+        terms_seqs, terms_members = terms
+        amounts = np.array(list(map(_AMOUNT_OF, prices)), dtype=np.float64)
+        # type, rate and class, the optional terms, additional_information
+        members += len(prices) * 3 + terms_members + _present(list(map(_INFORMATION_OF, prices)))
+        targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
+        return members, list(targets), [price_counts, terms_seqs, amounts]
+
+    def _terms_of(self, prices: list[_Price]) -> tuple[np.ndarray, int] | None:
+        """The staged terms_seq of each price, and how many optional terms they give (setting, expiration, service
+        codes, modifiers); None when a list of codes is not one of strings."""
+        if max(len(self._texts), len(self._lists), len(self._terms)) + 2 * len(prices) >= TERMS_KEPT:
+            self._forget_terms()
+        texts = self._text_ids(list(map(_TEXTS_OF, prices)))
+        places = self._list_ids(list(map(_PLACES_OF, prices)))
+        modifiers = self._list_ids(list(map(_MODIFIERS_OF, prices)))
         if places is None or modifiers is None:
             return None
-        settings = [p.setting for p in prices]
-        expirations = [p.expiration_date for p in prices]
-        price_columns: list[Any] = [
-            self._types.coded([p.negotiated_type for p in prices]),
-            np.array([p.negotiated_rate for p in prices], dtype=np.float64),
-            self._classes.coded([p.billing_class for p in prices]),
-            self._settings.coded(settings),
-            places,
-            self._expirations.coded(expirations),
-            modifiers,
-        ]
-        count = len(prices)
-        members += count * 3 + _present(settings) + _present(expirations)
-        members += count * 2 - int(np.count_nonzero(places < 0)) - int(np.count_nonzero(modifiers < 0))
-        members += _present([p.additional_information for p in prices])
-        targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
-        return members, list(targets), [price_counts, *price_columns]
+        distinct, where = np.unique((texts * _SPAN + places) * _SPAN + modifiers, return_inverse=True)
+        seqs = np.empty(len(distinct), dtype=np.int64)
+        optional = np.empty(len(distinct), dtype=np.int64)
+        known = self._terms
+        for at, key in enumerate(distinct.tolist()):
+            found = known.get(key)
+            if found is None:
+                text, rest = divmod(key, _SPAN * _SPAN)
+                kind, billing_class, setting, expiration = self._text_values[text]
+                place_codes, modifier_codes = self._list_values[rest // _SPAN], self._list_values[rest % _SPAN]
+                terms = (modifier_codes, kind, billing_class, setting, place_codes, expiration)
+                given = (setting, expiration, place_codes, modifier_codes)
+                found = known[key] = (self.staging.terms_seq(terms), len(given) - given.count(None))
+            seqs[at], optional[at] = found
+        where = where.reshape(-1)  # NumPy 2.0 and 2.1 shape the inverse as the input
+        return seqs[where], int(np.dot(np.bincount(where, minlength=len(distinct)), optional))
+
+    def _forget_terms(self) -> None:
+        """Start the ids of texts, lists and terms afresh (each below _SPAN, whatever a file holds)."""
+        self._texts.clear()
+        self._text_values.clear()
+        self._lists.clear()
+        self._lists[_NOT_GIVEN_KEY] = 0
+        self._list_values[:] = [None]
+        self._terms.clear()
+
+    def _text_ids(self, texts: list[tuple]) -> np.ndarray:
+        known = self._texts
+        found = known_ids(known, texts)
+        if found is None:
+            for key in texts:
+                if key not in known:
+                    known[key] = len(self._text_values)
+                    self._text_values.append(key)
+            found = known_ids(known, texts)
+            assert found is not None  # every key has its id now
+        return found
 
     def _list_ids(self, raws: list[msgspec.Raw]) -> np.ndarray | None:
-        """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
+        """The id of each list of codes (0: none given); None when one is not a list of strings."""
+        if raws[0] is _NOT_GIVEN and raws.count(_NOT_GIVEN) == len(raws):
+            return np.zeros(len(raws), dtype=np.int64)
         known = self._lists
         keys = b"\0".join(raws).split(b"\0")  # no JSON text holds a NUL byte
         found = known_ids(known, keys)
-        if found is not None:
-            return found
-        ids = np.empty(len(keys), dtype=np.int64)
-        for at, data in enumerate(keys):
-            seq = known.get(data)
-            if seq is None:
-                try:
-                    values = _STRINGS.decode(data)
-                except _ERRORS:
-                    return None
-                if len(known) >= DISTINCT_KEPT:
-                    known.clear()
-                    known[_NOT_GIVEN_KEY] = -1
-                seq = known[data] = self.staging.list_seq(values)
-            ids[at] = seq
-        return ids
+        if found is None:
+            for key in keys:
+                if key not in known:
+                    try:
+                        codes = _STRINGS.decode(key)
+                    except _ERRORS:
+                        return None
+                    known[key] = len(self._list_values)
+                    self._list_values.append(tuple(codes))
+            found = known_ids(known, keys)
+            assert found is not None
+        return found
 
     def _stage(self, item_seqs: int | np.ndarray, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
         group_counts, group_keys, names, npi_counts, reference_counts, reference_ids = targets
-        price_counts, types, amounts, classes, settings, places, expirations, modifiers = prices
+        price_counts, terms_seqs, amounts = prices
         staging = self.staging
         staging.add_rates(
             item_seqs,
             price_counts,
-            [modifiers, types, amounts, classes, settings, places, expirations],
+            terms_seqs,
+            amounts,
             group_counts,
             staging.group_seqs(group_keys, names, npi_counts) if group_keys else [],
             reference_counts,
