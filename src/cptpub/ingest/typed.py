@@ -135,12 +135,13 @@ class TypedItems:
         self.staging = staging
         self.references = references
         # ids of the distinct texts (type, class, setting, expiration) and lists of codes (as the file writes them)
-        # of prices, and of the terms they make up (text id, service codes id, modifiers id -> terms_seq, members)
+        # of prices; the terms they make up as the sorted numbers of their ids (``_terms_of``), with their staged
+        # terms_seq and how many optional terms they give
         self._texts: dict[tuple, int] = {}
         self._text_values: list[tuple] = []
         self._lists: dict[bytes, int] = {}
         self._list_values: list[tuple[str, ...] | None] = []
-        self._terms: dict[int, tuple[int, int]] = {}
+        self._term_keys = self._term_seqs = self._term_optional = np.empty(0, dtype=np.int64)
         self._forget_terms()
 
     def stage_run(self, data: bytes) -> int | None:
@@ -162,7 +163,7 @@ class TypedItems:
             members += _code_members(item)
         rate_lists = list(map(_RATES_OF, items))
         rate_counts = list(map(len, rate_lists))
-        columns = self._rate_columns(list(itertools.chain.from_iterable(rate_lists)))
+        columns = self._rate_columns(list(itertools.chain.from_iterable(rate_lists)), data)
         if columns is None or not _members_are(data, members + columns[0]):
             return None
         first = self.staging.add_items(
@@ -183,7 +184,7 @@ class TypedItems:
         if not code_type:
             return False
         members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL) + _code_members(item)
-        columns = self._rate_columns(item.negotiated_rates)
+        columns = self._rate_columns(item.negotiated_rates, data)
         if columns is None or not _members_are(data, members + columns[0]):
             return False
         item_seq = self.staging.add_items([code], [code_type], [item.negotiation_arrangement], [item.name])
@@ -198,7 +199,7 @@ class TypedItems:
             rate = _RATES.decode(data)
         except _ERRORS:
             return False
-        columns = self._rate_columns([rate])
+        columns = self._rate_columns([rate], data)
         if columns is None or not _members_are(data, columns[0]):
             return False
         self._stage(item_seq, columns)
@@ -227,22 +228,29 @@ class TypedItems:
         self.staging.add_reference(reference, entry.network_name, list(zip(keys, names, npi_counts, strict=True)))
         return True
 
-    def _rate_columns(self, rates: list[_Rate]) -> tuple[int, list, list] | None:
+    def _rate_columns(self, rates: list[_Rate], data: bytes) -> tuple[int, list, list] | None:
         """(member names the rates hold, target columns without seqs, price columns without rate_seq), rate by
-        rate; None when something needs the checking parser."""
+        rate, ``data`` the bytes they were decoded from (a member name absent from them need not be looked for);
+        None when something needs the checking parser."""
         price_lists = list(map(_PRICES_OF, rates))
         price_counts = list(map(len, price_lists))
         if 0 in price_counts:
             return None
-        groups = list(map(_GROUPS_OF, rates))
         found = _references(list(map(_REFERENCES_OF, rates)))
         if found is None:
             return None
         reference_counts, reference_keys, given = found
-        members = len(rates) + _present(groups) + given
-        group_counts = [len(g) if g else 0 for g in groups]
-        if 0 in map(operator.add, group_counts, reference_counts):
+        members = len(rates) + given
+        if b'"provider_groups"' in data:
+            groups = list(map(_GROUPS_OF, rates))
+            members += _present(groups)
+            group_counts = [len(g) if g else 0 for g in groups]
+            if 0 in map(operator.add, group_counts, reference_counts):
+                return None
+        elif 0 in reference_counts:
             return None
+        else:
+            groups, group_counts = [], [0] * len(rates)
         # targets, per rate: its provider groups, then its references
         flat_groups = [g for gs in groups if gs for g in gs]
         tins = [g.tin for g in flat_groups]
@@ -254,42 +262,49 @@ class TypedItems:
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
         prices = list(itertools.chain.from_iterable(price_lists))
-        terms = self._terms_of(prices)
+        terms = self._terms_of(prices, b'"billing_code_modifier"' in data)
         if terms is None:
             return None
         terms_seqs, terms_members = terms
         amounts = np.array(list(map(_AMOUNT_OF, prices)), dtype=np.float64)
-        # type, rate and class, the optional terms, additional_information
-        members += len(prices) * 3 + terms_members + _present(list(map(_INFORMATION_OF, prices)))
+        members += len(prices) * 3 + terms_members  # type, rate and class, and the optional terms
+        if b'"additional_information"' in data:
+            members += _present(list(map(_INFORMATION_OF, prices)))
         targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
         return members, list(targets), [price_counts, terms_seqs, amounts]
 
-    def _terms_of(self, prices: list[_Price]) -> tuple[np.ndarray, int] | None:
+    def _terms_of(self, prices: list[_Price], modified: bool) -> tuple[np.ndarray, int] | None:
         """The staged terms_seq of each price, and how many optional terms they give (setting, expiration, service
-        codes, modifiers); None when a list of codes is not one of strings."""
-        if max(len(self._texts), len(self._lists), len(self._terms)) + 2 * len(prices) >= TERMS_KEPT:
+        codes, modifiers: none when not ``modified``); None when a list of codes is not one of strings."""
+        if max(len(self._texts), len(self._lists), len(self._term_keys)) + 2 * len(prices) >= TERMS_KEPT:
             self._forget_terms()
         texts = self._text_ids(list(map(_TEXTS_OF, prices)))
         places = self._list_ids(list(map(_PLACES_OF, prices)))
-        modifiers = self._list_ids(list(map(_MODIFIERS_OF, prices)))
+        modifiers = self._list_ids(list(map(_MODIFIERS_OF, prices))) if modified else np.zeros_like(texts)
         if places is None or modifiers is None:
             return None
-        distinct, where = np.unique((texts * _SPAN + places) * _SPAN + modifiers, return_inverse=True)
-        seqs = np.empty(len(distinct), dtype=np.int64)
-        optional = np.empty(len(distinct), dtype=np.int64)
-        known = self._terms
-        for at, key in enumerate(distinct.tolist()):
-            found = known.get(key)
-            if found is None:
-                text, rest = divmod(key, _SPAN * _SPAN)
-                kind, billing_class, setting, expiration = self._text_values[text]
-                place_codes, modifier_codes = self._list_values[rest // _SPAN], self._list_values[rest % _SPAN]
-                terms = (modifier_codes, kind, billing_class, setting, place_codes, expiration)
-                given = (setting, expiration, place_codes, modifier_codes)
-                found = known[key] = (self.staging.terms_seq(terms), len(given) - given.count(None))
-            seqs[at], optional[at] = found
-        where = where.reshape(-1)  # NumPy 2.0 and 2.1 shape the inverse as the input
-        return seqs[where], int(np.dot(np.bincount(where, minlength=len(distinct)), optional))
+        keys = (texts * _SPAN + places) * _SPAN + modifiers
+        known = self._term_keys
+        at = np.searchsorted(known, keys)
+        if not len(known) or not np.array_equal(known[np.minimum(at, len(known) - 1)], keys):
+            self._add_terms(np.setdiff1d(keys, known))
+            at = np.searchsorted(self._term_keys, keys)
+        return self._term_seqs[at], int(self._term_optional[at].sum())
+
+    def _add_terms(self, keys: np.ndarray) -> None:
+        """Stage the terms of ``keys`` (sorted numbers of new terms)."""
+        seqs, optional = [], []
+        for key in keys.tolist():
+            text, rest = divmod(key, _SPAN * _SPAN)
+            kind, billing_class, setting, expiration = self._text_values[text]
+            place_codes, modifier_codes = self._list_values[rest // _SPAN], self._list_values[rest % _SPAN]
+            seqs.append(self.staging.terms_seq((modifier_codes, kind, billing_class, setting, place_codes, expiration)))
+            given = (setting, expiration, place_codes, modifier_codes)
+            optional.append(len(given) - given.count(None))
+        order = np.argsort(np.concatenate((self._term_keys, keys)), kind="stable")
+        self._term_keys = np.concatenate((self._term_keys, keys))[order]
+        self._term_seqs = np.concatenate((self._term_seqs, seqs))[order].astype(np.int64)
+        self._term_optional = np.concatenate((self._term_optional, optional))[order].astype(np.int64)
 
     def _forget_terms(self) -> None:
         """Start the ids of texts, lists and terms afresh (each below _SPAN, whatever a file holds)."""
@@ -298,7 +313,7 @@ class TypedItems:
         self._lists.clear()
         self._lists[_NOT_GIVEN_KEY] = 0
         self._list_values[:] = [None]
-        self._terms.clear()
+        self._term_keys = self._term_seqs = self._term_optional = np.empty(0, dtype=np.int64)
 
     def _text_ids(self, texts: list[tuple]) -> np.ndarray:
         known = self._texts
@@ -413,7 +428,8 @@ def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], li
     counts[given] = np.where(closes - opens == 1, 0, commas[closes] - commas[opens] + 1)
     body = cleaned.replace(b"[]", b"").translate(None, b"[").replace(b"]", b",")[:-1]
     keys = body.split(b",") if body else []
-    if keys and max(map(len, keys)) > MAX_NUMBER_CHARS:
+    # an id is shorter than its list: measured one by one only when some list is longer than an id may be
+    if keys and int(lengths.max()) > MAX_NUMBER_CHARS + 2 and max(map(len, keys)) > MAX_NUMBER_CHARS:
         return None
     return counts.tolist(), keys
 
