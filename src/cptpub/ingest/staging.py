@@ -158,17 +158,18 @@ class Staging:
     def add_rates(
         self,
         item_seqs: int | np.ndarray,
-        price_counts: list[int],
+        price_counts: Sequence[int] | np.ndarray,
         terms_seqs: Column,
         amounts: Column,
-        group_counts: list[int],
+        group_counts: Sequence[int] | np.ndarray,
         group_seqs: Column,
-        reference_counts: list[int],
+        reference_counts: Sequence[int] | np.ndarray,
         reference_seqs: Sequence[int] | np.ndarray,
     ) -> None:
         """Consecutive negotiated_rates elements: the item of each (``item_seqs``, or one item_seq for all), per
         element its number of prices, inline groups and provider references; the prices' ``terms_seqs`` and
         ``amounts``, the groups' ``group_seqs`` and the references' ``reference_seqs``, element after element."""
+        price_counts = np.asarray(price_counts, dtype=np.int64)  # once: NumPy takes a list element by element
         seqs = np.arange(self.rates, self.rates + len(price_counts), dtype=np.int64)
         self.rates += len(price_counts)
         count = len(amounts)
@@ -188,7 +189,7 @@ class Staging:
             self.extend("ref_targets", [np.repeat(seqs, reference_counts), reference_seqs])
             while self.counts["references"] > len(self._weights):
                 self._weights = np.concatenate((self._weights, np.zeros_like(self._weights)))
-            np.add.at(self._weights, reference_seqs, np.repeat(np.asarray(price_counts, np.int64), reference_counts))
+            np.add.at(self._weights, reference_seqs, np.repeat(price_counts, reference_counts))
 
     def terms_seq(self, terms: Terms) -> int:
         """The terms_seq of a price's terms (modifiers, type, billing class, setting, service codes, expiration;

@@ -233,24 +233,25 @@ class TypedItems:
         rate, ``data`` the bytes they were decoded from (a member name absent from them need not be looked for);
         None when something needs the checking parser."""
         price_lists = list(map(_PRICES_OF, rates))
-        price_counts = list(map(len, price_lists))
-        if 0 in price_counts:
+        price_counts = np.fromiter(map(len, price_lists), dtype=np.int64, count=len(rates))  # arrays: NumPy
+        if 0 in price_counts:  # takes a list element by element each time
             return None
         found = _references(list(map(_REFERENCES_OF, rates)))
         if found is None:
             return None
         reference_counts, reference_keys, given = found
+        reference_counts = np.asarray(reference_counts, dtype=np.int64)
         members = len(rates) + given
         if b'"provider_groups"' in data:
             groups = list(map(_GROUPS_OF, rates))
             members += _present(groups)
-            group_counts = [len(g) if g else 0 for g in groups]
-            if 0 in map(operator.add, group_counts, reference_counts):
+            group_counts = np.array([len(g) if g else 0 for g in groups], dtype=np.int64)
+            if 0 in group_counts + reference_counts:
                 return None
         elif 0 in reference_counts:
             return None
         else:
-            groups, group_counts = [], [0] * len(rates)
+            groups, group_counts = [], np.zeros(len(rates), dtype=np.int64)
         # targets, per rate: its provider groups, then its references
         flat_groups = [g for gs in groups if gs for g in gs]
         tins = [g.tin for g in flat_groups]
@@ -380,7 +381,7 @@ def _code_members(item: _Item) -> int:
     return members
 
 
-def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] | None:
+def _references(raws: list[msgspec.Raw]) -> tuple[np.ndarray | list[int], list[bytes], int] | None:
     """Per rate, its number of provider references (0: none given); each reference's key, rate after rate (see
     ``_reference_keys``); and how many rates give the field. None when a list given is not one of ids."""
     lengths = list(map(len, raws))
@@ -406,7 +407,7 @@ def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] |
     return counts, keys, given
 
 
-def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], list[bytes]] | None:
+def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[np.ndarray, list[bytes]] | None:
     """``_references`` when every list given (``joined``, of ``lengths``) is flat, of unsigned numbers without
     exponent (None otherwise): split and counted at once, without an object per id."""
     cleaned = joined.translate(None, b" \t\n\r")  # whitespace: only between values, as no string is in
@@ -431,7 +432,7 @@ def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], li
     # an id is shorter than its list: measured one by one only when some list is longer than an id may be
     if keys and int(lengths.max()) > MAX_NUMBER_CHARS + 2 and max(map(len, keys)) > MAX_NUMBER_CHARS:
         return None
-    return counts.tolist(), keys
+    return counts, keys
 
 
 def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
