@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from cptpub.store import pid_alive, rates
 
 BATCH_ROWS = 65_536
-# Equal groups, lists and references are staged once while they are among the last DISTINCT_KEPT distinct ones
+# Equal groups, terms and references are staged once while they are among the last DISTINCT_KEPT distinct ones
 # (memory stays bounded whatever a file holds; one staged twice is still one row per price and group in the view).
 DISTINCT_KEPT = 1 << 18
 PUBLISH_MEMORY = "96MB"
