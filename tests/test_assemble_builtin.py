@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import re
 import shutil
@@ -211,6 +212,36 @@ def test_pdf_metadata_and_outline(rendered: dict[str, Path]) -> None:
     nested = [item.title for group in reader.outline if isinstance(group, list) for item in group]
     assert outline == ["Overview", "Figures"]
     assert nested == ["Negotiated rates", "Method"]
+
+
+def test_contents_stand_in_changes_no_byte_of_the_pdf(tmp_path: Path) -> None:
+    """publication.typ lays the contents' entries out from the body's headings in Typst's first pass (a layout pass
+    fewer): the PDF is the one Typst makes without that stand-in, for headings that wrap, are unlisted, unnumbered,
+    deeper than the contents go, or carry markup, and contents longer than a page."""
+    long_words = " ".join(["reimbursement"] * 14)
+    extra = "".join(
+        f"\n\n## Section {i}: *emphasised* and {long_words}\n\nText {i}.\n\n### Detail {i}\n\n#### Deeper {i}\n\nMore."
+        for i in range(30)
+    )
+    extra += "\n\n## Not listed {.unlisted}\n\nHidden.\n\n### Unnumbered {-}\n\nShown."
+    disabled = "if query(<cptpub:laid-out>).len() == 0 {"
+    pdfs = []
+    for stand_in in (True, False):
+        report = tmp_path / f"report-{stand_in}"
+        shutil.copytree(REPORT_DIR, report)
+        if not stand_in:
+            template = report / "publication.typ"
+            text = template.read_text(encoding="utf-8")
+            assert text.count(disabled) == 1
+            template.write_text(text.replace(disabled, "if false {"), encoding="utf-8")
+        job = make_job(tmp_path / f"build-{stand_in}", extra_markdown=extra)
+        job = AssemblyJob(job.meta, job.notebooks, job.workdir, report_dir=report)
+        pdfs.append(BuiltinEngine().render(job, ["pdf"], tmp_path / f"dist-{stand_in}")["pdf"].read_bytes())
+    assert pdfs[0] == pdfs[1]
+    contents = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdfs[0])).pages)
+    contents = contents.split("What this code pays for.", 1)[0]  # the body's first paragraph ends the contents
+    assert "Section 29" in contents and "Detail 29" in contents and "Unnumbered" in contents
+    assert "Deeper" not in contents and "Not listed" not in contents
 
 
 def test_pdf_figure_fits_the_text_column(rendered: dict[str, Path]) -> None:

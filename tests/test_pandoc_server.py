@@ -139,6 +139,32 @@ def test_templates_are_applied_as_the_command_line_does(tmp_path: Path) -> None:
     assert outputs["html"].read_bytes() == expected["html"]
 
 
+def test_templates_and_partials_edited_between_editions_are_used_by_the_next(tmp_path: Path) -> None:
+    """The long-lived Pandoc keeps templates compiled between editions: one whose file, or a partial of which,
+    changes is used as it now reads, as the command line would."""
+    report = tmp_path / "report"
+    shutil.copytree(REPORT_DIR, report)
+    page, source = report / "template.html", report / "publication.typ"
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<body>") == 1
+    page.write_text(text.replace("<body>", "<body>\n${ cptpub-note() }"), encoding="utf-8")
+    note = report / "cptpub-note.html"
+    note.write_text("<p>first note</p>\n", encoding="utf-8")
+    engine = BuiltinEngine()
+    html, typ, pids = [], [], set()
+    for edition in ("first", "second"):
+        job = dataclasses.replace(make_job(tmp_path / edition), report_dir=report)
+        html.append(engine.render(job, ["html", "pdf"], tmp_path / f"dist-{edition}")["html"].read_text("utf-8"))
+        typ.append((job.workdir / "cpt-20702.typ").read_text(encoding="utf-8"))
+        pids.add(server_pid(engine))
+        note.write_text("<p>second note</p>\n", encoding="utf-8")
+        source.write_text(source.read_text(encoding="utf-8") + "\n// edited after the first edition\n")
+    assert len(pids) == 1, "both editions were written by one Pandoc"
+    assert "first note" in html[0] and "second note" in html[1]
+    assert "// edited" not in typ[0] and "// edited after the first edition" in typ[1]
+    engine.close()
+
+
 def test_formats_alone_match_both_together(tmp_path: Path) -> None:
     engine = BuiltinEngine()
     both = engine.render(make_job(tmp_path / "both"), ["html", "pdf"], tmp_path / "both-out")

@@ -35,9 +35,10 @@ local function number(kind, el)
     if first and first.content then
       first.content:insert(1, pandoc.Str(NAMES[kind] .. " " .. n .. ":"))
       first.content:insert(2, pandoc.Space())
+      return el
     end
   end
-  return el
+  -- Unchanged: returning nothing keeps the element as it is, rather than having Pandoc read it back.
 end
 
 -- The reference a citation is, or nil.

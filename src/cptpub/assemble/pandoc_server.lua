@@ -51,6 +51,24 @@ local function merge_metadata(doc, path)
   return doc
 end
 
+-- Compiled templates by file, with the text they were compiled from: a template is compiled again only when its
+-- text changed. One that may include partials (`$name()$`, `${name()}`, `$x:name()[, ]$`) is compiled for every output, as the
+-- command line does, since a partial can change without the template changing.
+local compiled_templates = {}
+
+local function compiled_template(path)
+  local text = read_text(path)
+  local known = compiled_templates[path]
+  if known and known.text == text then
+    return known.template
+  end
+  local template = pandoc.template.compile(text, path)
+  if not text:find("[%w_-]%(%)%s*[%$}%[]") then
+    compiled_templates[path] = { text = text, template = template }
+  end
+  return template
+end
+
 local function given(value)
   return value ~= pandoc.json.null and value or nil
 end
@@ -97,7 +115,7 @@ local function render(doc, own, output)
   end
   local template = given(output.template)
   if template then
-    options.template = pandoc.template.compile(read_text(template), template)
+    options.template = compiled_template(template)
   end
   write_text(output.file, pandoc.write(doc, output.format, options))
 end

@@ -28,9 +28,12 @@ local function scheme(target)
   return target:match("^([%a][%w+.-]*):")
 end
 
+-- Returns nothing for an element without attributes: Pandoc then keeps it as it is, rather than reading it back.
 local function drop_attributes(el)
-  el.attributes = {}
-  return el
+  if #el.attributes > 0 then
+    el.attributes = {}
+    return el
+  end
 end
 
 local function check_image_source(src)
@@ -58,6 +61,9 @@ end
 local filter = {
   Image = function(img)
     check_image_source(img.src)
+    if #img.attributes == 0 then
+      return nil
+    end
     local alt = img.attributes["fig-alt"]
     img.attributes = {}
     if alt and keep_fig_alt then
