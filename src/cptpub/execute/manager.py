@@ -40,8 +40,12 @@ class WriteOnceManager(NotebookExecutionManager):
         self.last_save_time = self.now()
 
     def write(self) -> None:
-        """Write the notebook as it is now to the output path (if any)."""
-        super().save()
+        """Write the notebook as it is now to the output path (if any), as papermill's ``save`` does."""
+        if self.output_path:
+            from cptpub.execute.notebook_run import write_notebook  # papermill.execute is not loaded yet here
+
+            write_notebook(self.nb, self.output_path)
+        self.last_save_time = self.now()
 
 
 class WriteOnceEngine(NBClientEngine):
