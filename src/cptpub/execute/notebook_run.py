@@ -37,14 +37,13 @@ def execute_notebook(
     *,
     engine_name: str,
     cwd: str | None = None,
-    kernel_name: str | None = None,
-    language: str | None = None,
     progress_bar: bool = False,
     log_output: bool = False,
     **engine_kwargs,
 ) -> NotebookNode:
     """``papermill.execute_notebook(input_path, output_path, parameters, ...)`` for a notebook file and a local
-    output path; returns the executed notebook."""
+    output path, with the kernel and language the notebook names; returns the executed notebook."""
+    kernel_name = language = None
     path_parameters = add_builtin_parameters(parameters)
     input_path = parameterize_path(input_path, path_parameters)
     output_path = parameterize_path(output_path, path_parameters)
