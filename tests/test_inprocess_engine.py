@@ -156,8 +156,16 @@ def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_run
 def test_cells_compiled_once_per_worker_give_the_same_outputs_each_time(tmp_path: Path):
     """A worker keeps each cell's syntax tree, its statements' code, its lines (tracebacks) and whether it ends in
     ``;``: the same cells run again give what IPython gives them the first time, ``__future__`` imports included;
-    a cell whose compilation warns is compiled again each time, so its warning is in every run's output."""
+    a cell whose compilation warns is compiled again each time, so its warning is in every run's output; and
+    asking whether a new cell's compilation warns does not reset what was warned about once already."""
+    warn_once = (
+        "import types, warnings\nm = types.ModuleType('m')\nwarnings.simplefilter('default')\n"
+        "exec('import warnings\\ndef lib():\\n    warnings.warn(\"shown once\")', m.__dict__)\nm.lib()"
+    )
     cells = [
+        warn_once,
+        "y = 2",
+        "m.lib()",
         "6 * 7;",
         "6 * 7  # no semicolon",
         "from __future__ import annotations\ndef f(a: undefined): pass\nf.__annotations__",
@@ -171,6 +179,8 @@ def test_cells_compiled_once_per_worker_give_the_same_outputs_each_time(tmp_path
     ]
     first, second = run_twice_in_one_process(tmp_path, cells)
     outputs = [cell[3] for cell in first]
+    assert "UserWarning: shown once" in outputs[0][0]["text"] and outputs[1:3] == [[], []]
+    outputs = outputs[3:]
     assert outputs[0] == []
     assert [out[0]["data"]["text/plain"] for out in outputs[1:4]] == ["42", "{'a': 'undefined'}", "{'b': 'other'}"]
     assert "line 3, in h\n    return 1 / 0\n" in outputs[4][0]["text"]

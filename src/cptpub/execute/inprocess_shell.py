@@ -27,6 +27,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from ipykernel.compiler import XCachingCompiler, get_tmp_directory, get_tmp_hash_seed, murmur2_x86
 from IPython.core.async_helpers import _should_be_async
@@ -299,17 +300,21 @@ _FUTURE_FEATURES = [getattr(__future__, name) for name in __future__.all_feature
 
 
 def _warns(compile_again: Callable[[], object]) -> bool:
-    """Does compiling warn (or fail)? Asked once per kept cell, in the main thread only (warning filters are the
-    process's)."""
+    """Does compiling warn (or fail)? Asked once per kept cell, in the main thread only: the process's warning
+    filters are swapped for one that makes every warning an error meanwhile. Not ``catch_warnings``: entering it
+    marks the filters changed, which resets every module's record of the warnings already shown once."""
     if threading.current_thread() is not threading.main_thread():
         return True
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            compile_again()
-        except Exception:
-            return True
-    return bool(caught)
+    filters = cast(list, warnings.filters)  # a list, typed as a Sequence
+    saved = filters[:]
+    filters[:] = [("error", None, Warning, None, 0)]
+    try:
+        compile_again()
+    except Exception:  # SyntaxError: a warning made an error (or the code does not compile)
+        return True
+    finally:
+        filters[:] = saved
+    return False
 
 
 @functools.lru_cache(maxsize=_CACHED_CELLS)
