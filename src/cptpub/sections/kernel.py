@@ -23,10 +23,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from cptpub.inline import MARKDOWN
 from cptpub.sections.markdown import Trusted, frame_markdown, inline_markdown
 
 CELL_MESSAGE = "cptpub_cell"  # iopub message type of the frames around each cell
+MARKDOWN = "text/markdown"  # the one representation of inline code's value the client keeps (cptpub.inline)
 
 
 def setup() -> None:
