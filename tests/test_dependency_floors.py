@@ -16,6 +16,7 @@ API_FLOORS = [
     (r"\.appender\(", "duckdb", (2, 0)),
     (r"typer\.TyperException", "typer", (0, 28)),
     (r"typst\.Fonts\(", "typst", (0, 13, 7)),
+    (r"order=\"sorted\"", "msgspec", (0, 18, 6)),
 ]
 
 

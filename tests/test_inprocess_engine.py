@@ -153,6 +153,44 @@ def test_magics_and_top_level_await_give_the_same_outputs_each_time_a_worker_run
     assert second == first
 
 
+def test_cells_compiled_once_per_worker_give_the_same_outputs_each_time(tmp_path: Path):
+    """A worker keeps each cell's syntax tree, its statements' code, its lines (tracebacks) and whether it ends in
+    ``;``: the same cells run again give what IPython gives them the first time, ``__future__`` imports included;
+    a cell whose compilation warns is compiled again each time, so its warning is in every run's output; and
+    asking whether a new cell's compilation warns does not reset what was warned about once already."""
+    warn_once = (
+        "import types, warnings\nm = types.ModuleType('m')\nwarnings.simplefilter('default')\n"
+        "exec('import warnings\\ndef lib():\\n    warnings.warn(\"shown once\")', m.__dict__)\nm.lib()"
+    )
+    cells = [
+        warn_once,
+        "y = 2",
+        "m.lib()",
+        "6 * 7;",
+        "6 * 7  # no semicolon",
+        "from __future__ import annotations\ndef f(a: undefined): pass\nf.__annotations__",
+        "def g(b: other): pass\ng.__annotations__",
+        "import traceback\ndef h():\n    return 1 / 0\ntry:\n    h()\nexcept ZeroDivisionError:\n"
+        "    print(traceback.format_exc())",
+        "get_ipython().ast_node_interactivity = 'last_expr_or_assign'",
+        "z = 6",
+        "get_ipython().ast_node_interactivity = 'last_expr'\nw = 7",
+        "x = 1\nx is 1",
+    ]
+    first, second = run_twice_in_one_process(tmp_path, cells)
+    outputs = [cell[3] for cell in first]
+    assert "UserWarning: shown once" in outputs[0][0]["text"] and outputs[1:3] == [[], []]
+    outputs = outputs[3:]
+    assert outputs[0] == []
+    assert [out[0]["data"]["text/plain"] for out in outputs[1:4]] == ["42", "{'a': 'undefined'}", "{'b': 'other'}"]
+    assert "line 3, in h\n    return 1 / 0\n" in outputs[4][0]["text"]
+    assert [out[0]["data"]["text/plain"] for out in outputs[6:8]] == ["6", "7"]
+    assert second[:-1] == first[:-1]
+    for run in (first, second):
+        stderr = run[-1][3][0]["text"]
+        assert '.py:2: SyntaxWarning: "is" with a literal' in stderr and "  x is 1\n" in stderr
+
+
 def test_each_notebook_starts_with_a_new_shells_names_and_the_worker_can_still_spawn(tmp_path: Path):
     """IPython's namespace reset also dropped what a new shell starts with: the ``__main__`` module's attributes
     (without ``__spec__``, multiprocessing's spawn failed in the worker for the rest of its life) and ``_``."""

@@ -14,14 +14,20 @@ process's own stdout and stderr (ipykernel captures it into the cell), and ``inp
 """
 
 from __future__ import annotations
+import __future__
 
+import ast
 import builtins
 import contextlib
 import functools
 import io
+import linecache
 import os
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from ipykernel.compiler import XCachingCompiler, get_tmp_directory, get_tmp_hash_seed, murmur2_x86
 from IPython.core.async_helpers import _should_be_async
@@ -101,6 +107,12 @@ class _DisplayHook(DisplayHook):
 
     shell: InProcessShell
     msg: dict | None = None  # the result being formatted (an error meanwhile fails the cell, as in ipykernel)
+
+    @staticmethod
+    def semicolon_at_end_of_expression(expression: str) -> bool:
+        """IPython's (does the cell end in ``;``, silencing its value), which tokenizes the cell at every value
+        displayed: once per cell text."""
+        return _ends_in_semicolon(expression)
 
     def start_displayhook(self) -> None:
         self.msg = {"data": {}, "metadata": {}}
@@ -199,7 +211,12 @@ class InProcessShell(InteractiveShell):
     def run_cell(self, *args, **kwargs):
         self._last_traceback = None
         self._last_traceback_during_displayhook = False
-        return super().run_cell(*args, **kwargs)
+        # A parsed cell can be reused while nothing changes it: AST transformers and "last_expr_or_assign" do.
+        self.compile.reuse_trees = not self.ast_transformers and self.ast_node_interactivity != "last_expr_or_assign"
+        try:
+            return super().run_cell(*args, **kwargs)
+        finally:
+            self.compile.reuse_trees = False
 
     def should_run_async(self, raw_cell, *, transformed_cell=None, preprocessing_exc_tuple=None) -> bool:
         """IPython's, with its check for top-level ``await`` (compiling the cell once more) done once per cell text."""
@@ -219,11 +236,95 @@ class InProcessShell(InteractiveShell):
 
 class _CellCompiler(XCachingCompiler):
     """ipykernel's compiler: a cell's code has a file name (/tmp/ipykernel_PID/HASH.py) in warnings and tracebacks,
-    as in a kernel. Its hash is pure Python, byte by byte; every code runs the same cells, so names are cached."""
+    as in a kernel. Its hash is pure Python, byte by byte; every code runs the same cells, so names are cached.
+
+    Every code runs the same cells: while the shell allows it (``reuse_trees``), a cell's syntax tree and the code
+    of each of its statements are kept, per cell text, file name and compiler flags, and reused. Only those whose
+    compilation warns about nothing: a warning (an invalid escape sequence, ...) is the cell's output each time."""
+
+    reuse_trees = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._trees: dict[tuple, ast.Module] = {}
+        self._statements: set[int] = set()  # ids of the statements of kept trees (alive while kept)
+        self._codes: dict[tuple, object] = {}
 
     def get_code_name(self, raw_code, code, number):  # ipykernel.compiler.get_file_name, with the hash cached
         name = os.environ.get("IPYKERNEL_CELL_NAME")
         return f"{get_tmp_directory()}{os.sep}{_cell_hash(raw_code)}.py" if name is None else name
+
+    def cache(self, transformed_code, number=0, raw_code=None):
+        """IPython's (the cell's lines for tracebacks, under its file name), with the lines made once per cell."""
+        name = self.get_code_name(transformed_code if raw_code is None else raw_code, transformed_code, number)
+        self._filename_map[name] = number
+        linecache.cache[name] = _linecache_entry(transformed_code, name)
+        return name
+
+    def ast_parse(self, source, filename="<unknown>", symbol="exec"):
+        if not self.reuse_trees:
+            return super().ast_parse(source, filename, symbol)
+        key = (source, filename, symbol, self.flags)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = super().ast_parse(source, filename, symbol)
+            if not _warns(lambda: super(_CellCompiler, self).ast_parse(source, filename, symbol)):
+                if len(self._trees) >= _CACHED_CELLS:
+                    self._trees.clear()
+                    self._statements.clear()
+                    self._codes.clear()
+                self._trees[key] = tree
+                self._statements.update(id(statement) for statement in tree.body)
+        return tree
+
+    def __call__(self, source, filename, symbol, **kwargs):
+        """codeop's (which remembers ``__future__`` imports), for one statement of a kept tree its kept code."""
+        body = getattr(source, "body", None)
+        if kwargs or not self.reuse_trees or not body or len(body) != 1 or id(body[0]) not in self._statements:
+            return super().__call__(source, filename, symbol, **kwargs)
+        flags = self.flags
+        key = (id(body[0]), type(source), filename, symbol, flags)
+        code = self._codes.get(key)
+        if code is None:
+            code = super().__call__(source, filename, symbol)
+            if not _warns(lambda: compile(source, filename, symbol, flags, True)):
+                self._codes[key] = code
+            return code
+        for feature in _FUTURE_FEATURES:
+            if code.co_flags & feature.compiler_flag:
+                self.flags |= feature.compiler_flag
+        return code
+
+
+_FUTURE_FEATURES = [getattr(__future__, name) for name in __future__.all_feature_names]  # as codeop.Compile
+
+
+def _warns(compile_again: Callable[[], object]) -> bool:
+    """Does compiling warn (or fail)? Asked once per kept cell, in the main thread only: the process's warning
+    filters are swapped for one that makes every warning an error meanwhile. Not ``catch_warnings``: entering it
+    marks the filters changed, which resets every module's record of the warnings already shown once."""
+    if threading.current_thread() is not threading.main_thread():
+        return True
+    filters = cast(list, warnings.filters)  # a list, typed as a Sequence
+    saved = filters[:]
+    filters[:] = [("error", None, Warning, None, 0)]
+    try:
+        compile_again()
+    except Exception:  # SyntaxError: a warning made an error (or the code does not compile)
+        return True
+    finally:
+        filters[:] = saved
+    return False
+
+
+@functools.lru_cache(maxsize=_CACHED_CELLS)
+def _linecache_entry(code: str, name: str) -> tuple:
+    return len(code), None, [line + "\n" for line in code.splitlines()], name
+
+
+@functools.lru_cache(maxsize=_CACHED_CELLS)
+def _ends_in_semicolon(expression: str) -> bool:
+    return DisplayHook.semicolon_at_end_of_expression(expression)
 
 
 @functools.lru_cache(maxsize=_CACHED_CELLS)

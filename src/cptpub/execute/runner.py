@@ -1,7 +1,9 @@
 """Run a code's section notebooks through Papermill into its build folder.
 
 Each notebook gets the code and absolute paths as parameters and runs with the build folder as working
-directory, so figures land beside the executed notebooks that reference them. A failing cell stops the code with
+directory, so figures land beside the executed notebooks that reference them. Papermill runs it
+(``cptpub.execute.notebook_run``: its ``execute_notebook``, with the source notebooks parsed once per worker and a
+faster writer of the same executed notebook). A failing cell stops the code with
 ``SectionFailed`` naming the notebook, the cell and the executed notebook, which papermill has saved. On the warm
 engines (in process, or on a warm kernel) a code's notebooks run back to back after one reset
 (``cptpub.execute.code_run``).
@@ -110,16 +112,19 @@ def _run_notebooks(
     cell_timeout: float | None,
     on_notebook: Callable[[Path], None] | None,
 ) -> list[Path]:
+    # Not at the top: papermill imports this package (its engines' entry points) while papermill.execute loads.
+    from cptpub.execute.notebook_run import execute_notebook
+
     executed = []
     for notebook in notebooks:
         output = workdir / notebook.name
         if on_notebook:
             on_notebook(notebook)
         try:
-            papermill.execute_notebook(
+            execute_notebook(
                 str(notebook),
                 str(output),
-                parameters=parameters,
+                parameters,
                 cwd=str(workdir),
                 engine_name=engine_name,
                 execution_timeout=cell_timeout,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from cptpub.sections.markdown import Trusted, frame_markdown, inline_markdown
 
 CELL_MESSAGE = "cptpub_cell"  # iopub message type of the frames around each cell
+MARKDOWN = "text/markdown"  # the one representation of inline code's value the client keeps (cptpub.inline)
 
 
 def setup() -> None:
@@ -120,11 +121,13 @@ def _progress_file(path: str | None) -> Iterator[Callable[[int, int | None], Non
 
 
 def _evaluate_all(shell, expressions: list[str]) -> list[dict]:
-    """Each expression's result as ``user_expressions`` gives it, up to the first that raises."""
+    """Each expression's result as ``user_expressions`` gives it, up to the first that raises: only its Markdown,
+    the one representation the client keeps (IPython's other formatters, text/plain's pretty printer among them,
+    are not run)."""
     answers = []
     for expression in expressions:
         try:
-            data, metadata = shell.display_formatter.format(evaluate(expression))
+            data, metadata = shell.display_formatter.format(evaluate(expression), include=(MARKDOWN,))
         except Exception as exc:
             etype, value, tb = sys.exc_info()
             traceback = shell.InteractiveTB.structured_traceback(etype, value, tb)
