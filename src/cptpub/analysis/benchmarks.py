@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cptpub.ingest.staging import PLACEHOLDER_AT_LEAST, PLACEHOLDER_AT_MOST
+from cptpub.ingest.placeholders import PLACEHOLDER_AT_LEAST, PLACEHOLDER_AT_MOST
 from cptpub.store import RatesStore
 
 DOLLAR_TYPES = ("negotiated", "fee schedule", "derived")

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cptpub.ingest.placeholders import PLACEHOLDER_AT_LEAST, PLACEHOLDER_AT_MOST
 from cptpub.store import pid_alive, rates
 
 BATCH_ROWS = 65_536
@@ -92,10 +93,6 @@ SCHEMAS = {
 }
 Column = Any  # a list, a NumPy array for a number column, or Coded for a text column
 
-# A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
-# (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
-PLACEHOLDER_AT_MOST = 0.01
-PLACEHOLDER_AT_LEAST = 999999.0
 SUSPECT_PRICE_SQL = f"(negotiated_rate <= {PLACEHOLDER_AT_MOST} OR negotiated_rate >= {PLACEHOLDER_AT_LEAST})"
 
 
