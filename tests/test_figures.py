@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cptpub.sections import figures, load_context
+from cptpub.sections import figure_svg, figures, load_context
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,9 @@ def contexts(ingested_project: Path):
 
 
 def alone(ctx) -> bytes:
-    """The figure drawn with nothing kept from an earlier figure."""
+    """The figure drawn with nothing kept from an earlier figure (no layout renderer, no text laid out before)."""
     figures._layout.__dict__.clear()
+    figure_svg._local.__dict__.clear()
     return figures.rates_figure(ctx).svg
 
 

@@ -161,3 +161,37 @@ def test_an_indented_file_is_read_in_runs_too(indent, tmp_path, refs_folder, run
     rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
     assert runs["taken"] > COPIES // 2
     assert rows == expected and rows_kept == sum(expected.values())
+
+
+def test_prices_of_more_distinct_terms_than_are_kept_store_the_rows_of_the_file(
+    tmp_path, refs_folder, runs, monkeypatch
+):
+    """A price is staged as its amount and the id of its terms (type, class, setting, expiration, service codes,
+    modifiers), each distinct terms once while their ids are kept; past the bound the ids start afresh, and terms
+    met again are staged again: the rows stay the file's, read in runs or item by item."""
+    from cptpub.ingest import staging
+
+    monkeypatch.setattr(typed, "TERMS_KEPT", 64)
+    monkeypatch.setattr(staging, "DISTINCT_KEPT", 16)
+    forgotten = Counter()
+    original = typed.TypedItems._forget_terms
+
+    def counting(self):
+        forgotten["times"] += 1
+        original(self)
+
+    monkeypatch.setattr(typed.TypedItems, "_forget_terms", counting)
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json", copies=1500)
+    for number, item in enumerate(document["in_network"]):
+        for price in (p for rate in item["negotiated_rates"] for p in rate["negotiated_prices"]):
+            price["expiration_date"] = f"2030-01-{number % 28 + 1:02d}"
+            price["service_code"] = [f"{number % 37:02d}", "11"]
+            if number % 3:
+                price["billing_code_modifier"] = [str(number % 5)]
+    path = _minified(document, tmp_path / "terms.json")
+    expected = expected_rows(path, refs_folder)
+    rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
+    assert runs["taken"] > 2000 and forgotten["times"] > 3  # taken in several runs, each forgetting the last's
+    assert rows == expected and rows_kept == sum(expected.values())
+    _no_runs(monkeypatch)
+    assert _ingest(path, tmp_path, refs_folder, "items") == (rows, rows_kept)

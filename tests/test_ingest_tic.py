@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cptpub.errors import UsageError
+from cptpub.errors import IngestError, UsageError
 from cptpub.ingest import jsonscan, stream, tic
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
@@ -395,6 +395,34 @@ def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, mo
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)
 
 
+def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogue, tmp_path, monkeypatch):
+    """Keep-few stages a wanted item a skim found whole through the typed decode at once (``_pick_item``), without
+    stopping the skim; refused there (forced here), the reader reads it: both store the same rows and counts."""
+    document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
+    items = document["in_network"]
+    document["in_network"] = [dict(item, billing_code=f"{n:05d}") for n in range(300) for item in items[:1]]
+    for at in (0, 40, 41, 150, 299):
+        document["in_network"][at:at] = items
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(document, separators=(",", ":")))
+    picked = []
+    pick_item = tic._InNetworkFile._pick_item
+    monkeypatch.setattr(
+        tic._InNetworkFile, "_pick_item", lambda self, data, code: picked.append(code) or pick_item(self, data, code)
+    )
+
+    def ingested(name: str):
+        store = RatesStore(tmp_path / f"{name}.duckdb")
+        result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue, payer_override="Aetna")
+        return stored_rows(store, result.source_id), result.items_kept, result.items_skipped
+
+    by_picks = ingested("picked")
+    assert len(picked) > len(items)  # most of the wanted items were picked
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, data, code: False)
+    assert ingested("read") == by_picks
+    assert by_picks[1:] == (5 * len(items), 300)
+
+
 def test_local_reads_go_on_from_each_other_and_hash_the_file(tmp_path):
     data = bytes(range(256)) * 1000
     path = tmp_path / "plain.json"
@@ -507,6 +535,85 @@ def test_provider_references_before_in_network_are_held_or_read_again(store, cat
     result = ingest_tic_file(store, path, codes=ALL_FIXTURE_CODES, catalogue=catalogue)
     assert stored_rows(store, result.source_id) == as_rows(V2_MULTI)
     assert len(passes) == (1 if held else 2)
+
+
+def _group(tin: str, *npis: int) -> str:
+    return json.dumps({"npi": list(npis), "tin": {"type": "ein", "value": tin}})
+
+
+# provider_references entries as the file writes them (ids such as 2.50 and 2E1 keep their text), for
+# test_held_references_read_by_msgspec_or_by_the_reader_are_the_same
+HELD_ENTRIES = [
+    f'{{"provider_group_id": 1, "provider_groups": [{_group("11-1111111", 1111111111, 1111111112)}]}}',
+    f'{{"provider_group_id": 2.50, "network_name": ["Net A"], "provider_groups": [{_group("22-2222222", 2)}]}}',
+    f'{{"provider_group_id": "abc", "provider_groups": [{_group("33-3333333", 3)}, {_group("34-3333333")}]}}',
+    f'{{"provider_group_id": 2E1, "provider_groups": [{_group("44-4444444", 4)}]}}',
+    '{"provider_group_id": 5, "location": "https://example.invalid/refs/5.json"}',
+    f'{{"provider_group_id": 1, "provider_groups": [{_group("99-9999999", 9)}]}}',  # defined again: not read
+    f'{{"provider_group_id": 9, "provider_groups": [{_group("90-9999999", 9)}]}}',  # used by no kept rate
+]
+HELD_USED = '1, 2.50, "abc", 2E1, 5'
+HELD_CASES = {  # (entries put among HELD_ENTRIES, the id the rate also uses)
+    "plain": ([], ""),
+    "an id that is not plain": ([f'{{"provider_group_id": -3, "provider_groups": [{_group("55-5", 5)}]}}'], "-3"),
+    "an escaped id": ([f'{{"provider_group_id": "a\\"b", "provider_groups": [{_group("66-6", 6)}]}}'], '"a\\"b"'),
+    "a member name nested": (['{"provider_group_id": 7, "x": {"provider_group_id": 8}, "provider_groups": []}'], ""),
+    "not JSON for msgspec": (['{"provider_group_id": 8, "provider_groups": [NaN]}'], ""),  # used by no rate
+    "a bad remote entry": (['{"provider_group_id": 6, "network_name": "N", "location": "https://x.invalid/6"}'], "6"),
+    "an entry without groups": (['{"provider_group_id": 6, "network_name": ["N"]}'], "6"),
+    "an entry that is no object": (["42"], ""),
+    "a used id that is no number": (['{"provider_group_id": true, "provider_groups": []}'], ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HELD_CASES))
+def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, catalogue, tmp_path, monkeypatch):
+    """provider_references held before in_network are read from one msgspec pass over their bytes when it can vouch
+    for them, by the reader otherwise (from the first entry it cannot): both store the same rows and warnings, and
+    fail with the same message."""
+    more, used = HELD_CASES[case]
+    references = ", ".join([*HELD_ENTRIES[:3], *more, *HELD_ENTRIES[3:]])
+    uses = HELD_USED + (f", {used}" if used else "")
+    prices = '[{"negotiated_type": "negotiated", "negotiated_rate": 100.5, "billing_class": "professional"}]'
+    path = tmp_path / "held.json"
+    path.write_text(
+        '{"reporting_entity_name": "Aetna", "reporting_entity_type": "health insurance issuer", '
+        '"last_updated_on": "2024-05-01", "version": "1.0.0", '
+        f'"provider_references": [{references}], "in_network": [{{"negotiation_arrangement": "ffs", '
+        '"name": "Knee", "billing_code_type": "CPT", "billing_code_type_version": "2024", "billing_code": "27447", '
+        f'"description": "Knee", "negotiated_rates": [{{"provider_references": [{uses}], '
+        f'"negotiated_prices": {prices}}}]}}]}}'
+    )
+    read_by = []
+    reader_read = tic._InNetworkFile._read_references
+    monkeypatch.setattr(
+        tic._InNetworkFile, "_read_references", lambda self, reader: read_by.append(1) or reader_read(self, reader)
+    )
+
+    def outcome(name: str):
+        store = RatesStore(tmp_path / f"{name}.duckdb")
+        try:
+            result = ingest_tic_file(store, path, codes={"27447"}, catalogue=catalogue)
+        except IngestError as exc:
+            return str(exc).replace(str(path), "FILE")
+        return stored_rows(store, result.source_id), result.warnings
+
+    by_msgspec = outcome("msgspec")
+    by_msgspec_only = not read_by
+    monkeypatch.setattr(tic, "held_elements", lambda data, key: None)
+    assert outcome("reader") == by_msgspec
+    assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups"))
+    if case == "plain":
+        rows, warnings = by_msgspec
+        assert {(row[8], row[10], row[11]) for row in rows} == {
+            ("ein:11-1111111", "1", "resolved"),
+            ("ein:22-2222222", "2.50", "resolved"),
+            ("ein:33-3333333", "abc", "resolved"),
+            ("ein:34-3333333", "abc", "resolved"),
+            ("ein:44-4444444", "2E1", "resolved"),
+            (None, "5", "unresolved"),
+        }
+        assert "5 -> https://example.invalid/refs/5.json" in warnings[0]
 
 
 def test_a_reference_no_rate_uses_is_not_loaded(store, catalogue):

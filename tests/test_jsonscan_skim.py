@@ -69,6 +69,42 @@ def test_skimming_selects_what_the_indexed_reader_selects(separator, chunk):
     assert {value for _, value, _ in indexed[0]} == {"WANT", 27447, "MISSING", None}
 
 
+@pytest.mark.parametrize("separator", [",", ",\n  "])
+@pytest.mark.parametrize("chunk", [7, 1000, 1 << 20])
+def test_elements_a_skim_hands_to_pick_are_those_the_indexed_reader_selects(separator, chunk):
+    """``pick`` gets the bytes and member of a wanted element a skim found whole; what it refuses is yielded. The
+    elements picked and yielded, in order, are those the indexed reader yields, with the same bytes."""
+    codes = ['"WANT"' if n % 37 == 5 else "27447" if n % 101 == 7 else f'"{n:05d}"' for n in range(600)]
+    elements = [ITEM.format(name="plain", code=code) for code in codes]  # a number is yielded, never picked
+    document = ('{"in_network":[' + separator.join(elements) + "]}").encode()
+
+    def selected(skim: bool) -> tuple[list, int, int]:
+        pieces = [document[i : i + chunk] for i in range(0, len(document), chunk)]
+        reader = JsonReader(pieces if skim else index_chunks(pieces))
+        found: list = []
+        picked = 0
+
+        def pick(data: bytes, value: str) -> bool:  # takes every other element it is offered
+            nonlocal picked
+            if len(found) % 2:
+                return False
+            found.append((value, json.loads(data)))
+            picked += 1
+            return True
+
+        for _ in reader.iter_members():
+            for _, value in reader.select_elements("billing_code", _keep, skim=skim, pick=pick if skim else None):
+                element = json.loads(bytes(reader.bounded_value(1 << 30)[0]))  # type: ignore[index]
+                found.append(("MISSING" if value is MISSING else value, element))
+        return found, reader.element_index, picked
+
+    indexed, count, _ = selected(skim=False)
+    skimmed, skimmed_count, picked = selected(skim=True)
+    assert skimmed == indexed and skimmed_count == count == len(elements)
+    if separator == "," and chunk >= 1000:  # runs of minified elements are skimmed once a chunk shows their opening
+        assert picked >= 9 and len(indexed) == 23
+
+
 def test_skimming_steps_over_runs_of_minified_elements_without_the_index(monkeypatch):
     """The comparison above is not vacuous: on a minified array most unwanted elements are skimmed."""
     stepped = []

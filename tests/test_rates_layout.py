@@ -230,12 +230,12 @@ def test_rows_left_by_a_partial_delete_are_never_joined_to_a_new_file(filled, re
 
 @pytest.mark.parametrize("path", IN_NETWORK[-3:], ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_values_staged_again_once_forgotten_give_the_same_rows(monkeypatch, refs_folder, tmp_path: Path, path: Path):
-    """Staging remembers a bounded number of distinct groups, lists and references; forgetting them all at once
-    (a bound of 1) stores each again, with the same rows in the view."""
+    """Staging remembers a bounded number of distinct groups, price terms and references; forgetting them all at
+    once (a bound of 1) stores each again, with the same rows in the view."""
     from cptpub.ingest import staging, typed
 
     monkeypatch.setattr(staging, "DISTINCT_KEPT", 1)
-    monkeypatch.setattr(typed, "DISTINCT_KEPT", 1)
+    monkeypatch.setattr(typed, "TERMS_KEPT", 1)
     store = RatesStore(tmp_path / "rates.duckdb")
     result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
     with store.connect() as con:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import GenericAlias
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -313,6 +313,47 @@ def index_chunks(chunks: Iterable[bytes], *, workers: int = 2) -> Iterator[Index
                 yield placed(*ahead.popleft())
         while ahead:
             yield placed(*ahead.popleft())
+
+
+class HeldElement(NamedTuple):
+    start: int  # the element's offset in the array's bytes
+    data: bytes  # the element's bytes
+    member: bytes  # the raw JSON value of the member asked for
+
+
+def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
+    """Each element of the JSON array ``data`` (held in memory) with the raw value of its member ``key``, found by
+    two msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
+    element that is no object or has no such member, and when the member's name is written other than once per
+    element (repeated, nested in a value, or as text in a string): a reader (``reader_of``) then reads it. Valid
+    JSON is all this vouches for: the limits (``MAX_DEPTH``...) are checked where the bytes were indexed."""
+    needle = b'"' + key.encode() + b'"'
+    try:
+        elements = _RAW_ELEMENTS.decode(data)
+        members = _members_decoder(key).decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    if data.count(needle) != len(members):
+        return None
+    held = []
+    at = _after_whitespace(data, 1)  # data[0] is the array's '['
+    for element, member in zip(elements, members, strict=True):
+        raw = bytes(element)
+        held.append(HeldElement(at, raw, bytes(member.value)))
+        separator = _SEPARATOR.match(data, at + len(raw))
+        at = separator.end() if separator else at + len(raw)  # after the last element: ']' is not matched
+    return held
+
+
+def _members_decoder(key: str) -> msgspec.json.Decoder:
+    decoder = _MEMBERS_DECODERS.get(key)
+    if decoder is None:
+        element = msgspec.defstruct("Element", [("value", msgspec.Raw)], rename={"value": key})
+        decoder = _MEMBERS_DECODERS[key] = msgspec.json.Decoder(list[element])  # type: ignore[valid-type]
+    return decoder
+
+
+_MEMBERS_DECODERS: dict[str, msgspec.json.Decoder] = {}
 
 
 def reader_of(data: bytes, start: int) -> JsonReader:
@@ -634,6 +675,7 @@ class JsonReader:
         *,
         skim: bool = False,
         take: Callable[[bytes], int | None] | None = None,
+        pick: Callable[[bytes, str], bool] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -652,6 +694,11 @@ class JsonReader:
         JSON array; it consumes them all and returns how many (nothing is yielded for them), or returns None,
         having consumed none: the elements are then yielded one by one as above, and runs are tried again after
         ``_SKIM_RETRY`` elements.
+
+        ``pick`` (with ``skim``): an element of a skimmed run that ``keep`` accepts, whose member is a string, is
+        first handed to ``pick`` (its bytes and that string), which consumes it and returns True (the skim goes on
+        past it, nothing is yielded), or returns False, having consumed nothing: the skim then stops there and the
+        element is yielded as above.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -665,7 +712,7 @@ class JsonReader:
             self.skip_ws()
             skimming = skim_from is not None and self.element_index >= skim_from
             if skimming and self._byte_at(self.pos) == 0x7B:
-                if not self._skim(key, depth, keep, take):
+                if not self._skim(key, depth, keep, take, pick):
                     skim_from = self.element_index + _SKIM_RETRY
                 self.skip_ws()  # an indented file's runs end before the whitespace ahead of an element
             elif self._skimming:  # the window ended with the element a skim stopped at
@@ -701,7 +748,12 @@ class JsonReader:
                 raise self.error("expected ',' or ']' after an element", self.pos - 1)
 
     def _skim(
-        self, key: str, depth: int, keep: Callable[[Any], bool], take: Callable[[bytes], int | None] | None = None
+        self,
+        key: str,
+        depth: int,
+        keep: Callable[[Any], bool],
+        take: Callable[[bytes], int | None] | None = None,
+        pick: Callable[[bytes, str], bool] | None = None,
     ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
@@ -713,7 +765,9 @@ class JsonReader:
         ``key`` (at its top level: not one nested in another member, nor text inside a string) and hands every
         occurrence to a hook: when there is one per element, the elements whose member is a string that ``keep``
         refuses are stepped over. At the first other element (``keep`` accepts it, or its member is not a string)
-        the run is decoded again as raw elements, whose lengths place it, and the reader takes over; a run in
+        the run is decoded again as raw elements, whose lengths place it: ``pick`` is offered it (see
+        ``select_elements``), and the skim goes on past it when ``pick`` consumes it; otherwise the reader takes
+        over there (no index is built for an element ``pick`` consumes, nor are the bytes after it read again); a run in
         which an element lacks the member or repeats it is left to the reader whole. With ``take``, each run goes
         to ``take`` instead (see ``select_elements``), and an indented file's runs are cut where its elements open
         as the second one does (``},``, whitespace, ``{``, whitespace, ``"name":``).
@@ -796,12 +850,23 @@ class JsonReader:
                 stop = None if refused.issuperset(values) else self._kept(values, keep, refused)
                 if stop is not None:
                     lengths = _decode_run(run, at - 1, cut, _raw_lengths)  # valid JSON: just read
-                    for length in lengths[:stop]:
-                        at = _SEPARATOR.match(run, at + length).end()  # type: ignore[union-attr]
-                    self.element_index += stop
-                    skipped += stop
-                    stopped_at = origin + at + lengths[stop] if skipped else None
-                    return skipped
+                    place, placed = at, 0  # where element ``placed`` of the run starts
+                    while stop is not None:
+                        for length in lengths[placed:stop]:
+                            place = _SEPARATOR.match(run, place + length).end()  # type: ignore[union-attr]
+                        placed, value = stop, values[stop]
+                        if (
+                            pick is None
+                            or value is None
+                            or not pick(bytes(memoryview(run)[place : place + lengths[stop]]), value)
+                        ):
+                            at = place
+                            self.element_index += stop
+                            skipped += stop
+                            stopped_at = origin + at + lengths[stop] if skipped else None
+                            return skipped
+                        later = self._kept(values[stop + 1 :], keep, refused)  # the picked element is consumed
+                        stop = None if later is None else stop + 1 + later
                 self.element_index += len(values)
                 skipped += len(values)
                 at = searched = cut + 2
@@ -820,6 +885,8 @@ class JsonReader:
         """The index of the first value that is not a string ``keep`` refuses (None when there is none), adding
         those before it to ``refused``."""
         for index, value in enumerate(values):
+            if value in refused:  # asked before: most values of a run are codes seen in runs before it
+                continue
             if value is None or keep(value):
                 return index
             refused.add(value)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import math
+import re
 import shutil
 import threading
 import time
@@ -62,6 +63,7 @@ from cptpub.ingest.jsonscan import (
     JsonReader,
     NotJson,
     checked_int,
+    held_elements,
     index_chunks,
     number_too_long,
     reader_of,
@@ -85,6 +87,8 @@ ARRANGEMENTS = ("ffs", "bundle", "capitation")
 WHOLE_ITEM_BYTES = 8 << 20  # a wanted item up to this size is decoded at once
 HELD_REFERENCES_BYTES = 8 << 20  # provider_references before in_network up to this size is held, not read again
 _HEADER_KEYS = frozenset({"reporting_entity_name", "reporting_entity_type", "plan_name", "last_updated_on", "version"})
+# a provider_group_id as it is stored when written so: its text (an unsigned number), or a string without escapes
+_PLAIN_ID = re.compile(rb'(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|"[^"\\]*"')
 _ITEM_KEYS = frozenset({"billing_code_type", "negotiation_arrangement", "name"})
 _OTHER_KINDS = {
     "reporting_structure": ("a table-of-contents file", "list the in-network files it names with `cptpub ingest toc`"),
@@ -510,7 +514,7 @@ class _InNetworkFile:
             self._read_all()
             if self.references_first and self.needed_references:
                 if self.held_references is not None:
-                    self._read_references(reader_of(*self.held_references))
+                    self._read_held_references(*self.held_references)
                 else:
                     self._read_references_again()
             if self.payer is None:
@@ -608,8 +612,9 @@ class _InNetworkFile:
         wanted = self.wanted
         keeps = (lambda code: True) if wanted is None else (lambda code: _keeps(code, wanted))
         take = self._take_run if wanted is None else None
+        pick = self._pick_item if wanted is not None else None
         try:
-            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take):
+            for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take, pick=pick):
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 if code is MISSING:
                     raise _BadRecord("", "an in_network item must be an object with a billing_code")
@@ -635,6 +640,15 @@ class _InNetworkFile:
         if taken:
             self.items_kept += taken
         return taken
+
+    def _pick_item(self, data: bytes, code: str) -> bool:
+        """Stage a wanted item a skim found whole (few codes wanted) through the typed decode, as ``_typed_item``
+        does; False (nothing staged) when the loop above must read it: it then names what is wrong."""
+        code = code.strip().upper()
+        if not code or len(data) > WHOLE_ITEM_BYTES or not self._typed.stage_item(data, code):
+            return False
+        self.items_kept += 1
+        return True
 
     def _typed_item(self, reader: JsonReader, code: str) -> bool:
         """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the
@@ -748,6 +762,33 @@ class _InNetworkFile:
                 reader.pos = whole[1]
                 continue
             self._define_reference(reference, reader.read_value(_loads), field)
+
+    def _read_held_references(self, data: bytes, offset: int) -> None:
+        """provider_references held before in_network (its bytes, at ``offset`` of the file), read as
+        ``_read_references`` reads it, but the ids and the bytes of the entries found in one msgspec pass
+        (``held_elements``) instead of by indexing the array. From an entry whose id is not an unsigned number or a
+        plain string on, or when msgspec cannot vouch for the array, the reader reads it (for the entries defined
+        by then are no longer needed), and says what is wrong."""
+        elements = held_elements(data, "provider_group_id")
+        for index, (start, entry, written) in enumerate(elements or ()):
+            if len(written) > MAX_NUMBER_CHARS or not _PLAIN_ID.fullmatch(written):
+                break
+            try:
+                reference = written[1:-1].decode() if written[:1] == b'"' else written.decode()
+            except UnicodeDecodeError:
+                break
+            if not self._undefined_and_needed(reference):
+                continue
+            if self._typed.stage_reference(entry, reference):
+                self.defined_references.add(reference)
+                continue
+            self._offset = offset + start
+            value = reader_of(entry, offset + start).read_value(_loads)
+            self._define_reference(reference, value, f"provider_references[{index}]")
+        else:
+            if elements is not None:
+                return
+        self._read_references(reader_of(data, offset))
 
     def _undefined_and_needed(self, reference: str) -> bool:
         return reference in self.needed_references and reference not in self.defined_references

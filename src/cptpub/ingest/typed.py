@@ -3,12 +3,13 @@ msgspec decode of the item's bytes, staged as columns.
 
 An item (or one negotiated_rates element of an item too large to hold) is decoded into Structs that accept only
 the exact, common form of the schema: allowed values already trimmed and lower-case, every key a field the
-schema names. Its values are then appended to the staging columns with list comprehensions, a batch of items
-becoming one Arrow record batch (``staging``), so no Python row object is built per price. When every code is
-kept, a run of whole items (about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded
-as one array and staged column by column at once (``stage_run``): the short texts of the prices (types, classes,
-settings, expiration dates) as codes into their distinct values, lists of codes and provider references as ids
-looked up by their bytes, so the per-price Python work is a few list comprehensions and dictionary lookups.
+schema names. Its values are then appended to the staging columns, a batch of items becoming one Arrow record
+batch (``staging``), so no Python row object is built per price. When every code is kept, a run of whole items
+(about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded as one array and staged
+column by column at once (``stage_run``): a price is its amount and the id of its terms (type, class, setting,
+expiration date, service codes and modifiers; files repeat a few), found from the id of its texts and of its
+lists of codes (looked up by their bytes); provider references are ids looked up by their bytes too, so the
+per-price Python work is a few attribute gathers and dictionary lookups.
 
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
@@ -21,15 +22,16 @@ any of its items does.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
-from typing import Any, Literal, get_args
+from typing import Literal
 
 import msgspec
 import numpy as np
 
 from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES
-from cptpub.ingest.staging import DISTINCT_KEPT, Staging, TextCodes, known_ids
+from cptpub.ingest.staging import Staging, known_ids
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -107,6 +109,19 @@ _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
+_RATES_OF = operator.attrgetter("negotiated_rates")
+_PRICES_OF = operator.attrgetter("negotiated_prices")
+_GROUPS_OF = operator.attrgetter("provider_groups")
+_REFERENCES_OF = operator.attrgetter("provider_references")
+_TEXTS_OF = operator.attrgetter("negotiated_type", "billing_class", "setting", "expiration_date")
+_PLACES_OF = operator.attrgetter("service_code")
+_MODIFIERS_OF = operator.attrgetter("billing_code_modifier")
+_AMOUNT_OF = operator.attrgetter("negotiated_rate")
+_INFORMATION_OF = operator.attrgetter("additional_information")
+# A price's terms are known by one number made of its texts' id, service codes' id and modifiers' id, each below
+# _SPAN: the ids start afresh before a call could take one past TERMS_KEPT, and a call holds far fewer prices
+TERMS_KEPT = 1 << 16
+_SPAN = 1 << 21
 
 
 def _present(values: list) -> int:
@@ -119,11 +134,15 @@ class TypedItems:
     def __init__(self, staging: Staging, references: set[str]):
         self.staging = staging
         self.references = references
-        self._lists: dict[bytes, int] = {_NOT_GIVEN_KEY: -1}  # a list of codes as the file writes it -> list_seq
-        self._types = TextCodes(get_args(_TYPE))
-        self._classes = TextCodes(get_args(_CLASS))
-        self._settings = TextCodes((None, *get_args(_SETTING)))
-        self._expirations = TextCodes()
+        # ids of the distinct texts (type, class, setting, expiration) and lists of codes (as the file writes them)
+        # of prices; the terms they make up as the sorted numbers of their ids (``_terms_of``), with their staged
+        # terms_seq and how many optional terms they give
+        self._texts: dict[tuple, int] = {}
+        self._text_values: list[tuple] = []
+        self._lists: dict[bytes, int] = {}
+        self._list_values: list[tuple[str, ...] | None] = []
+        self._term_keys = self._term_seqs = self._term_optional = np.empty(0, dtype=np.int64)
+        self._forget_terms()
 
     def stage_run(self, data: bytes) -> int | None:
         """Stage a run of whole in_network items (``data``: the JSON array of them), items, prices and targets
@@ -142,8 +161,9 @@ class TypedItems:
         members = 4 * len(items) + sum(_present([getattr(item, name) for item in items]) for name in _ITEM_OPTIONAL)
         for item in items:
             members += _code_members(item)
-        rate_counts = [len(item.negotiated_rates) for item in items]
-        columns = self._rate_columns([rate for item in items for rate in item.negotiated_rates])
+        rate_lists = list(map(_RATES_OF, items))
+        rate_counts = list(map(len, rate_lists))
+        columns = self._rate_columns(list(itertools.chain.from_iterable(rate_lists)), data)
         if columns is None or not _members_are(data, members + columns[0]):
             return None
         first = self.staging.add_items(
@@ -164,7 +184,7 @@ class TypedItems:
         if not code_type:
             return False
         members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL) + _code_members(item)
-        columns = self._rate_columns(item.negotiated_rates)
+        columns = self._rate_columns(item.negotiated_rates, data)
         if columns is None or not _members_are(data, members + columns[0]):
             return False
         item_seq = self.staging.add_items([code], [code_type], [item.negotiation_arrangement], [item.name])
@@ -179,7 +199,7 @@ class TypedItems:
             rate = _RATES.decode(data)
         except _ERRORS:
             return False
-        columns = self._rate_columns([rate])
+        columns = self._rate_columns([rate], data)
         if columns is None or not _members_are(data, columns[0]):
             return False
         self._stage(item_seq, columns)
@@ -208,22 +228,30 @@ class TypedItems:
         self.staging.add_reference(reference, entry.network_name, list(zip(keys, names, npi_counts, strict=True)))
         return True
 
-    def _rate_columns(self, rates: list[_Rate]) -> tuple[int, list, list] | None:
+    def _rate_columns(self, rates: list[_Rate], data: bytes) -> tuple[int, list, list] | None:
         """(member names the rates hold, target columns without seqs, price columns without rate_seq), rate by
-        rate; None when something needs the checking parser."""
-        price_counts = [len(r.negotiated_prices) for r in rates]
-        groups = [r.provider_groups for r in rates]
-        refs = [r.provider_references for r in rates]
-        if 0 in price_counts:
+        rate, ``data`` the bytes they were decoded from (a member name absent from them need not be looked for);
+        None when something needs the checking parser."""
+        price_lists = list(map(_PRICES_OF, rates))
+        price_counts = np.fromiter(map(len, price_lists), dtype=np.int64, count=len(rates))  # arrays: NumPy
+        if 0 in price_counts:  # takes a list element by element each time
             return None
-        found = _references(refs)
+        found = _references(list(map(_REFERENCES_OF, rates)))
         if found is None:
             return None
         reference_counts, reference_keys, given = found
-        members = len(rates) + _present(groups) + given
-        group_counts = [len(g) if g else 0 for g in groups]
-        if 0 in map(operator.add, group_counts, reference_counts):
+        reference_counts = np.asarray(reference_counts, dtype=np.int64)
+        members = len(rates) + given
+        if b'"provider_groups"' in data:
+            groups = list(map(_GROUPS_OF, rates))
+            members += _present(groups)
+            group_counts = np.array([len(g) if g else 0 for g in groups], dtype=np.int64)
+            if 0 in group_counts + reference_counts:
+                return None
+        elif 0 in reference_counts:
             return None
+        else:
+            groups, group_counts = [], np.zeros(len(rates), dtype=np.int64)
         # targets, per rate: its provider groups, then its references
         flat_groups = [g for gs in groups if gs for g in gs]
         tins = [g.tin for g in flat_groups]
@@ -234,60 +262,102 @@ class TypedItems:
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
-        prices = [p for r in rates for p in r.negotiated_prices]
-        places = self._list_ids([p.service_code for p in prices])
-        modifiers = self._list_ids([p.billing_code_modifier for p in prices])
+        prices = list(itertools.chain.from_iterable(price_lists))
+        terms = self._terms_of(prices, b'"billing_code_modifier"' in data)
+        if terms is None:
+            return None
+        terms_seqs, terms_members = terms
+        amounts = np.array(list(map(_AMOUNT_OF, prices)), dtype=np.float64)
+        members += len(prices) * 3 + terms_members  # type, rate and class, and the optional terms
+        if b'"additional_information"' in data:
+            members += _present(list(map(_INFORMATION_OF, prices)))
+        targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
+        return members, list(targets), [price_counts, terms_seqs, amounts]
+
+    def _terms_of(self, prices: list[_Price], modified: bool) -> tuple[np.ndarray, int] | None:
+        """The staged terms_seq of each price, and how many optional terms they give (setting, expiration, service
+        codes, modifiers: none when not ``modified``); None when a list of codes is not one of strings."""
+        if max(len(self._texts), len(self._lists), len(self._term_keys)) + 2 * len(prices) >= TERMS_KEPT:
+            self._forget_terms()
+        texts = self._text_ids(list(map(_TEXTS_OF, prices)))
+        places = self._list_ids(list(map(_PLACES_OF, prices)))
+        modifiers = self._list_ids(list(map(_MODIFIERS_OF, prices))) if modified else np.zeros_like(texts)
         if places is None or modifiers is None:
             return None
-        settings = [p.setting for p in prices]
-        expirations = [p.expiration_date for p in prices]
-        price_columns: list[Any] = [
-            self._types.coded([p.negotiated_type for p in prices]),
-            np.array([p.negotiated_rate for p in prices], dtype=np.float64),
-            self._classes.coded([p.billing_class for p in prices]),
-            self._settings.coded(settings),
-            places,
-            self._expirations.coded(expirations),
-            modifiers,
-        ]
-        count = len(prices)
-        members += count * 3 + _present(settings) + _present(expirations)
-        members += count * 2 - int(np.count_nonzero(places < 0)) - int(np.count_nonzero(modifiers < 0))
-        members += _present([p.additional_information for p in prices])
-        targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
-        return members, list(targets), [price_counts, *price_columns]
+        keys = (texts * _SPAN + places) * _SPAN + modifiers
+        known = self._term_keys
+        at = np.searchsorted(known, keys)
+        if not len(known) or not np.array_equal(known[np.minimum(at, len(known) - 1)], keys):
+            self._add_terms(np.setdiff1d(keys, known))
+            at = np.searchsorted(self._term_keys, keys)
+        return self._term_seqs[at], int(self._term_optional[at].sum())
+
+    def _add_terms(self, keys: np.ndarray) -> None:
+        """Stage the terms of ``keys`` (sorted numbers of new terms)."""
+        seqs, optional = [], []
+        for key in keys.tolist():
+            text, rest = divmod(key, _SPAN * _SPAN)
+            kind, billing_class, setting, expiration = self._text_values[text]
+            place_codes, modifier_codes = self._list_values[rest // _SPAN], self._list_values[rest % _SPAN]
+            seqs.append(self.staging.terms_seq((modifier_codes, kind, billing_class, setting, place_codes, expiration)))
+            given = (setting, expiration, place_codes, modifier_codes)
+            optional.append(len(given) - given.count(None))
+        order = np.argsort(np.concatenate((self._term_keys, keys)), kind="stable")
+        self._term_keys = np.concatenate((self._term_keys, keys))[order]
+        self._term_seqs = np.concatenate((self._term_seqs, seqs))[order].astype(np.int64)
+        self._term_optional = np.concatenate((self._term_optional, optional))[order].astype(np.int64)
+
+    def _forget_terms(self) -> None:
+        """Start the ids of texts, lists and terms afresh (each below _SPAN, whatever a file holds)."""
+        self._texts.clear()
+        self._text_values.clear()
+        self._lists.clear()
+        self._lists[_NOT_GIVEN_KEY] = 0
+        self._list_values[:] = [None]
+        self._term_keys = self._term_seqs = self._term_optional = np.empty(0, dtype=np.int64)
+
+    def _text_ids(self, texts: list[tuple]) -> np.ndarray:
+        known = self._texts
+        found = known_ids(known, texts)
+        if found is None:
+            for key in texts:
+                if key not in known:
+                    known[key] = len(self._text_values)
+                    self._text_values.append(key)
+            found = known_ids(known, texts)
+            assert found is not None  # every key has its id now
+        return found
 
     def _list_ids(self, raws: list[msgspec.Raw]) -> np.ndarray | None:
-        """The staged list_seq of each list of codes (-1: none given); None when one is not a list of strings."""
+        """The id of each list of codes (0: none given); None when one is not a list of strings."""
+        if raws[0] is _NOT_GIVEN and raws.count(_NOT_GIVEN) == len(raws):
+            return np.zeros(len(raws), dtype=np.int64)
         known = self._lists
         keys = b"\0".join(raws).split(b"\0")  # no JSON text holds a NUL byte
         found = known_ids(known, keys)
-        if found is not None:
-            return found
-        ids = np.empty(len(keys), dtype=np.int64)
-        for at, data in enumerate(keys):
-            seq = known.get(data)
-            if seq is None:
-                try:
-                    values = _STRINGS.decode(data)
-                except _ERRORS:
-                    return None
-                if len(known) >= DISTINCT_KEPT:
-                    known.clear()
-                    known[_NOT_GIVEN_KEY] = -1
-                seq = known[data] = self.staging.list_seq(values)
-            ids[at] = seq
-        return ids
+        if found is None:
+            for key in keys:
+                if key not in known:
+                    try:
+                        codes = _STRINGS.decode(key)
+                    except _ERRORS:
+                        return None
+                    known[key] = len(self._list_values)
+                    self._list_values.append(tuple(codes))
+            found = known_ids(known, keys)
+            assert found is not None
+        return found
 
     def _stage(self, item_seqs: int | np.ndarray, columns: tuple[int, list, list]) -> None:
         _, targets, prices = columns
         group_counts, group_keys, names, npi_counts, reference_counts, reference_ids = targets
-        price_counts, types, amounts, classes, settings, places, expirations, modifiers = prices
+        price_counts, terms_seqs, amounts = prices
         staging = self.staging
         staging.add_rates(
             item_seqs,
             price_counts,
-            [modifiers, types, amounts, classes, settings, places, expirations],
+            terms_seqs,
+            amounts,
             group_counts,
             staging.group_seqs(group_keys, names, npi_counts) if group_keys else [],
             reference_counts,
@@ -299,7 +369,14 @@ def _members_are(data: bytes, members: int) -> bool:
     """Whether ``data`` (valid JSON without a backslash) holds exactly ``members`` member names. Each name is
     followed by a colon and a string holds no '":' (a quote in it would be escaped), so counting colons settles
     it when no string holds one, and counting '":' otherwise (slower), as a compact file writes ``"name":``."""
-    return data.count(b":") == members or data.count(b'":') == members
+    return _colons(data) == members or data.count(b'":') == members
+
+
+def _colons(data: bytes) -> int:
+    """The colons in ``data``: counted by NumPy (vectorised, about 4x bytes.count) unless it is small."""
+    if len(data) < 1 << 16:
+        return data.count(b":")
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == ord(":")))
 
 
 def _code_members(item: _Item) -> int:
@@ -311,7 +388,7 @@ def _code_members(item: _Item) -> int:
     return members
 
 
-def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] | None:
+def _references(raws: list[msgspec.Raw]) -> tuple[np.ndarray | list[int], list[bytes], int] | None:
     """Per rate, its number of provider references (0: none given); each reference's key, rate after rate (see
     ``_reference_keys``); and how many rates give the field. None when a list given is not one of ids."""
     lengths = list(map(len, raws))
@@ -337,7 +414,7 @@ def _references(raws: list[msgspec.Raw]) -> tuple[list[int], list[bytes], int] |
     return counts, keys, given
 
 
-def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], list[bytes]] | None:
+def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[np.ndarray, list[bytes]] | None:
     """``_references`` when every list given (``joined``, of ``lengths``) is flat, of unsigned numbers without
     exponent (None otherwise): split and counted at once, without an object per id."""
     cleaned = joined.translate(None, b" \t\n\r")  # whitespace: only between values, as no string is in
@@ -359,9 +436,10 @@ def _plain_references(joined: bytes, lengths: np.ndarray) -> tuple[list[int], li
     counts[given] = np.where(closes - opens == 1, 0, commas[closes] - commas[opens] + 1)
     body = cleaned.replace(b"[]", b"").translate(None, b"[").replace(b"]", b",")[:-1]
     keys = body.split(b",") if body else []
-    if keys and max(map(len, keys)) > MAX_NUMBER_CHARS:
+    # an id is shorter than its list: measured one by one only when some list is longer than an id may be
+    if keys and int(lengths.max()) > MAX_NUMBER_CHARS + 2 and max(map(len, keys)) > MAX_NUMBER_CHARS:
         return None
-    return counts.tolist(), keys
+    return counts, keys
 
 
 def _reference_keys(raws: list[msgspec.Raw]) -> list[bytes] | None:
