@@ -167,3 +167,26 @@ def test_zero_and_placeholder_prices_stay_out_of_the_statistics_and_are_counted(
     assert (uhc.n_rates, uhc.minimum, uhc.maximum) == (1, 80.0, 80.0)
     assert b.excluded["UnitedHealthcare"] == {"zero, negative or placeholder price": len(placeholders)}
     assert (b.overall.n_rates, b.overall.minimum, b.overall.maximum) == (4, 80.0, 120.0)
+
+
+def test_percentiles_and_medians_are_numpys_to_the_last_bit() -> None:
+    """The statistics' plain-float percentile and median equal numpy's (what pandas' quantile and median use), bit for
+    bit, on sizes 1 to 40 of prices with cents, rounded percentages, ties and values spanning magnitudes."""
+    import random
+
+    import numpy as np
+
+    from cptpub.analysis.benchmarks import median, percentile
+
+    rng = random.Random(13)
+    samples = []
+    for n in range(1, 41):
+        samples.append([round(rng.uniform(0.02, 5000), 2) for _ in range(n)])
+        samples.append([rng.choice([99.99, 100.0, 100.01, 250.5]) for _ in range(n)])
+        samples.append([rng.lognormvariate(4, 2) for _ in range(n)])
+        samples.append([rng.uniform(0, 400) / 3 for _ in range(n)])
+    for sample in samples:
+        ordered = sorted(sample)
+        for q in (25, 75):
+            assert percentile(ordered, q).hex() == float(np.percentile(sample, q)).hex(), (sample, q)
+        assert median(ordered).hex() == float(np.median(sample)).hex(), sample

@@ -288,3 +288,16 @@ def test_a_store_made_before_the_policy_columns_is_read_then_migrated(tmp_path):
     con.close()
     facts = code_facts(path, "99213")
     assert facts.pfs is not None and facts.pfs.year == 2026 and facts.pfs.pctc_indicator == "0"
+
+
+def test_facts_read_again_after_an_ingest_see_the_new_files(tmp_path):
+    """What facts keep per version of the store (its tables, its newest NCCI files) is read again from a new version:
+    NCCI files ingested after a first read in the same process show up in the next read."""
+    store = RatesStore(tmp_path / "rates.duckdb")
+    ingest_pfs_file(store, PFS_2025)
+    before = code_facts(store.path, "27447")
+    assert before.pfs is not None and before.ptp_edits == () and before.mue is None
+    for ncci in (PTP_ZIP, MUE_CSV):
+        ingest_ncci_file(store, ncci)
+    after = code_facts(store.path, "27447")
+    assert len(after.ptp_edits) > 0 and after.mue is not None

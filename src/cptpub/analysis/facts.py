@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -554,20 +555,29 @@ def code_facts(store_path: Path | str, code: str) -> CodeFacts:
     store = RatesStore(Path(store_path))
     if not store.exists():
         return _empty(code, service_type(code))
-    con = store.connect(read_only=True)
+    con, cache = store.connect_with_cache()
     try:
-        return facts_from_connection(con, code)
+        return facts_from_connection(con, code, cache)
     finally:
         con.close()
 
 
-def facts_from_connection(con: duckdb.DuckDBPyConnection, code: str) -> CodeFacts:
-    """:func:`code_facts` on an open connection (a batch of codes then opens the store once)."""
+def facts_from_connection(con: duckdb.DuckDBPyConnection, code: str, cache: dict[str, Any] | None = None) -> CodeFacts:
+    """:func:`code_facts` on an open connection (a batch of codes then opens the store once). ``cache`` keeps what
+    is the same for every code of that version of the store (``RatesStore.connect_with_cache``): its tables and its
+    newest NCCI files, read once instead of per code."""
     code = check_code(code)
     kind = service_type(code)
-    tables = _tables(con)
+    cache = {} if cache is None else cache
+    if "facts.tables" not in cache:
+        cache["facts.tables"] = _tables(con)
+    tables: dict[str, set[str]] = cache["facts.tables"]
     line = _pfs_line(con, code, tables["medicare_pfs"]) if "medicare_pfs" in tables else None
-    newest = _newest_sources(con) if {"ncci_ptp", "ncci_mue", "ncci_aoc"} & tables.keys() else {}
+    newest: dict[str, list[str]] = {}
+    if {"ncci_ptp", "ncci_mue", "ncci_aoc"} & tables.keys():
+        if "facts.newest_sources" not in cache:
+            cache["facts.newest_sources"] = _newest_sources(con)
+        newest = cache["facts.newest_sources"]
     ptp = _ptp(con, code, newest["ncci-ptp"]) if "ncci_ptp" in tables else []
     mue = _mue(con, code, newest["ncci-mue"]) if "ncci_mue" in tables else None
     primaries = _aoc(con, code, newest["ncci-aoc"]) if "ncci_aoc" in tables else []

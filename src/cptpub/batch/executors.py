@@ -32,6 +32,8 @@ from cptpub.project import STORE_ENV, Project
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    import psutil
+
 OnOutcome = Callable[[EditionOutcome], None]
 Stopped = Callable[[], bool]
 
@@ -79,6 +81,7 @@ class _Worker:
     log: Path
     running_cell: Path  # the cell it runs (cptpub.running_cell), when it runs notebooks in process
     peak_rss: int = 0  # bytes, sampled while it builds an edition
+    sampled: psutil.Process | None = None  # its psutil handle, made at the first sample
 
 
 class LocalExecutor:
@@ -159,15 +162,18 @@ class LocalExecutor:
                 everyone.append(replacement)
                 idle.append(replacement)
 
+        def dispatch() -> None:
+            while idle and pending and not stopped():
+                worker = idle.pop()
+                task = pending.popleft()
+                worker.peak_rss = 0
+                busy[worker.conn] = (worker, task, time.perf_counter())
+                with contextlib.suppress(OSError):  # a worker already gone shows up as lost below
+                    worker.conn.send(task)
+
         try:
             while (pending or busy) and not stopped():
-                while idle and pending:
-                    worker = idle.pop()
-                    task = pending.popleft()
-                    worker.peak_rss = 0
-                    busy[worker.conn] = (worker, task, time.perf_counter())
-                    with contextlib.suppress(OSError):  # a worker already gone shows up as lost below
-                        worker.conn.send(task)
+                dispatch()
                 if not busy:
                     for task in pending:
                         on_outcome(_failed(task, "no worker process could run; see the logs in build/work/w*/"))
@@ -189,6 +195,7 @@ class LocalExecutor:
                             replace(worker)
                         else:
                             idle.append(worker)
+                    dispatch()  # its next task first: the worker builds while this edition is published
                     on_outcome(outcome)  # a finished edition is published even if a stop was just requested
                 for conn, (worker, task, started) in list(busy.items()):
                     overrun = self._watch(worker, task, started)
@@ -206,7 +213,9 @@ class LocalExecutor:
         from cptpub.running_cell import TIMEOUT_GRACE, read_running_cell
 
         with contextlib.suppress(psutil.Error):
-            worker.peak_rss = max(worker.peak_rss, psutil.Process(worker.process.pid).memory_info().rss)
+            if worker.sampled is None:
+                worker.sampled = psutil.Process(worker.process.pid)
+            worker.peak_rss = max(worker.peak_rss, worker.sampled.memory_info().rss)
         cell = read_running_cell(worker.running_cell)
         deadline = cell.get("deadline")
         if not isinstance(deadline, int | float) or time.monotonic() < deadline + TIMEOUT_GRACE:

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cptpub.ingest.placeholders import PLACEHOLDER_AT_LEAST, PLACEHOLDER_AT_MOST
 from cptpub.store import pid_alive, rates
 
 BATCH_ROWS = 65_536
@@ -99,10 +100,6 @@ SCHEMAS = {
 Column = Any  # a list, or a NumPy array for a number column
 Terms = tuple  # a price's terms, as the "terms" columns after terms_seq (lists of codes as tuples, or None)
 
-# A price stored but kept out of statistics by analysis: zero, negative, a cent, or a 999999-style placeholder.
-# (percentages and per-diems included: a 0 % or a 999999 per diem is no more a price.)
-PLACEHOLDER_AT_MOST = 0.01
-PLACEHOLDER_AT_LEAST = 999999.0
 SUSPECT_PRICE_SQL = f"(negotiated_rate <= {PLACEHOLDER_AT_MOST} OR negotiated_rate >= {PLACEHOLDER_AT_LEAST})"
 
 

@@ -49,9 +49,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -118,6 +119,14 @@ class RatesStore:
         self.require()
         with _open_lock:
             return self._open_database().cursor()
+
+    def connect_with_cache(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
+        """:meth:`connect`, and a dict kept with the version of the file that connection reads: for what is the
+        same for every code read from it (e.g. which tables it has), computed once per version per process."""
+        self.require()
+        with _open_lock:
+            database = self._open_database()
+            return database.cursor(), _open[os.path.abspath(self.path)].cache
 
     def _open_database(self) -> duckdb.DuckDBPyConnection:
         """The database kept open for this file, reopened when the file has changed; called with ``_open_lock``."""
@@ -355,6 +364,7 @@ class RatesStore:
 class _OpenDatabase:
     identity: tuple[object, ...]  # _identity() of the file when it was opened
     database: duckdb.DuckDBPyConnection
+    cache: dict[str, Any] = field(default_factory=dict)  # see RatesStore.connect_with_cache
 
 
 _open_lock = threading.Lock()
