@@ -384,7 +384,7 @@ def publish(
     folder = Path(folder)
     staged = {name for name in SCHEMAS if (folder / f"{name}.parquet").exists()}  # the tables with rows
     table = {name: _relation(folder, name, name in staged) for name in SCHEMAS}
-    totals = pq.read_table(folder / "totals.parquet").to_pylist()[0]
+    totals = pq.ParquetFile(folder / "totals.parquet").read().to_pylist()[0]
     inline_rows, suspect = int(totals["inline_rows"]), int(totals["suspect_prices"])
     if "items" not in staged:  # nothing kept: no statement to run (each costs about 1 ms, even on no rows)
         return inline_rows, suspect
