@@ -887,3 +887,30 @@ def test_select_elements_finds_members_at_the_top_of_each_element(ordered, sizes
         (i, e.get("k", MISSING)) for i, e in enumerate(ordered) if e.get("k", MISSING) in ("x", 'q"z', 2, MISSING)
     ]
     assert seen == expected
+
+
+def test_a_file_keeping_no_code_stages_no_table_and_later_files_store_the_same_rows(tmp_path, catalogue, monkeypatch):
+    from cptpub.ingest import staging
+
+    staged: list[set[str]] = []
+    original = staging.publish
+
+    def publish_and_list(con, folder, *args, **kwargs):
+        staged.append({path.stem for path in Path(folder).glob("*.parquet")})
+        return original(con, folder, *args, **kwargs)
+
+    monkeypatch.setattr(tic, "publish", publish_and_list)
+    store = RatesStore(tmp_path / "one" / "rates.duckdb")
+    nothing = ingest_tic_file(store, TIC / "v1/in-network-rates-no-npi.json", codes={"00000"}, catalogue=catalogue)
+    assert (nothing.status, nothing.rows_kept) == ("ingested", 0)
+    assert staged == [{"totals"}]  # no rows, no file: publish runs no statement for them
+    assert counts(store) == (0, 1)
+    # the same process's writer database then ingests a file into this store as into a store of its own
+    sample = TIC / "v2/in-network-rates-multiple-plans-sample.json"
+    kept = ingest_tic_file(store, sample, codes={"27447"}, catalogue=catalogue)
+    alone = RatesStore(tmp_path / "two" / "rates.duckdb")
+    ingest_tic_file(alone, sample, codes={"27447"}, catalogue=catalogue)
+    assert kept.rows_kept == counts(alone)[0] == counts(store)[0] > 0
+    query = "SELECT * EXCLUDE (source_id) FROM negotiated_rates ORDER BY ALL"
+    with closing(store.connect()) as con, closing(alone.connect()) as other:
+        assert con.execute(query).fetchall() == other.execute(query).fetchall()
