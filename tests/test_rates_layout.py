@@ -312,3 +312,32 @@ def test_a_slice_carries_the_schema_mark_and_the_same_rows_of_its_codes(filled, 
     with duckdb.connect(str(part), read_only=True) as con:
         assert Counter(_hashable(*row) for row in con.execute("SELECT * FROM negotiated_rates").fetchall()) == whole
     assert whole
+
+
+def test_two_threads_write_two_stores_at_once(tmp_path):
+    """Writers share one in-memory DuckDB per process; each attaches its store's copy under its own name, so two
+    threads writing two stores at the same time each commit their own rows."""
+    import threading
+
+    stores = [RatesStore(tmp_path / f"store{n}.duckdb") for n in range(2)]
+    both_inside = threading.Barrier(2, timeout=30)
+    failures: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with stores[n].transaction() as con:
+                con.execute("CREATE TABLE written_by (thread INTEGER)")
+                con.execute("INSERT INTO written_by VALUES (?)", [n])
+                both_inside.wait()  # both copies are attached now
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    for n, store in enumerate(stores):
+        with duckdb.connect(str(store.path), read_only=True) as con:
+            assert con.execute("SELECT thread FROM written_by").fetchall() == [(n,)]

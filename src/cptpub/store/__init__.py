@@ -223,7 +223,7 @@ class RatesStore:
                         shutil.copyfile(self.path, staging)
                         if self.wal_path.exists():  # a store last written by an older cptpub, in place
                             shutil.copyfile(self.wal_path, staging_wal)
-                    con = _attach(staging)
+                    con, attached = _attach(staging)
                 except (OSError, duckdb.Error) as exc:
                     raise _write_error(exc, self.path) from exc
                 try:
@@ -242,7 +242,7 @@ class RatesStore:
                     # again: nobody else reads that file before it replaces the store.
                     con.execute("SET checkpoint_threshold = '0b'")
                     con.execute("COMMIT")
-                    con.execute(f"CHECKPOINT {_WRITTEN}")
+                    con.execute(f"CHECKPOINT {attached}")
                 except BaseException as exc:
                     with contextlib.suppress(duckdb.Error):  # a failed write can leave nothing to roll back
                         con.execute("ROLLBACK")
@@ -252,7 +252,7 @@ class RatesStore:
                         raise _write_error(exc, self.path) from exc
                     raise
                 finally:
-                    _detach(con)
+                    _detach(con, attached)
                 try:
                     with open(staging, "rb+") as handle:
                         os.fsync(handle.fileno())
@@ -388,13 +388,13 @@ def _forget_after_fork() -> None:
 # database builds its catalogue of functions (about 16 ms of CPU, and 5 ms to close it), attaching a file 1 ms.
 _writer: duckdb.DuckDBPyConnection | None = None
 _writer_lock = threading.Lock()  # not _open_lock: a read that upgrades an old store writes while holding that
-_WRITTEN = "store_copy"  # the attached copy's name, while a transaction writes it (the writer lock makes it one)
+_attached_names = itertools.count()  # threads may write different stores at once: each copy has its own name
 _WRITER_SETTINGS = ("threads", "memory_limit", "preserve_insertion_order", "checkpoint_threshold")
 
 
-def _attach(path: Path) -> duckdb.DuckDBPyConnection:
+def _attach(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:
     """A connection whose default database is the file at ``path``, attached to the process's writer database,
-    with that database's settings as a new one has them."""
+    with that database's settings as a new one has them; and the name it is attached under."""
     global _writer
     with _writer_lock:
         if _writer is None:
@@ -404,15 +404,16 @@ def _attach(path: Path) -> duckdb.DuckDBPyConnection:
     for setting in _WRITER_SETTINGS:  # a previous writer's (publish sets some)
         con.execute(f"RESET {setting}")
     quoted = str(path).replace("'", "''")
-    con.execute(f"ATTACH '{quoted}' AS {_WRITTEN}")
-    con.execute(f"USE {_WRITTEN}")
-    return con
+    name = f"store_copy_{next(_attached_names)}"
+    con.execute(f"ATTACH '{quoted}' AS {name}")
+    con.execute(f"USE {name}")
+    return con, name
 
 
-def _detach(con: duckdb.DuckDBPyConnection) -> None:
+def _detach(con: duckdb.DuckDBPyConnection, name: str) -> None:
     with contextlib.suppress(duckdb.Error):
         con.execute("USE memory")
-        con.execute(f"DETACH DATABASE IF EXISTS {_WRITTEN}")
+        con.execute(f"DETACH DATABASE IF EXISTS {name}")
     with contextlib.suppress(duckdb.Error):
         con.close()
 
