@@ -562,13 +562,12 @@ def code_facts(store_path: Path | str, code: str) -> CodeFacts:
         con.close()
 
 
-def facts_from_connection(con: duckdb.DuckDBPyConnection, code: str, cache: dict[str, Any] | None = None) -> CodeFacts:
-    """:func:`code_facts` on an open connection (a batch of codes then opens the store once). ``cache`` keeps what
+def facts_from_connection(con: duckdb.DuckDBPyConnection, code: str, cache: dict[str, Any]) -> CodeFacts:
+    """:func:`code_facts` on an open connection. ``cache`` keeps what
     is the same for every code of that version of the store (``RatesStore.connect_with_cache``): its tables and its
     newest NCCI files, read once instead of per code."""
     code = check_code(code)
     kind = service_type(code)
-    cache = {} if cache is None else cache
     if "facts.tables" not in cache:
         cache["facts.tables"] = _tables(con)
     tables: dict[str, set[str]] = cache["facts.tables"]

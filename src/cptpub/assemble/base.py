@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cptpub.atomic import write_atomic
 from cptpub.errors import UsageError
+from cptpub.project import output_name
 
 FORMATS = ("html", "pdf")
 DEMO_NOTICE = "DEMO DATA — synthetic figures, not real prices"
@@ -33,6 +35,13 @@ class AssemblyJob:
     workdir: Path  # build/<code>/ ; figure paths are relative to it
     report_dir: Path  # report/ template project
     sync_outputs: bool = True  # False when the caller publishes the rendered files itself (a batch's staging)
+
+    def write_outputs(self, rendered: dict[str, bytes], out_dir: Path) -> dict[str, Path]:
+        """Each rendered format written to ``out_dir`` under its edition file name, atomically; their paths."""
+        return {
+            fmt: write_atomic(out_dir / output_name(self.meta.code, fmt), data, durable=self.sync_outputs)
+            for fmt, data in rendered.items()
+        }
 
 
 class Engine(Protocol):

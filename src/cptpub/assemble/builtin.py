@@ -5,7 +5,6 @@ Needs nothing beyond the Python dependencies, so a fresh machine can publish wit
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -19,7 +18,7 @@ from cptpub.assemble.markdown import notebooks_to_markdown
 from cptpub.assemble.pandoc import metadata_file, pandoc_version, run_pandoc_on_ast
 from cptpub.assemble.pandoc_server import Output, PandocServer, output_filters
 from cptpub.assemble.selfcontained import PANDOC_VERSIONS, embed_resources
-from cptpub.assemble.typst_memo import evict_edition_memos
+from cptpub.assemble.typst_memo import embedded_fonts, evict_edition_memos
 from cptpub.assemble.typst_values import Length, typst_value
 from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
@@ -70,10 +69,7 @@ class BuiltinEngine:
             fmt: self._render_html(job, config, markdown, metadata) if fmt == "html" else render_pdf(job, config)
             for fmt in wanted
         }
-        return {
-            fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data, durable=job.sync_outputs)
-            for fmt, data in rendered.items()
-        }
+        return job.write_outputs(rendered, out_dir)
 
     def _render_html(self, job: AssemblyJob, config: ReportConfig, markdown: str, metadata: str) -> bytes:
         """A standalone page with the styles and figures embedded: it loads nothing from anywhere.
@@ -188,12 +184,6 @@ def render_pdf(job: AssemblyJob, config: ReportConfig) -> bytes:
         ) from None
     finally:
         evict_edition_memos()  # a worker compiles many editions: keep only what the next one can use
-
-
-@functools.cache
-def embedded_fonts() -> typst.Fonts:
-    """Typst's embedded fonts, found and parsed once per process rather than by every compile (2 ms each)."""
-    return typst.Fonts(include_system_fonts=False, include_embedded_fonts=True, font_paths=[])
 
 
 def typst_meta(meta: EditionMeta, config: ReportConfig) -> str:

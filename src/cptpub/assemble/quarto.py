@@ -35,7 +35,6 @@ from cptpub.assemble.config import ReportConfig, load_config
 from cptpub.assemble.markdown import SKIPPED_TAGS
 from cptpub.assemble.pandoc import safety_filter
 from cptpub.assemble.typst_values import typst_value
-from cptpub.atomic import write_atomic
 from cptpub.dates import display_date
 from cptpub.errors import AssemblyError
 from cptpub.project import output_name
@@ -177,10 +176,7 @@ class QuartoEngine:
             if not produced.is_file():
                 raise AssemblyError(f"quarto reported success but did not write {produced.name}", where=source)
             rendered[fmt] = produced.read_bytes()
-        return {
-            fmt: write_atomic(out_dir / output_name(job.meta.code, fmt), data, durable=job.sync_outputs)
-            for fmt, data in rendered.items()
-        }
+        return job.write_outputs(rendered, out_dir)
 
 
 def quarto_command(executable: str, job: AssemblyJob, fmt: str) -> list[str]:

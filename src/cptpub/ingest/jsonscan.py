@@ -53,7 +53,7 @@ MAX_STRING_BYTES = 16 << 20
 MAX_NUMBER_CHARS = 100
 
 MISSING = object()  # select_elements / peek_member: the object has no such member
-_RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _RAW_ELEMENT = msgspec.json.Decoder(msgspec.Raw)
 _MSGSPEC_ERROR = re.compile(r"(?:JSON is malformed: )?(.*?)(?: \(byte (\d+)\))?", re.DOTALL)  # message, offset
 _SKIM_KEY_BYTES = 256  # an element's first member name, to recognise where the next one opens
@@ -152,7 +152,7 @@ _ELEMENTS_TYPES: dict[str, Any] = {}
 
 
 def _raw_lengths(view: memoryview) -> list[int]:
-    return [len(raw) for raw in _RAW_ELEMENTS.decode(view)]
+    return [len(raw) for raw in RAW_ELEMENTS.decode(view)]
 
 
 def _decode_run(run: bytearray, begin: int, cut: int, decode: Callable[[memoryview], Any]) -> Any:
@@ -329,7 +329,7 @@ def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
     JSON is all this vouches for: the limits (``MAX_DEPTH``...) are checked where the bytes were indexed."""
     needle = b'"' + key.encode() + b'"'
     try:
-        elements = _RAW_ELEMENTS.decode(data)
+        elements = RAW_ELEMENTS.decode(data)
         members = _members_decoder(key).decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None

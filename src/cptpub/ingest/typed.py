@@ -30,7 +30,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES
+from cptpub.ingest.jsonscan import MAX_NUMBER_CHARS, MAX_STRING_BYTES, RAW_ELEMENTS
 from cptpub.ingest.staging import Staging, known_ids
 
 _NUMBER = rb"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
@@ -105,7 +105,6 @@ _RUN = msgspec.json.Decoder(list[_Item])
 _REFERENCE = msgspec.json.Decoder(_Reference)
 _STRINGS = msgspec.json.Decoder(list[str])
 _RATES = msgspec.json.Decoder(_Rate)
-_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
 _PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
@@ -302,8 +301,9 @@ class TypedItems:
             seqs.append(self.staging.terms_seq((modifier_codes, kind, billing_class, setting, place_codes, expiration)))
             given = (setting, expiration, place_codes, modifier_codes)
             optional.append(len(given) - given.count(None))
-        order = np.argsort(np.concatenate((self._term_keys, keys)), kind="stable")
-        self._term_keys = np.concatenate((self._term_keys, keys))[order]
+        term_keys = np.concatenate((self._term_keys, keys))
+        order = np.argsort(term_keys, kind="stable")
+        self._term_keys = term_keys[order]
         self._term_seqs = np.concatenate((self._term_seqs, seqs))[order].astype(np.int64)
         self._term_optional = np.concatenate((self._term_optional, optional))[order].astype(np.int64)
 
@@ -403,7 +403,7 @@ def _references(raws: list[msgspec.Raw]) -> tuple[np.ndarray | list[int], list[b
             counts.append(0)
             continue
         try:
-            ids = _RAWS.decode(raw)
+            ids = RAW_ELEMENTS.decode(raw)
         except _ERRORS:
             return None
         more = _reference_keys(ids)

@@ -32,7 +32,7 @@ MARKDOWN = "text/markdown"  # the one representation of inline code's value the 
 def setup() -> None:
     from IPython import get_ipython
 
-    formatter = get_ipython().display_formatter.formatters["text/markdown"]
+    formatter = get_ipython().display_formatter.formatters[MARKDOWN]
     for module in ("pandas", "pandas.core.frame"):  # pandas reports DataFrame.__module__ as "pandas"
         formatter.for_type_by_name(module, "DataFrame", frame_markdown)
 

@@ -116,9 +116,7 @@ class RatesStore:
         close it after use. It is a cursor of the database this process keeps open for the file (see above)."""
         if not read_only:
             raise ValueError("the store is written only through RatesStore.transaction()")
-        self.require()
-        with _open_lock:
-            return self._open_database().cursor()
+        return self.connect_with_cache()[0]
 
     def connect_with_cache(self) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
         """:meth:`connect`, and a dict kept with the version of the file that connection reads: for what is the
