@@ -100,10 +100,10 @@ def main() -> None:
             facts = code_facts(store, code)  # as a notebook calls it: opening the store each time
             assert facts.title and facts.mue and facts.add_on_primaries, code
         per_code = (time.perf_counter() - started) / len(sample)
-        con = RatesStore(store).connect(read_only=True)
+        con, cache = RatesStore(store).connect_with_cache()
         started = time.perf_counter()
         for code in sample:
-            facts_from_connection(con, code)
+            facts_from_connection(con, code, cache)
         per_code_open = (time.perf_counter() - started) / len(sample)
         con.close()
 
