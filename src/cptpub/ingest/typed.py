@@ -120,7 +120,10 @@ TERMS_KEPT = 1 << 16
 _SPAN = 1 << 21
 
 
-_LITERALS = 4096  # codes and expiration dates decoded as literals at most (Literal types of msgspec)
+# Codes and expiration dates are decoded as literals (Literal types of msgspec) while a file holds at most
+# _LITERALS of them and no more than _LITERAL_MISSES runs had one the literals did not (decoded again with _RUN)
+_LITERALS = 4096
+_LITERAL_MISSES = 32
 _NO_CODES: Any = tuple[()]  # an empty list of codes, while none is known
 
 
@@ -171,6 +174,7 @@ class TypedItems:
         self._expirations: set[str] = set()
         self._literals_changed = False
         self._literal_run: msgspec.json.Decoder | None = None
+        self._literal_misses = 0
 
     def stage_run(self, data: bytes) -> int | None:
         """Stage a run of whole in_network items (``data``: the JSON array of them), items, prices and targets
@@ -204,14 +208,14 @@ class TypedItems:
         shared string each: their terms are then hashed and compared at once) while a few distinct ones are met;
         with any string (``_RUN``) when that fails, or else when they are many. None: not valid as _Item."""
         decoder = self._literal_run
-        if decoder is None and self._literals_changed and len(self._codes) + len(self._expirations) <= _LITERALS:
+        if decoder is None and self._literals_changed and self._literal_misses <= _LITERAL_MISSES:
             decoder = self._literal_run = _literal_run_decoder(self._codes, self._expirations)
         self._literals_changed = False
         if decoder is not None:
             try:
                 return decoder.decode(data)
             except _ERRORS:
-                pass
+                self._literal_misses += 1
         try:
             return _RUN.decode(data)
         except _ERRORS:
@@ -356,6 +360,10 @@ class TypedItems:
         """Note the strings of new terms: the literal run decoder is made again when they are new to it."""
         codes = self._codes
         size = len(codes) + len(self._expirations)
+        if size > _LITERALS:  # too many for literals: _RUN decodes the runs from now on
+            self._literal_misses = _LITERAL_MISSES + 1
+            self._literal_run = None
+            return
         if expiration is not None:
             self._expirations.add(expiration)
         for code_list in code_lists:
