@@ -313,7 +313,7 @@ class TypedItems:
         self.references.update(new_references)
         prices = list(itertools.chain.from_iterable(price_lists))
         terms_seqs, terms_members = self._terms_of(prices)
-        amounts = np.array(list(map(_AMOUNT_OF, prices)), dtype=np.float64)
+        amounts = np.fromiter(map(_AMOUNT_OF, prices), dtype=np.float64, count=len(prices))
         members += len(prices) * 3 + terms_members  # type, rate and class, and the optional terms
         if b'"additional_information"' in data:
             members += _present(list(map(_INFORMATION_OF, prices)))
