@@ -245,3 +245,34 @@ def test_codes_and_dates_met_along_the_file_store_its_rows(literals, misses, tmp
         assert 1 < plain["runs"] < runs["runs"]
     else:
         assert plain["runs"] >= runs["runs"] - 2
+
+
+def test_a_staging_write_that_fails_is_an_error_naming_the_staging_file(tmp_path, refs_folder, monkeypatch):
+    """Staged batches are written to Parquet on a thread of their own while the parse goes on; a write that fails
+    there (a full disk) stops the ingest with a one-line error naming the staging file, and leaves nothing."""
+    import pyarrow.parquet as pq
+
+    from cptpub.ingest import staging
+
+    written = []
+    original = pq.ParquetWriter.write_batch
+
+    def filling_the_disk(self, batch, *args, **kwargs):
+        written.append(batch.num_rows)
+        if len(written) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", filling_the_disk)
+    monkeypatch.setattr(staging, "BATCH_ROWS", 4)
+    path = _minified(_repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json"), tmp_path / "in.json")
+    store = RatesStore(tmp_path / "store" / "rates.duckdb")
+    with pytest.raises(IngestError) as failure:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    error = str(failure.value)
+    assert error.splitlines()[0].endswith(
+        ".parquet: cannot write the parsed rows to a staging file: No space left on device"
+    )
+    assert str(tmp_path / "store" / "ingest-staging") in error
+    assert not store.exists()
+    assert not any((tmp_path / "store" / "ingest-staging").iterdir())
