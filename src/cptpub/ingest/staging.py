@@ -109,7 +109,8 @@ SUSPECT_PRICE_SQL = f"(negotiated_rate <= {PLACEHOLDER_AT_MOST} OR negotiated_ra
 
 
 class Staging:
-    """One file's rows, written to ``folder`` in column batches as they are parsed."""
+    """One file's rows, written to ``folder`` in column batches as they are parsed (Parquet files, written by a
+    thread of their own: ``close`` waits for them)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)

@@ -7,9 +7,11 @@ schema names. Its values are then appended to the staging columns, a batch of it
 batch (``staging``), so no Python row object is built per price. When every code is kept, a run of whole items
 (about a chunk of a minified file, cut by ``JsonReader.select_elements``) is decoded as one array and staged
 column by column at once (``stage_run``): a price is its amount and the id of its terms (type, class, setting,
-expiration date, service codes and modifiers; files repeat a few), found from the id of its texts and of its
-lists of codes (looked up by their bytes); provider references are ids looked up by their bytes too, so the
-per-price Python work is a few attribute gathers and dictionary lookups.
+expiration date, service codes and modifiers; files repeat a few), found by one dictionary lookup of the tuple of
+them (lists of codes decoded as tuples). The codes and expiration dates met before are decoded as msgspec
+literals, one shared string each, so that tuple is hashed and compared without reading its strings; a run
+holding a new one is decoded again with plain strings. Provider references are ids looked up by their bytes, so
+the per-price Python work is a few attribute gathers and dictionary lookups.
 
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
