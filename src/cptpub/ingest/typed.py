@@ -56,14 +56,15 @@ class _Group(msgspec.Struct, kw_only=True, gc=False):
 
 
 class _Price(msgspec.Struct, kw_only=True, gc=False):
+    # its terms first, lists of codes as tuples: read as one tuple with the other fields (``msgspec.structs.astuple``),
+    # its first 6 are the terms (``_TERMS_OF``)
     negotiated_type: _TYPE
-    negotiated_rate: float
     billing_class: _CLASS
     setting: _SETTING | None = None
-    # lists of codes as tuples: a price's terms are then one hashable tuple (``_TERMS_OF``)
-    service_code: tuple[str, ...] | None = None
     expiration_date: str | None = None
+    service_code: tuple[str, ...] | None = None
     billing_code_modifier: tuple[str, ...] | None = None
+    negotiated_rate: float
     additional_information: str | None = None
 
 
@@ -111,11 +112,10 @@ _RATES_OF = operator.attrgetter("negotiated_rates")
 _PRICES_OF = operator.attrgetter("negotiated_prices")
 _GROUPS_OF = operator.attrgetter("provider_groups")
 _REFERENCES_OF = operator.attrgetter("provider_references")
-_TERMS_OF = operator.attrgetter(
-    "negotiated_type", "billing_class", "setting", "expiration_date", "service_code", "billing_code_modifier"
-)
-_AMOUNT_OF = operator.attrgetter("negotiated_rate")
-_INFORMATION_OF = operator.attrgetter("additional_information")
+_FIELDS_OF = msgspec.structs.astuple  # of a _Price, as a tuple
+_TERMS_OF = operator.itemgetter(slice(0, 6))  # of those fields: type, class, setting, expiration, codes, modifiers
+_AMOUNT_OF = operator.itemgetter(6)
+_INFORMATION_OF = operator.itemgetter(7)
 # The distinct terms of prices are known while there are fewer than TERMS_KEPT (then they start afresh); new ones
 # are staged in the order of one number made of the ids of their texts, service codes and modifiers, each below _SPAN
 TERMS_KEPT = 1 << 16
@@ -313,7 +313,7 @@ class TypedItems:
         npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
-        prices = list(itertools.chain.from_iterable(price_lists))
+        prices = list(map(_FIELDS_OF, itertools.chain.from_iterable(price_lists)))  # a tuple's items: read at once
         terms_seqs, terms_members = self._terms_of(prices)
         amounts = np.fromiter(map(_AMOUNT_OF, prices), dtype=np.float64, count=len(prices))
         members += len(prices) * 3 + terms_members  # type, rate and class, and the optional terms
@@ -322,9 +322,9 @@ class TypedItems:
         targets = (group_counts, group_keys, names, npi_counts, reference_counts, reference_ids)
         return members, list(targets), [price_counts, terms_seqs, amounts]
 
-    def _terms_of(self, prices: list[_Price]) -> tuple[np.ndarray, int]:
-        """The staged terms_seq of each price, and how many optional terms they give (setting, expiration, service
-        codes, modifiers)."""
+    def _terms_of(self, prices: list[tuple]) -> tuple[np.ndarray, int]:
+        """The staged terms_seq of each price (its fields, ``_FIELDS_OF``), and how many optional terms they give
+        (setting, expiration, service codes, modifiers)."""
         if max(len(self._texts), len(self._lists), len(self._terms)) + 2 * len(prices) >= TERMS_KEPT:
             self._forget_terms()
         terms = list(map(_TERMS_OF, prices))
