@@ -195,3 +195,84 @@ def test_prices_of_more_distinct_terms_than_are_kept_store_the_rows_of_the_file(
     assert rows == expected and rows_kept == sum(expected.values())
     _no_runs(monkeypatch)
     assert _ingest(path, tmp_path, refs_folder, "items") == (rows, rows_kept)
+
+
+@pytest.mark.parametrize(
+    ("literals", "misses"), [(None, None), (3, None), (None, 0)], ids=["default", "few-literals", "no-misses"]
+)
+def test_codes_and_dates_met_along_the_file_store_its_rows(literals, misses, tmp_path, refs_folder, monkeypatch):
+    """Runs are decoded with the service codes, modifiers and expiration dates met before as literals; a run that
+    holds new ones is decoded again as plain strings (and they join the literals), and past too many of them, or
+    too many such runs, every run is: the rows are the file's all the same."""
+    if literals is not None:
+        monkeypatch.setattr(typed, "_LITERALS", literals)
+    if misses is not None:
+        monkeypatch.setattr(typed, "_LITERAL_MISSES", misses)
+    plain: Counter = Counter()
+    original = typed._RUN
+
+    class Counting:
+        def decode(self, data):
+            plain["runs"] += 1
+            return original.decode(data)
+
+    monkeypatch.setattr(typed, "_RUN", Counting())
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-fee-for-service-single-plan-sample.json", copies=4000)
+    for number, item in enumerate(document["in_network"]):
+        for rate in item["negotiated_rates"]:
+            for price in rate["negotiated_prices"]:  # new ones in 3 places (of 6 MB), as well as at the start
+                price["expiration_date"] = f"2030-{1 + number // 4000:02d}-{1 + number % 2 if number > 7900 else 1:02d}"
+                if "service_code" in price:
+                    price["service_code"] = [*price["service_code"], f"{50 + number // 6000}"]
+                if "billing_code_modifier" in price:
+                    price["billing_code_modifier"] = ["AS", f"M{number // 6000}"]
+    path = _minified(document, tmp_path / "in-network.json")
+    expected = expected_rows(path, refs_folder)
+    runs: Counter = Counter()
+    original_run = typed.TypedItems.stage_run
+
+    def counting(self, data):
+        taken = original_run(self, data)
+        runs["runs"] += 1
+        runs["taken"] += taken or 0
+        return taken
+
+    monkeypatch.setattr(typed.TypedItems, "stage_run", counting)
+    rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
+    assert runs["taken"] >= len(document["in_network"]) - 1 and runs["runs"] >= 5  # all (but the last) in runs
+    assert rows == expected and rows_kept == sum(expected.values())
+    if literals is None and misses is None:  # the runs holding new strings, and the first: decoded as plain too
+        assert 1 < plain["runs"] < runs["runs"]
+    else:
+        assert plain["runs"] >= runs["runs"] - 2
+
+
+def test_a_staging_write_that_fails_is_an_error_naming_the_staging_file(tmp_path, refs_folder, monkeypatch):
+    """Staged batches are written to Parquet on a thread of their own while the parse goes on; a write that fails
+    there (a full disk) stops the ingest with a one-line error naming the staging file, and leaves nothing."""
+    import pyarrow.parquet as pq
+
+    from cptpub.ingest import staging
+
+    written = []
+    original = pq.ParquetWriter.write_batch
+
+    def filling_the_disk(self, batch, *args, **kwargs):
+        written.append(batch.num_rows)
+        if len(written) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_batch", filling_the_disk)
+    monkeypatch.setattr(staging, "BATCH_ROWS", 4)
+    path = _minified(_repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json"), tmp_path / "in.json")
+    store = RatesStore(tmp_path / "store" / "rates.duckdb")
+    with pytest.raises(IngestError) as failure:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    error = str(failure.value)
+    assert error.splitlines()[0].endswith(
+        ".parquet: cannot write the parsed rows to a staging file: No space left on device"
+    )
+    assert str(tmp_path / "store" / "ingest-staging") in error
+    assert not store.exists()
+    assert not any((tmp_path / "store" / "ingest-staging").iterdir())
