@@ -564,13 +564,26 @@ HELD_CASES = {  # (entries put among HELD_ENTRIES, the id the rate also uses)
     "an entry that is no object": (["42"], ""),
     "a used id that is no number": (['{"provider_group_id": true, "provider_groups": []}'], ""),
 }
+WHOLE_ENTRIES = {  # what one decode of the whole array cannot vouch for, and what it can (GROUP: a group)
+    "a repeated member": (['{"provider_group_id": 7, "provider_groups": [], "provider_groups": [GROUP]}'], "7"),
+    "a null network name": (['{"provider_group_id": 7, "network_name": null, "provider_groups": [GROUP]}'], "7"),
+    "an unknown member": (['{"provider_group_id": 7, "note": "a:b", "provider_groups": [GROUP]}'], "7"),
+    "an unused unknown member": (['{"provider_group_id": 7, "note": "a", "provider_groups": [GROUP]}'], ""),
+    "spaces before colons": (['{"provider_group_id" : 7, "provider_groups" :[GROUP]}'], "7"),
+}
+WHOLE_CASES = {
+    case: ([entry.replace("GROUP", _group("7-7", 7)) for entry in entries], used)
+    for case, (entries, used) in WHOLE_ENTRIES.items()
+}
+HELD_CASES.update(WHOLE_CASES)
 
 
 @pytest.mark.parametrize("case", sorted(HELD_CASES))
 def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, catalogue, tmp_path, monkeypatch):
-    """provider_references held before in_network are read from one msgspec pass over their bytes when it can vouch
-    for them, by the reader otherwise (from the first entry it cannot): both store the same rows and warnings, and
-    fail with the same message."""
+    """provider_references held before in_network are decoded whole by msgspec when it can vouch for every entry,
+    else read from one msgspec pass over their bytes, entry by entry, when it can vouch for those, by the reader
+    otherwise (from the first entry it cannot): all store the same rows and warnings, and fail with the same
+    message."""
     more, used = HELD_CASES[case]
     references = ", ".join([*HELD_ENTRIES[:3], *more, *HELD_ENTRIES[3:]])
     uses = HELD_USED + (f", {used}" if used else "")
@@ -598,11 +611,18 @@ def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, cat
             return str(exc).replace(str(path), "FILE")
         return stored_rows(store, result.source_id), result.warnings
 
+    ids_of = tic._held_ids
+    decoded_whole = []  # whether the entries decoded whole had ids that let them be read so
+    monkeypatch.setattr(tic, "_held_ids", lambda entries: decoded_whole.append(ids_of(entries)) or decoded_whole[-1])
+    whole = outcome("whole")
+    monkeypatch.setattr(tic._InNetworkFile, "_stage_held_references", lambda self, data, offset: False)
     by_msgspec = outcome("msgspec")
     by_msgspec_only = not read_by
     monkeypatch.setattr(tic, "held_elements", lambda data, key: None)
-    assert outcome("reader") == by_msgspec
-    assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups"))
+    assert outcome("reader") == by_msgspec == whole
+    read_whole = case in ("plain", "an entry without groups", "spaces before colons")
+    assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups", *WHOLE_CASES))
+    assert any(ids is not None for ids in decoded_whole) == read_whole
     if case == "plain":
         rows, warnings = by_msgspec
         assert {(row[8], row[10], row[11]) for row in rows} == {

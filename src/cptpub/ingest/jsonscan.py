@@ -345,6 +345,14 @@ def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
     return held
 
 
+def element_offset(data: bytes, index: int) -> int:
+    """The offset in ``data`` (a valid JSON array held in memory) of its element ``index``."""
+    at = _after_whitespace(data, 1)  # data[0] is the array's '['
+    for element in RAW_ELEMENTS.decode(data)[:index]:
+        at = _SEPARATOR.match(data, at + len(element)).end()  # type: ignore[union-attr]  # a comma follows it
+    return at
+
+
 def _members_decoder(key: str) -> msgspec.json.Decoder:
     decoder = _MEMBERS_DECODERS.get(key)
     if decoder is None:

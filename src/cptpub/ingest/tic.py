@@ -63,6 +63,7 @@ from cptpub.ingest.jsonscan import (
     JsonReader,
     NotJson,
     checked_int,
+    element_offset,
     held_elements,
     index_chunks,
     number_too_long,
@@ -73,7 +74,7 @@ from cptpub.ingest.jsonscan import (
 from cptpub.ingest.remote import cached, is_url
 from cptpub.ingest.staging import Staging, publish, staging_root
 from cptpub.ingest.stream import SKIM_CHUNK, CorruptGzip, Prefetch, RateFile, TruncatedGzip
-from cptpub.ingest.typed import TypedItems
+from cptpub.ingest.typed import TypedItems, held_references
 from cptpub.records.load import match_payer, payer_named
 from cptpub.records.schema import Payer, PayerCatalogue
 from cptpub.store import RatesStore
@@ -765,10 +766,13 @@ class _InNetworkFile:
 
     def _read_held_references(self, data: bytes, offset: int) -> None:
         """provider_references held before in_network (its bytes, at ``offset`` of the file), read as
-        ``_read_references`` reads it, but the ids and the bytes of the entries found in one msgspec pass
-        (``held_elements``) instead of by indexing the array. From an entry whose id is not an unsigned number or a
+        ``_read_references`` reads it, but from msgspec instead of by indexing the array: decoded whole when it can
+        vouch for every entry (``_stage_held_references``), else the ids and the bytes of the entries found in one
+        msgspec pass (``held_elements``), each decoded alone. From an entry whose id is not an unsigned number or a
         plain string on, or when msgspec cannot vouch for the array, the reader reads it (for the entries defined
         by then are no longer needed), and says what is wrong."""
+        if self._stage_held_references(data, offset):
+            return
         elements = held_elements(data, "provider_group_id")
         for index, (start, entry, written) in enumerate(elements or ()):
             if len(written) > MAX_NUMBER_CHARS or not _PLAIN_ID.fullmatch(written):
@@ -789,6 +793,37 @@ class _InNetworkFile:
             if elements is not None:
                 return
         self._read_references(reader_of(data, offset))
+
+    def _stage_held_references(self, data: bytes, offset: int) -> bool:
+        """The provider_references held (see ``_read_held_references``) decoded in one pass (``held_references``):
+        the groups of the entries the rates use staged at once, in the file's order; an entry without groups (a
+        remote location) is defined from its decoded members as the checking parser defines it. False (nothing
+        read) when the decode cannot vouch for the array or an id is not an unsigned number or a plain string."""
+        entries = held_references(data)
+        references = None if entries is None else _held_ids(entries)
+        if entries is None or references is None:
+            return False
+        needed, defined = self.needed_references, self.defined_references
+        staged: list = []  # entries with groups, staged together until one without comes
+        for index, (reference, entry) in enumerate(zip(references, entries, strict=True)):
+            if reference not in needed or reference in defined:
+                continue
+            if entry.provider_groups:
+                defined.add(reference)
+                staged.append((reference, entry))
+                continue
+            self._typed.stage_references(staged)
+            staged = []
+            members = {name: getattr(entry, name) for name in ("network_name", "provider_groups", "location")}
+            try:
+                self._define_reference(
+                    reference, {k: v for k, v in members.items() if v is not None}, f"provider_references[{index}]"
+                )
+            except _BadRecord:
+                self._offset = offset + element_offset(data, index)
+                raise
+        self._typed.stage_references(staged)
+        return True
 
     def _undefined_and_needed(self, reference: str) -> bool:
         return reference in self.needed_references and reference not in self.defined_references
@@ -944,6 +979,27 @@ def _group(group: Any, field: str) -> _Group:
     # npi [0] is the schema's way of saying "no NPI"
     npi_count = sum(1 for npi in npis if npi not in (0, "0"))
     return _Group(f"{tin['type'].strip().lower()}:{tin['value'].strip()}", name, npi_count)
+
+
+def _held_ids(entries: list[Any]) -> list[str] | None:
+    """The provider_group_id of each entry decoded by ``held_references``, as the file writes it; None unless each is
+    an unsigned number or a string without escapes, and at most MAX_NUMBER_CHARS long (a string with its quotes)."""
+    if not entries:
+        return []
+    raws = [entry.provider_group_id for entry in entries]
+    joined = b",".join(raws)
+    if not joined.translate(None, b"0123456789.,"):  # valid JSON numbers of digits and points only: all plain
+        written = joined.split(b",")
+    else:
+        written = list(map(bytes, raws))
+        if not all(map(_PLAIN_ID.fullmatch, written)):
+            return None
+    if max(map(len, written)) > MAX_NUMBER_CHARS:
+        return None
+    try:
+        return [text[1:-1].decode() if text[:1] == b'"' else text.decode() for text in written]
+    except UnicodeDecodeError:
+        return None
 
 
 def _reference_id(value: Any, field: str) -> str:
