@@ -17,7 +17,7 @@ import pytest
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
 from cptpub.store import SCHEMA_MARK, RatesStore, release_store
-from cptpub.store.rates import COLUMNS, TABLES, has_wide_table
+from cptpub.store.rates import COLUMNS, TABLES, has_priced_terms, has_wide_table
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "tic"
@@ -187,6 +187,77 @@ def test_an_old_store_is_converted_on_open_with_the_same_rows(filled, tmp_path: 
     assert columns == list(COLUMNS)
     assert before
     assert Counter(_hashable(*row) for row in after) == Counter(_hashable(*row) for row in before)
+
+
+# The view as cptpub wrote it while prices held their terms and source_id (before tic_terms, 2026-11)
+_PRICED_TERMS_VIEW = """CREATE VIEW negotiated_rates AS
+SELECT i.source_id, i.payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,
+       i.negotiation_arrangement, i.item_name, p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting,
+       p.service_codes, p.expiration_date, g.network_names, g.provider_group_key, g.provider_group_name, g.npi_count,
+       g.provider_reference, g.provider_reference_status, i.as_of
+FROM tic_items i
+JOIN tic_prices p ON p.item_id = i.item_id
+JOIN tic_rate_targets t ON t.rate_id = p.rate_id
+JOIN tic_provider_groups g ON g.target_id = t.target_id"""
+
+
+def _priced_terms_copy(store: RatesStore, dest: Path) -> None:
+    """``store`` as cptpub wrote it while each price held its terms, and prices and targets their source_id."""
+    release_store(store.path)
+    shutil.copy(store.path, dest)
+    con = duckdb.connect(str(dest))
+    try:
+        con.execute(
+            """CREATE TABLE old_prices AS
+               SELECT i.source_id, p.item_id, p.rate_id, m.billing_code_modifiers, m.negotiated_type,
+                      p.negotiated_rate, m.billing_class, m.setting, m.service_codes, m.expiration_date
+               FROM tic_prices p JOIN tic_terms m USING (terms_id) JOIN tic_items i USING (item_id)"""
+        )
+        con.execute(
+            """CREATE TABLE old_targets AS
+               SELECT DISTINCT p.source_id, t.rate_id, t.target_id, t.rowid AS n
+               FROM tic_rate_targets t JOIN old_prices p USING (rate_id)"""
+        )
+        con.execute("ALTER TABLE old_targets DROP COLUMN n")
+        con.execute("DROP VIEW negotiated_rates")
+        for table in ("tic_prices", "tic_rate_targets", "tic_terms"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("ALTER TABLE old_prices RENAME TO tic_prices")
+        con.execute("ALTER TABLE old_targets RENAME TO tic_rate_targets")
+        con.execute(_PRICED_TERMS_VIEW)
+        con.execute("UPDATE store_schema SET mark = 'the schema before tic_terms'")
+        assert has_priced_terms(con)
+    finally:
+        con.close()
+
+
+def test_a_store_whose_prices_held_their_terms_is_converted_on_open_with_the_same_rows(
+    filled, refs_folder, tmp_path: Path
+):
+    """The layout before tic_terms: a reader's first open converts it (ids kept), and the next file ingested
+    gets ids after its rows; the view's rows stay exactly those of the files."""
+    store, ids = filled
+    old = tmp_path / "old.duckdb"
+    _priced_terms_copy(store, old)
+    with duckdb.connect(str(old), read_only=True) as con:
+        before = Counter(_hashable(*row) for row in con.execute("SELECT * FROM negotiated_rates").fetchall())
+    converted = RatesStore(old)
+    with converted.connect() as con:
+        assert not has_priced_terms(con)
+        after = Counter(_hashable(*row) for row in con.execute("SELECT * FROM negotiated_rates").fetchall())
+        terms = con.execute("SELECT count(*), count(DISTINCT terms_id) FROM tic_terms").fetchone()
+    assert before and after == before
+    assert _mark(old) == SCHEMA_MARK
+    assert terms[0] == terms[1] < sum(before.values())  # each file's distinct terms once
+    document = json.loads(IN_NETWORK[0].read_text())
+    document["plan_name"] = "another plan"  # other bytes: another source
+    path = tmp_path / "in-network.json"
+    path.write_text(json.dumps(document))
+    result = ingest_tic_file(converted, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    with converted.connect() as con:
+        assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
+        for file, source_id in ids.items():
+            assert stored_rows(con, source_id) == expected_rows(file, refs_folder)
 
 
 def test_replacing_one_file_changes_only_its_rows(filled, refs_folder, tmp_path: Path):

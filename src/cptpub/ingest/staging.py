@@ -61,7 +61,7 @@ SCHEMAS = {
             ("negotiated_rate", pa.float64()),
         ]
     ),
-    "terms": pa.schema(  # the columns of tic_prices after rate_id but for negotiated_rate
+    "terms": pa.schema(  # the columns of tic_terms after source_id
         [
             ("terms_seq", pa.int64()),
             ("billing_code_modifiers", _TEXTS),
@@ -390,7 +390,7 @@ def publish(
     # one thread: about 12% less CPU than two for the same appends (measured on the 200 MB bench file), and the
     # other cores are the parsing workers' (-j N)
     con.execute("SET threads = 1")
-    item0, rate0, target0 = (0, 0, 0) if new_store else rates.next_ids(con)
+    item0, rate0, target0, terms0 = (0, 0, 0, 0) if new_store else rates.next_ids(con)
     groups = pq.read_metadata(folder / "groups.parquet").num_rows if "groups" in staged else 0
     ref0 = target0 + groups  # references' targets follow the inline groups'
     con.execute(
@@ -400,12 +400,14 @@ def publish(
     )
     if "prices" in staged:
         con.execute(
-            f"""INSERT INTO tic_prices
-                SELECT $source, p.item_seq + $item0, p.rate_seq + $rate0, t.billing_code_modifiers,
-                       t.negotiated_type, p.negotiated_rate, t.billing_class, t.setting, t.service_codes,
-                       t.expiration_date
-                FROM {table["prices"]} p JOIN {table["terms"]} t USING (terms_seq)""",
-            {"source": source_id, "item0": item0, "rate0": rate0},
+            f"""INSERT INTO tic_terms SELECT $source, terms_seq + $terms0, * EXCLUDE (terms_seq)
+                FROM {table["terms"]}""",
+            {"source": source_id, "terms0": terms0},
+        )
+        con.execute(
+            f"""INSERT INTO tic_prices SELECT item_seq + $item0, rate_seq + $rate0, terms_seq + $terms0, negotiated_rate
+                FROM {table["prices"]}""",
+            {"item0": item0, "rate0": rate0, "terms0": terms0},
         )
     # each reference the rates use is one target: its groups, or one unresolved row
     if staged & {"groups", "references"}:
@@ -423,10 +425,10 @@ def publish(
     if staged & {"group_targets", "ref_targets"}:
         con.execute(
             f"""INSERT INTO tic_rate_targets
-                SELECT $source, rate_seq + $rate0, group_seq + $target0 FROM {table["group_targets"]}
+                SELECT rate_seq + $rate0, group_seq + $target0 FROM {table["group_targets"]}
                 UNION ALL
-                SELECT $source, rate_seq + $rate0, ref_seq + $ref0 FROM {table["ref_targets"]}""",
-            {"source": source_id, "rate0": rate0, "target0": target0, "ref0": ref0},
+                SELECT rate_seq + $rate0, ref_seq + $ref0 FROM {table["ref_targets"]}""",
+            {"rate0": rate0, "target0": target0, "ref0": ref0},
         )
     if "weights" not in staged:  # no price points at a provider reference
         return inline_rows, suspect

@@ -28,7 +28,8 @@ A write error (a full disk) is reported as what it is, naming the file: ``the ra
 
 Every write transaction ends by recomputing which sources are current and which are superseded by a newer release
 (:mod:`cptpub.store.releases`), so supersession changes atomically with the ingest that causes it. Figures read
-the ``current_sources`` view. A store made before supersession existed is upgraded the first time it is opened.
+the ``current_sources`` view. A store made before supersession existed, or with an older rates layout
+(:mod:`cptpub.store.rates`), is upgraded the first time it is opened.
 
 A store records the schema it was written with (``store_schema``, a digest of ``schema.sql``): a write to a store
 that has this one runs none of the schema's statements, and a read looks for no older layout. A new store is
@@ -145,7 +146,9 @@ class RatesStore:
             database = duckdb.connect(str(self.path), read_only=True)
         except duckdb.Error as exc:
             raise CptpubError(f"cannot open the rates store: {exc}", where=self.path) from exc
-        if not _schema_is_current(database) and (not _has_releases(database) or rates.has_wide_table(database)):
+        if not _schema_is_current(database) and (
+            not _has_releases(database) or rates.has_wide_table(database) or rates.has_priced_terms(database)
+        ):
             # made by an older cptpub: add the supersession tables, normalise the rates, once; then read
             database.close()
             with self.transaction():
@@ -230,9 +233,13 @@ class RatesStore:
                     if not current:
                         # a store made before rates were normalised (none when the store is new)
                         wide = rates.take_wide_table(con) if existed else None
+                        # a store whose prices held their terms
+                        priced = existed and rates.take_priced_terms(con)
                         con.execute(SCHEMA_SQL)
                         if wide:
                             rates.convert_wide_table(con, wide)
+                        if priced:
+                            rates.convert_priced_terms(con)
                         _mark_schema(con)
                     yield con
                     releases.refresh(con)
@@ -325,6 +332,7 @@ class RatesStore:
                 wanted,
             )
             con.execute("INSERT INTO tic_prices SELECT * FROM whole.tic_prices SEMI JOIN tic_items USING (item_id)")
+            con.execute("INSERT INTO tic_terms SELECT * FROM whole.tic_terms SEMI JOIN tic_prices USING (terms_id)")
             con.execute(
                 "INSERT INTO tic_rate_targets SELECT * FROM whole.tic_rate_targets SEMI JOIN tic_prices USING (rate_id)"
             )

@@ -1,6 +1,6 @@
 -- The rates store: one embedded DuckDB file (build/rates.duckdb by default), filled only by `cptpub ingest`.
--- Every row points at the source file it came from, so an edition can cite each file in its Methodology section
--- and a re-ingest can replace exactly one file's rows.
+-- Every row points at the source file it came from (directly, or through its item), so an edition can cite each
+-- file in its Methodology section and a re-ingest can replace exactly one file's rows.
 
 -- One row per ingested file.
 CREATE TABLE IF NOT EXISTS sources (
@@ -23,10 +23,11 @@ CREATE TABLE IF NOT EXISTS sources (
     ingested_at      TIMESTAMP NOT NULL
 );
 
--- In-network rates are stored normalised (one row per item, per price, per provider group of a file, and a narrow
--- price -> group link); the view negotiated_rates below joins them back into one row per (negotiated price,
--- provider group), the shape every reader uses. Ids are unique across the store; every table carries source_id,
--- so one file's rows are deleted by it.
+-- In-network rates are stored normalised (one row per item, per price, per distinct set of price terms and per
+-- provider group of a file, and a narrow price -> group link); the view negotiated_rates below joins them back into
+-- one row per (negotiated price, provider group), the shape every reader uses. Ids are unique across the store. The
+-- tables of a file's few rows carry its source_id; its prices and links are found through its items and prices
+-- (the two big tables hold numbers only: a store of millions of prices is written and read in less time).
 
 -- One row per in_network item kept (and the payer and as-of date of its file).
 CREATE TABLE IF NOT EXISTS tic_items (
@@ -40,23 +41,29 @@ CREATE TABLE IF NOT EXISTS tic_items (
     as_of                     DATE                -- the source's last_updated_on
 );
 
--- One row per negotiated price. rate_id is its negotiated_rates element (whose provider groups it applies to).
-CREATE TABLE IF NOT EXISTS tic_prices (
+-- The terms of a file's prices: each distinct combination once (a file repeats a few thousands of times over).
+CREATE TABLE IF NOT EXISTS tic_terms (
     source_id                 VARCHAR NOT NULL,
-    item_id                   BIGINT NOT NULL,
-    rate_id                   BIGINT NOT NULL,
+    terms_id                  BIGINT NOT NULL,
     billing_code_modifiers    VARCHAR[],          -- billing_code_modifier of the price, if any
     negotiated_type           VARCHAR NOT NULL,   -- negotiated | derived | fee schedule | percentage | per diem
-    negotiated_rate           DOUBLE NOT NULL,    -- dollars, or percent for 'percentage'
     billing_class             VARCHAR NOT NULL,   -- professional | institutional | both
     setting                   VARCHAR,            -- v2 'setting' (inpatient | outpatient | both), NULL in v1
     service_codes             VARCHAR[],          -- CMS place-of-service codes; ['CSTM-00'] = all
     expiration_date           VARCHAR
 );
 
+-- One row per negotiated price: its item, its negotiated_rates element (whose provider groups it applies to), its
+-- terms and its amount.
+CREATE TABLE IF NOT EXISTS tic_prices (
+    item_id                   BIGINT NOT NULL,
+    rate_id                   BIGINT NOT NULL,
+    terms_id                  BIGINT NOT NULL,
+    negotiated_rate           DOUBLE NOT NULL     -- dollars, or percent for 'percentage'
+);
+
 -- The targets of each negotiated_rates element: one row per provider group or provider reference it lists.
 CREATE TABLE IF NOT EXISTS tic_rate_targets (
-    source_id                 VARCHAR NOT NULL,
     rate_id                   BIGINT NOT NULL,
     target_id                 BIGINT NOT NULL
 );
@@ -76,13 +83,15 @@ CREATE TABLE IF NOT EXISTS tic_provider_groups (
 
 -- One row per (negotiated price, provider group): a price that applies to three provider groups is three rows.
 -- Percentages and per-diems are stored too; benchmarks keep only dollar types. Columns as described above.
-CREATE VIEW IF NOT EXISTS negotiated_rates AS
-SELECT i.source_id, i.payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,
-       i.negotiation_arrangement, i.item_name, p.negotiated_type, p.negotiated_rate, p.billing_class, p.setting,
-       p.service_codes, p.expiration_date, g.network_names, g.provider_group_key, g.provider_group_name, g.npi_count,
+-- (Replaced, not "IF NOT EXISTS": a store written by an older cptpub gets this definition with the tables above.)
+CREATE OR REPLACE VIEW negotiated_rates AS
+SELECT i.source_id, i.payer, i.billing_code, i.billing_code_type, m.billing_code_modifiers,
+       i.negotiation_arrangement, i.item_name, m.negotiated_type, p.negotiated_rate, m.billing_class, m.setting,
+       m.service_codes, m.expiration_date, g.network_names, g.provider_group_key, g.provider_group_name, g.npi_count,
        g.provider_reference, g.provider_reference_status, i.as_of
 FROM tic_items i
 JOIN tic_prices p ON p.item_id = i.item_id
+JOIN tic_terms m ON m.terms_id = p.terms_id
 JOIN tic_rate_targets t ON t.rate_id = p.rate_id
 JOIN tic_provider_groups g ON g.target_id = t.target_id;
 
