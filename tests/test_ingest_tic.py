@@ -395,6 +395,53 @@ def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, mo
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)
 
 
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("an escape", ('"name":"Knee Replacement Surgery"', '"name":"Knee Replacement Surg\\u00e9ry"')),
+        ("a repeated key", ('"name":"Knee Replacement Surgery"', '"name":"Knee","name":"Knee Replacement Surgery"')),
+        ("a bad price", ('"negotiated_rate":', '"negotiated_rate":"x","y":')),
+    ],
+)
+def test_picked_items_the_typed_decode_refuses_are_read_by_the_checking_parser(
+    case, change, catalogue, tmp_path, monkeypatch
+):
+    """A wanted item a skim picked is staged after the skim; one the typed decode cannot vouch for is then read by
+    the checking parser from its bytes: the same rows, or the same error naming the item and the byte, as when the
+    reader reads it where it is."""
+    document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
+    items = document["in_network"]
+    document["in_network"] = [dict(items[0], billing_code=f"{n:05d}") for n in range(300)]
+    document["in_network"][150:150] = items
+    text = json.dumps(document, separators=(",", ":"))
+    at = text.index('"name":"Knee Replacement Surgery"')  # in the item of 27447, after the 150 + 4 items before it
+    path = tmp_path / "refused.json"
+    path.write_text(text[:at] + text[at:].replace(*change, 1))
+    picked = []
+    pick = tic._InNetworkFile._pick_item
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: picked.append(1) or pick(self, *args))
+
+    def ingested(name: str):
+        store = RatesStore(tmp_path / f"{name}.duckdb")
+        try:
+            result = ingest_tic_file(store, path, codes={"27447"}, catalogue=catalogue, payer_override="Aetna")
+        except IngestError as exc:
+            return str(exc)
+        return stored_rows(store, result.source_id), result.items_kept, result.items_skipped
+
+    by_picks = ingested("picked")
+    assert picked
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: False)
+    assert ingested("read") == by_picks
+    if case == "an escape":
+        assert by_picks[1:] == (1, 305)  # type: ignore[index]
+        with closing(RatesStore(tmp_path / "picked.duckdb").connect(read_only=True)) as con:
+            assert con.execute("SELECT item_name FROM tic_items").fetchall() == [("Knee Replacement Surg\u00e9ry",)]
+    else:
+        assert "in_network item 154, billing code 27447" in by_picks
+        assert "appears twice" in by_picks if case == "a repeated key" else "negotiated_rate" in by_picks
+
+
 def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogue, tmp_path, monkeypatch):
     """Keep-few stages a wanted item a skim found whole through the typed decode at once (``_pick_item``), without
     stopping the skim; refused there (forced here), the reader reads it: both store the same rows and counts."""
@@ -408,7 +455,7 @@ def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogu
     picked = []
     pick_item = tic._InNetworkFile._pick_item
     monkeypatch.setattr(
-        tic._InNetworkFile, "_pick_item", lambda self, data, code: picked.append(code) or pick_item(self, data, code)
+        tic._InNetworkFile, "_pick_item", lambda self, *args: picked.append(1) or pick_item(self, *args)
     )
 
     def ingested(name: str):
@@ -418,7 +465,7 @@ def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogu
 
     by_picks = ingested("picked")
     assert len(picked) > len(items)  # most of the wanted items were picked
-    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, data, code: False)
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: False)
     assert ingested("read") == by_picks
     assert by_picks[1:] == (5 * len(items), 300)
 

@@ -683,7 +683,7 @@ class JsonReader:
         *,
         skim: bool = False,
         take: Callable[[bytes], int | None] | None = None,
-        pick: Callable[[bytes, str], bool] | None = None,
+        pick: Callable[[bytes, str, int, int], bool] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -704,9 +704,9 @@ class JsonReader:
         ``_SKIM_RETRY`` elements.
 
         ``pick`` (with ``skim``): an element of a skimmed run that ``keep`` accepts, whose member is a string, is
-        first handed to ``pick`` (its bytes and that string), which consumes it and returns True (the skim goes on
-        past it, nothing is yielded), or returns False, having consumed nothing: the skim then stops there and the
-        element is yielded as above.
+        first handed to ``pick`` (its bytes, that string, its index and its offset in the document), which consumes
+        it and returns True (the skim goes on past it, nothing is yielded), or returns False, having consumed
+        nothing: the skim then stops there and the element is yielded as above.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -761,7 +761,7 @@ class JsonReader:
         depth: int,
         keep: Callable[[Any], bool],
         take: Callable[[bytes], int | None] | None = None,
-        pick: Callable[[bytes, str], bool] | None = None,
+        pick: Callable[[bytes, str, int, int], bool] | None = None,
     ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
@@ -866,7 +866,12 @@ class JsonReader:
                         if (
                             pick is None
                             or value is None
-                            or not pick(bytes(memoryview(run)[place : place + lengths[stop]]), value)
+                            or not pick(
+                                bytes(memoryview(run)[place : place + lengths[stop]]),
+                                value,
+                                self.element_index + stop,
+                                origin + place,
+                            )
                         ):
                             at = place
                             self.element_index += stop

@@ -502,6 +502,8 @@ class _InNetworkFile:
         self.empty_references: list[str] = []
         self._gzip = False
         self._typed = TypedItems(staging, self.needed_references)
+        self._picked: list[tuple[bytes, str, int, int]] = []  # (bytes, code, index, offset) of items to stage
+        self._picked_bytes = 0
         # where we are, for error messages
         self._offset = 0
         self._item_index: int | None = None
@@ -616,6 +618,7 @@ class _InNetworkFile:
         pick = self._pick_item if wanted is not None else None
         try:
             for index, code in reader.select_elements("billing_code", keeps, _loads, skim=True, take=take, pick=pick):
+                self._stage_picked()  # the items picked before this one
                 self._offset, self._item_index, self._item_code = reader.pos, index, None
                 if code is MISSING:
                     raise _BadRecord("", "an in_network item must be an object with a billing_code")
@@ -629,6 +632,7 @@ class _InNetworkFile:
             if reader.element_index != self._item_index:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
+        self._stage_picked()
         self.items_skipped = reader.element_index - self.items_kept
         if not reader.element_index:
             raise JsonFormatError("in_network is empty: the file holds no rates", reader.pos)
@@ -642,14 +646,33 @@ class _InNetworkFile:
             self.items_kept += taken
         return taken
 
-    def _pick_item(self, data: bytes, code: str) -> bool:
-        """Stage a wanted item a skim found whole (few codes wanted) through the typed decode, as ``_typed_item``
-        does; False (nothing staged) when the loop above must read it: it then names what is wrong."""
+    def _pick_item(self, data: bytes, code: str, index: int, offset: int) -> bool:
+        """Take a wanted item a skim found whole (few codes wanted; ``index`` and ``offset``: its place), to be
+        staged with the items picked after it (``_stage_picked``); False (nothing taken) when the loop above must
+        read it. Staged together, after the skim, the typed decode of the few wanted items finds its code and data
+        in the CPU caches (measured: half the CPU of staging each amid the skim)."""
         code = code.strip().upper()
-        if not code or len(data) > WHOLE_ITEM_BYTES or not self._typed.stage_item(data, code):
+        if not code or len(data) > WHOLE_ITEM_BYTES:
             return False
-        self.items_kept += 1
+        self._picked.append((data, code, index, offset))
+        self._picked_bytes += len(data)
+        if self._picked_bytes > WHOLE_ITEM_BYTES:
+            self._stage_picked()
         return True
+
+    def _stage_picked(self) -> None:
+        """Stage the items picked (``_pick_item``), in order, through the typed decode, as ``_typed_item`` does; one
+        it cannot vouch for is read by the checking parser from its bytes, which names what is wrong."""
+        for data, code, index, offset in self._picked:
+            self._offset, self._item_index, self._item_code = offset, index, code
+            if not self._typed.stage_item(data, code):
+                try:
+                    self._read_item(reader_of(data, offset), code)
+                except JsonFormatError as exc:  # named here: the loop above names the item it is at
+                    raise self._error(exc.message, exc.offset) from None
+            self.items_kept += 1
+        self._picked.clear()
+        self._picked_bytes = 0
 
     def _typed_item(self, reader: JsonReader, code: str) -> bool:
         """Stage the item at the cursor through the typed decode when it is whole within WHOLE_ITEM_BYTES and the
