@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cptpub.errors import IngestError, UsageError
-from cptpub.ingest import jsonscan, stream, tic
+from cptpub.ingest import jsonscan, stream, tic, typed
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
@@ -617,6 +617,11 @@ WHOLE_ENTRIES = {  # what one decode of the whole array cannot vouch for, and wh
     "an unknown member": (['{"provider_group_id": 7, "note": "a:b", "provider_groups": [GROUP]}'], "7"),
     "an unused unknown member": (['{"provider_group_id": 7, "note": "a", "provider_groups": [GROUP]}'], ""),
     "spaces before colons": (['{"provider_group_id" : 7, "provider_groups" :[GROUP]}'], "7"),
+    # a repeated member that a count of '":' misses: one colon is written after a space, another is in a string
+    "a repeated member, a spaced colon": (
+        ['{"provider_group_id": 7, "network_name": ["a:b"], "provider_groups": [], "provider_groups" :[GROUP]}'],
+        "7",
+    ),
 }
 WHOLE_CASES = {
     case: ([entry.replace("GROUP", _group("7-7", 7)) for entry in entries], used)
@@ -630,7 +635,7 @@ def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, cat
     """provider_references held before in_network are decoded whole by msgspec when it can vouch for every entry,
     else read from one msgspec pass over their bytes, entry by entry, when it can vouch for those, by the reader
     otherwise (from the first entry it cannot): all store the same rows and warnings, and fail with the same
-    message."""
+    message, as the checking parser does reading every entry."""
     more, used = HELD_CASES[case]
     references = ", ".join([*HELD_ENTRIES[:3], *more, *HELD_ENTRIES[3:]])
     uses = HELD_USED + (f", {used}" if used else "")
@@ -667,6 +672,8 @@ def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, cat
     by_msgspec_only = not read_by
     monkeypatch.setattr(tic, "held_elements", lambda data, key: None)
     assert outcome("reader") == by_msgspec == whole
+    monkeypatch.setattr(typed.TypedItems, "stage_reference", lambda self, data, reference: False)
+    assert outcome("checking parser") == whole
     read_whole = case in ("plain", "an entry without groups", "spaces before colons")
     assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups", *WHOLE_CASES))
     assert any(ids is not None for ids in decoded_whole) == read_whole
@@ -754,8 +761,6 @@ def test_replace_reloads_a_files_rows(store, catalogue):
 def test_the_typed_decode_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
     """Items and provider references are decoded into typed Structs; what it refuses goes through the checking
     parser. Both paths must store the same rows (forced here by refusing every item, element and reference)."""
-    from cptpub.ingest import typed
-
     options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
     fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
     monkeypatch.setattr(typed.TypedItems, "stage_item", lambda self, data, code: False)
