@@ -189,6 +189,15 @@ def test_an_old_store_is_converted_on_open_with_the_same_rows(filled, tmp_path: 
     assert Counter(_hashable(*row) for row in after) == Counter(_hashable(*row) for row in before)
 
 
+def _ingest_as_another_source(store: RatesStore, path: Path, refs_folder: Path, tmp_path: Path):
+    """Ingest a copy of the in-network file ``path`` with other bytes (another source); its path and result."""
+    document = json.loads(path.read_text())
+    document["plan_name"] = "another plan"
+    copy = tmp_path / "in-network.json"
+    copy.write_text(json.dumps(document))
+    return copy, ingest_tic_file(store, copy, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+
+
 # The view as cptpub wrote it while prices held their terms and source_id (before tic_terms, 2026-11)
 _PRICED_TERMS_VIEW = """CREATE VIEW negotiated_rates AS
 SELECT i.source_id, i.payer, i.billing_code, i.billing_code_type, p.billing_code_modifiers,
@@ -249,11 +258,7 @@ def test_a_store_whose_prices_held_their_terms_is_converted_on_open_with_the_sam
     assert before and after == before
     assert _mark(old) == SCHEMA_MARK
     assert terms[0] == terms[1] < sum(before.values())  # each file's distinct terms once
-    document = json.loads(IN_NETWORK[0].read_text())
-    document["plan_name"] = "another plan"  # other bytes: another source
-    path = tmp_path / "in-network.json"
-    path.write_text(json.dumps(document))
-    result = ingest_tic_file(converted, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    path, result = _ingest_as_another_source(converted, IN_NETWORK[0], refs_folder, tmp_path)
     with converted.connect() as con:
         assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
         for file, source_id in ids.items():
@@ -289,11 +294,7 @@ def test_rows_left_by_a_partial_delete_are_never_joined_to_a_new_file(filled, re
         con.execute("DELETE FROM tic_prices WHERE rate_id = (SELECT max(rate_id) FROM tic_prices)")
         con.execute("DELETE FROM tic_items WHERE item_id NOT IN (SELECT item_id FROM tic_prices)")
         rows = con.execute("SELECT count(*) FROM negotiated_rates").fetchone()
-    document = json.loads(last.read_text())
-    document["plan_name"] = "another plan"  # other bytes: another source
-    path = tmp_path / "in-network.json"
-    path.write_text(json.dumps(document))
-    result = ingest_tic_file(copy, path, catalogue=CATALOGUE, payer_override=PAYER, provider_refs_dir=refs_folder)
+    path, result = _ingest_as_another_source(copy, last, refs_folder, tmp_path)
     with copy.connect() as con:
         assert stored_rows(con, result.source_id) == expected_rows(path, refs_folder)
         assert con.execute("SELECT count(*) FROM negotiated_rates").fetchone() == (rows[0] + result.rows_kept,)
