@@ -321,25 +321,32 @@ class HeldElement(NamedTuple):
     member: bytes  # the raw JSON value of the member asked for
 
 
-def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
-    """Each element of the JSON array ``data`` (held in memory) with the raw value of its member ``key``, found by
-    two msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
+def element_members(data: bytes, key: str) -> tuple[list[msgspec.Raw], list[msgspec.Raw]] | None:
+    """The raw JSON of each element of the JSON array ``data`` (held in memory) and of its member ``key``, from two
+    msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
     element that is no object or has no such member, and when the member's name is written other than once per
     element (repeated, nested in a value, or as text in a string): a reader (``reader_of``) then reads it. Valid
     JSON is all this vouches for: the limits (``MAX_DEPTH``...) are checked where the bytes were indexed."""
-    needle = b'"' + key.encode() + b'"'
     try:
         elements = RAW_ELEMENTS.decode(data)
         members = _members_decoder(key).decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    if data.count(needle) != len(members):
+    if data.count(b'"' + key.encode() + b'"') != len(members):
+        return None
+    return elements, [member.value for member in members]
+
+
+def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
+    """``element_members`` with each element's offset in ``data``, as bytes."""
+    found = element_members(data, key)
+    if found is None:
         return None
     held = []
     at = _after_whitespace(data, 1)  # data[0] is the array's '['
-    for element, member in zip(elements, members, strict=True):
+    for element, member in zip(*found, strict=True):
         raw = bytes(element)
-        held.append(HeldElement(at, raw, bytes(member.value)))
+        held.append(HeldElement(at, raw, bytes(member)))
         separator = _SEPARATOR.match(data, at + len(raw))
         at = separator.end() if separator else at + len(raw)  # after the last element: ']' is not matched
     return held

@@ -63,6 +63,7 @@ from cptpub.ingest.jsonscan import (
     JsonReader,
     NotJson,
     checked_int,
+    element_members,
     element_offset,
     held_elements,
     index_chunks,
@@ -818,21 +819,29 @@ class _InNetworkFile:
         self._read_references(reader_of(data, offset))
 
     def _stage_held_references(self, data: bytes, offset: int) -> bool:
-        """The provider_references held (see ``_read_held_references``) decoded in one pass (``held_references``):
-        the groups of the entries the rates use staged at once, in the file's order; an entry without groups (a
-        remote location) is defined from its decoded members as the checking parser defines it. False (nothing
-        read) when the decode cannot vouch for the array or an id is not an unsigned number or a plain string."""
-        entries = held_references(data)
-        references = None if entries is None else _held_ids(entries)
-        if entries is None or references is None:
+        """The provider_references held (see ``_read_held_references``): the ids of its entries found in two msgspec
+        passes (``element_members``), and the entries the rates use decoded together (``held_references``), their
+        groups staged at once, in the file's order; an entry without groups (a remote location) is defined from its
+        decoded members as the checking parser defines it. False (nothing read) when msgspec cannot vouch for the
+        array or for those entries, or an id is not an unsigned number or a plain string."""
+        found = element_members(data, "provider_group_id")
+        references = None if found is None else _held_ids(found[1])
+        if found is None or references is None:
             return False
-        needed, defined = self.needed_references, self.defined_references
-        staged: list = []  # entries with groups, staged together until one without comes
-        for index, (reference, entry) in enumerate(zip(references, entries, strict=True)):
-            if reference not in needed or reference in defined:
-                continue
-            if entry.provider_groups:
+        used = []  # the index of the entry that defines each reference the rates use (the first)
+        needed, defined = self.needed_references, set(self.defined_references)
+        for index, reference in enumerate(references):
+            if reference in needed and reference not in defined:
                 defined.add(reference)
+                used.append(index)
+        entries = held_references(b"[" + b",".join(found[0][index] for index in used) + b"]")
+        if entries is None:
+            return False
+        staged: list = []  # entries with groups, staged together until one without comes
+        for index, entry in zip(used, entries, strict=True):
+            reference = references[index]
+            if entry.provider_groups:
+                self.defined_references.add(reference)
                 staged.append((reference, entry))
                 continue
             self._typed.stage_references(staged)
@@ -1004,12 +1013,11 @@ def _group(group: Any, field: str) -> _Group:
     return _Group(f"{tin['type'].strip().lower()}:{tin['value'].strip()}", name, npi_count)
 
 
-def _held_ids(entries: list[Any]) -> list[str] | None:
-    """The provider_group_id of each entry decoded by ``held_references``, as the file writes it; None unless each is
-    an unsigned number or a string without escapes, and at most MAX_NUMBER_CHARS long (a string with its quotes)."""
-    if not entries:
+def _held_ids(raws: list[Any]) -> list[str] | None:
+    """Each provider_group_id (its raw JSON) as the file writes it; None unless each is an unsigned number or a
+    string without escapes, and at most MAX_NUMBER_CHARS long (a string with its quotes)."""
+    if not raws:
         return []
-    raws = [entry.provider_group_id for entry in entries]
     joined = b",".join(raws)
     if not joined.translate(None, b"0123456789.,"):  # valid JSON numbers of digits and points only: all plain
         written = joined.split(b",")
