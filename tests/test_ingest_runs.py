@@ -152,6 +152,36 @@ def test_a_bad_item_inside_a_run_is_named_as_item_by_item_reading_names_it(
     assert str(again.value) == error
 
 
+def test_a_repeated_key_is_an_error_in_a_run_whatever_else_its_colons_are(tmp_path, runs, monkeypatch):
+    """A repeated key, made up for in a count of '":' by a name written with a space before its colon, in a run
+    whose strings hold colons: the error item-by-item reading gives, not the key's last value stored."""
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-fee-for-service-single-plan-sample.json", copies=3000)
+    bad = 2500
+    document["in_network"][bad]["name"] = "Knee Replacement, repeated"
+    document["in_network"][bad]["description"] = "Note: spaced"
+    text = json.dumps(document, separators=(",", ":"))
+    for written, spelled in (
+        ('"name":"Knee Replacement, repeated"', '"name":"Knee","name":"Knee Replacement, repeated"'),
+        ('"description":"Note: spaced"', '"description" :"Note: spaced"'),
+    ):
+        assert text.count(written) == 1
+        text = text.replace(written, spelled)
+    path = tmp_path / "repeated.json"
+    path.write_text(text, encoding="utf-8")
+    code = document["in_network"][bad]["billing_code"]
+    store = RatesStore(tmp_path / "rates.duckdb")
+    with pytest.raises(IngestError) as failure:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    error = str(failure.value)
+    assert runs["taken"]  # the runs before it were taken
+    assert f"in_network item {bad}, billing code {code}" in error and "appears twice" in error
+    assert not store.exists()
+    _no_runs(monkeypatch)
+    with pytest.raises(IngestError) as again:
+        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    assert str(again.value) == error
+
+
 @pytest.mark.parametrize("indent", [1, 4, "\t"])
 def test_an_indented_file_is_read_in_runs_too(indent, tmp_path, refs_folder, runs, monkeypatch):
     document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json")

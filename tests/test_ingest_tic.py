@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cptpub.errors import IngestError, UsageError
-from cptpub.ingest import jsonscan, stream, tic
+from cptpub.ingest import jsonscan, stream, tic, typed
 from cptpub.ingest.jsonscan import MISSING, JsonReader, index_chunks
 from cptpub.ingest.tic import ingest_tic_file
 from cptpub.records.load import load_payers
@@ -395,6 +395,53 @@ def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, mo
     assert stored_rows(store, result.source_id) == as_rows(V2_ALL_TYPES)
 
 
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("an escape", ('"name":"Knee Replacement Surgery"', '"name":"Knee Replacement Surg\\u00e9ry"')),
+        ("a repeated key", ('"name":"Knee Replacement Surgery"', '"name":"Knee","name":"Knee Replacement Surgery"')),
+        ("a bad price", ('"negotiated_rate":', '"negotiated_rate":"x","y":')),
+    ],
+)
+def test_picked_items_the_typed_decode_refuses_are_read_by_the_checking_parser(
+    case, change, catalogue, tmp_path, monkeypatch
+):
+    """A wanted item a skim picked is staged after the skim; one the typed decode cannot vouch for is then read by
+    the checking parser from its bytes: the same rows, or the same error naming the item and the byte, as when the
+    reader reads it where it is."""
+    document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
+    items = document["in_network"]
+    document["in_network"] = [dict(items[0], billing_code=f"{n:05d}") for n in range(300)]
+    document["in_network"][150:150] = items
+    text = json.dumps(document, separators=(",", ":"))
+    at = text.index('"name":"Knee Replacement Surgery"')  # in the item of 27447, after the 150 + 4 items before it
+    path = tmp_path / "refused.json"
+    path.write_text(text[:at] + text[at:].replace(*change, 1))
+    picked = []
+    pick = tic._InNetworkFile._pick_item
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: picked.append(1) or pick(self, *args))
+
+    def ingested(name: str):
+        store = RatesStore(tmp_path / f"{name}.duckdb")
+        try:
+            result = ingest_tic_file(store, path, codes={"27447"}, catalogue=catalogue, payer_override="Aetna")
+        except IngestError as exc:
+            return str(exc)
+        return stored_rows(store, result.source_id), result.items_kept, result.items_skipped
+
+    by_picks = ingested("picked")
+    assert picked
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: False)
+    assert ingested("read") == by_picks
+    if case == "an escape":
+        assert by_picks[1:] == (1, 305)  # type: ignore[index]
+        with closing(RatesStore(tmp_path / "picked.duckdb").connect(read_only=True)) as con:
+            assert con.execute("SELECT item_name FROM tic_items").fetchall() == [("Knee Replacement Surg\u00e9ry",)]
+    else:
+        assert "in_network item 154, billing code 27447" in by_picks
+        assert "appears twice" in by_picks if case == "a repeated key" else "negotiated_rate" in by_picks
+
+
 def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogue, tmp_path, monkeypatch):
     """Keep-few stages a wanted item a skim found whole through the typed decode at once (``_pick_item``), without
     stopping the skim; refused there (forced here), the reader reads it: both store the same rows and counts."""
@@ -408,7 +455,7 @@ def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogu
     picked = []
     pick_item = tic._InNetworkFile._pick_item
     monkeypatch.setattr(
-        tic._InNetworkFile, "_pick_item", lambda self, data, code: picked.append(code) or pick_item(self, data, code)
+        tic._InNetworkFile, "_pick_item", lambda self, *args: picked.append(1) or pick_item(self, *args)
     )
 
     def ingested(name: str):
@@ -418,7 +465,7 @@ def test_wanted_items_a_skim_picks_are_stored_as_the_reader_stores_them(catalogu
 
     by_picks = ingested("picked")
     assert len(picked) > len(items)  # most of the wanted items were picked
-    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, data, code: False)
+    monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: False)
     assert ingested("read") == by_picks
     assert by_picks[1:] == (5 * len(items), 300)
 
@@ -564,13 +611,31 @@ HELD_CASES = {  # (entries put among HELD_ENTRIES, the id the rate also uses)
     "an entry that is no object": (["42"], ""),
     "a used id that is no number": (['{"provider_group_id": true, "provider_groups": []}'], ""),
 }
+WHOLE_ENTRIES = {  # what one decode of the whole array cannot vouch for, and what it can (GROUP: a group)
+    "a repeated member": (['{"provider_group_id": 7, "provider_groups": [], "provider_groups": [GROUP]}'], "7"),
+    "a null network name": (['{"provider_group_id": 7, "network_name": null, "provider_groups": [GROUP]}'], "7"),
+    "an unknown member": (['{"provider_group_id": 7, "note": "a:b", "provider_groups": [GROUP]}'], "7"),
+    "an unused unknown member": (['{"provider_group_id": 7, "note": "a", "provider_groups": [GROUP]}'], ""),
+    "spaces before colons": (['{"provider_group_id" : 7, "provider_groups" :[GROUP]}'], "7"),
+    # a repeated member that a count of '":' misses: one colon is written after a space, another is in a string
+    "a repeated member, a spaced colon": (
+        ['{"provider_group_id": 7, "network_name": ["a:b"], "provider_groups": [], "provider_groups" :[GROUP]}'],
+        "7",
+    ),
+}
+WHOLE_CASES = {
+    case: ([entry.replace("GROUP", _group("7-7", 7)) for entry in entries], used)
+    for case, (entries, used) in WHOLE_ENTRIES.items()
+}
+HELD_CASES.update(WHOLE_CASES)
 
 
 @pytest.mark.parametrize("case", sorted(HELD_CASES))
 def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, catalogue, tmp_path, monkeypatch):
-    """provider_references held before in_network are read from one msgspec pass over their bytes when it can vouch
-    for them, by the reader otherwise (from the first entry it cannot): both store the same rows and warnings, and
-    fail with the same message."""
+    """provider_references held before in_network are decoded whole by msgspec when it can vouch for every entry,
+    else read from one msgspec pass over their bytes, entry by entry, when it can vouch for those, by the reader
+    otherwise (from the first entry it cannot): all store the same rows and warnings, and fail with the same
+    message, as the checking parser does reading every entry."""
     more, used = HELD_CASES[case]
     references = ", ".join([*HELD_ENTRIES[:3], *more, *HELD_ENTRIES[3:]])
     uses = HELD_USED + (f", {used}" if used else "")
@@ -598,11 +663,20 @@ def test_held_references_read_by_msgspec_or_by_the_reader_are_the_same(case, cat
             return str(exc).replace(str(path), "FILE")
         return stored_rows(store, result.source_id), result.warnings
 
+    decode_used = tic.held_references
+    decoded = []  # the entries the rates use, decoded together (None: msgspec cannot vouch for them)
+    monkeypatch.setattr(tic, "held_references", lambda data: decoded.append(decode_used(data)) or decoded[-1])
+    whole = outcome("whole")
+    monkeypatch.setattr(tic._InNetworkFile, "_stage_held_references", lambda self, data, offset: False)
     by_msgspec = outcome("msgspec")
     by_msgspec_only = not read_by
     monkeypatch.setattr(tic, "held_elements", lambda data, key: None)
-    assert outcome("reader") == by_msgspec
-    assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups"))
+    assert outcome("reader") == by_msgspec == whole
+    monkeypatch.setattr(typed.TypedItems, "stage_reference", lambda self, data, reference: False)
+    assert outcome("checking parser") == whole
+    read_whole = case in ("plain", "an entry without groups", "spaces before colons", "an unused unknown member")
+    assert by_msgspec_only == (case in ("plain", "a bad remote entry", "an entry without groups", *WHOLE_CASES))
+    assert any(entries is not None for entries in decoded) == read_whole
     if case == "plain":
         rows, warnings = by_msgspec
         assert {(row[8], row[10], row[11]) for row in rows} == {
@@ -687,8 +761,6 @@ def test_replace_reloads_a_files_rows(store, catalogue):
 def test_the_typed_decode_and_the_checking_parser_store_the_same_rows(name, catalogue, tmp_path, monkeypatch):
     """Items and provider references are decoded into typed Structs; what it refuses goes through the checking
     parser. Both paths must store the same rows (forced here by refusing every item, element and reference)."""
-    from cptpub.ingest import typed
-
     options = {"codes": None, "catalogue": catalogue, "payer_override": "Aetna"}
     fast = ingest_tic_file(RatesStore(tmp_path / "fast.duckdb"), TIC / name, **options)
     monkeypatch.setattr(typed.TypedItems, "stage_item", lambda self, data, code: False)

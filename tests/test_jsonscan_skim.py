@@ -72,7 +72,7 @@ def test_skimming_selects_what_the_indexed_reader_selects(separator, chunk):
 @pytest.mark.parametrize("separator", [",", ",\n  "])
 @pytest.mark.parametrize("chunk", [7, 1000, 1 << 20])
 def test_elements_a_skim_hands_to_pick_are_those_the_indexed_reader_selects(separator, chunk):
-    """``pick`` gets the bytes and member of a wanted element a skim found whole; what it refuses is yielded. The
+    """``pick`` gets the bytes, member and place of a wanted element a skim found whole; what it refuses is yielded. The
     elements picked and yielded, in order, are those the indexed reader yields, with the same bytes."""
     codes = ['"WANT"' if n % 37 == 5 else "27447" if n % 101 == 7 else f'"{n:05d}"' for n in range(600)]
     elements = [ITEM.format(name="plain", code=code) for code in codes]  # a number is yielded, never picked
@@ -84,8 +84,9 @@ def test_elements_a_skim_hands_to_pick_are_those_the_indexed_reader_selects(sepa
         found: list = []
         picked = 0
 
-        def pick(data: bytes, value: str) -> bool:  # takes every other element it is offered
+        def pick(data: bytes, value: str, index: int, offset: int) -> bool:  # takes every other element offered
             nonlocal picked
+            assert elements[index].encode() == document[offset : offset + len(data)] == data  # its place
             if len(found) % 2:
                 return False
             found.append((value, json.loads(data)))

@@ -321,28 +321,43 @@ class HeldElement(NamedTuple):
     member: bytes  # the raw JSON value of the member asked for
 
 
-def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
-    """Each element of the JSON array ``data`` (held in memory) with the raw value of its member ``key``, found by
-    two msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
+def element_members(data: bytes, key: str) -> tuple[list[msgspec.Raw], list[msgspec.Raw]] | None:
+    """The raw JSON of each element of the JSON array ``data`` (held in memory) and of its member ``key``, from two
+    msgspec passes over the array rather than by indexing it. None when msgspec finds it not valid JSON or an
     element that is no object or has no such member, and when the member's name is written other than once per
     element (repeated, nested in a value, or as text in a string): a reader (``reader_of``) then reads it. Valid
     JSON is all this vouches for: the limits (``MAX_DEPTH``...) are checked where the bytes were indexed."""
-    needle = b'"' + key.encode() + b'"'
     try:
         elements = RAW_ELEMENTS.decode(data)
         members = _members_decoder(key).decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
-    if data.count(needle) != len(members):
+    if data.count(b'"' + key.encode() + b'"') != len(members):
+        return None
+    return elements, [member.value for member in members]
+
+
+def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
+    """``element_members`` with each element's offset in ``data``, as bytes."""
+    found = element_members(data, key)
+    if found is None:
         return None
     held = []
     at = _after_whitespace(data, 1)  # data[0] is the array's '['
-    for element, member in zip(elements, members, strict=True):
+    for element, member in zip(*found, strict=True):
         raw = bytes(element)
-        held.append(HeldElement(at, raw, bytes(member.value)))
+        held.append(HeldElement(at, raw, bytes(member)))
         separator = _SEPARATOR.match(data, at + len(raw))
         at = separator.end() if separator else at + len(raw)  # after the last element: ']' is not matched
     return held
+
+
+def element_offset(data: bytes, index: int) -> int:
+    """The offset in ``data`` (a valid JSON array held in memory) of its element ``index``."""
+    at = _after_whitespace(data, 1)  # data[0] is the array's '['
+    for element in RAW_ELEMENTS.decode(data)[:index]:
+        at = _SEPARATOR.match(data, at + len(element)).end()  # type: ignore[union-attr]  # a comma follows it
+    return at
 
 
 def _members_decoder(key: str) -> msgspec.json.Decoder:
@@ -675,7 +690,7 @@ class JsonReader:
         *,
         skim: bool = False,
         take: Callable[[bytes], int | None] | None = None,
-        pick: Callable[[bytes, str], bool] | None = None,
+        pick: Callable[[bytes, str, int, int], bool] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Yield (index, value of member ``key``) for each element of the array at the cursor that ``keep``
         accepts, with the cursor on the element: the caller consumes it, or leaves it to be skipped. The other
@@ -696,9 +711,9 @@ class JsonReader:
         ``_SKIM_RETRY`` elements.
 
         ``pick`` (with ``skim``): an element of a skimmed run that ``keep`` accepts, whose member is a string, is
-        first handed to ``pick`` (its bytes and that string), which consumes it and returns True (the skim goes on
-        past it, nothing is yielded), or returns False, having consumed nothing: the skim then stops there and the
-        element is yielded as above.
+        first handed to ``pick`` (its bytes, that string, its index and its offset in the document), which consumes
+        it and returns True (the skim goes on past it, nothing is yielded), or returns False, having consumed
+        nothing: the skim then stops there and the element is yielded as above.
         """
         self.expect(b"[", "an array")
         self.element_index = 0
@@ -753,7 +768,7 @@ class JsonReader:
         depth: int,
         keep: Callable[[Any], bool],
         take: Callable[[bytes], int | None] | None = None,
-        pick: Callable[[bytes, str], bool] | None = None,
+        pick: Callable[[bytes, str, int, int], bool] | None = None,
     ) -> int:
         """Step over the elements from the cursor (an object at ``depth`` inside an array) that ``keep`` refuses,
         as long as their bytes show where each ends and its member without an index; returns how many. The window
@@ -858,7 +873,12 @@ class JsonReader:
                         if (
                             pick is None
                             or value is None
-                            or not pick(bytes(memoryview(run)[place : place + lengths[stop]]), value)
+                            or not pick(
+                                bytes(memoryview(run)[place : place + lengths[stop]]),
+                                value,
+                                self.element_index + stop,
+                                origin + place,
+                            )
                         ):
                             at = place
                             self.element_index += stop

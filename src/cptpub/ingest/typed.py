@@ -16,7 +16,7 @@ the per-price Python work is a few attribute gathers and dictionary lookups.
 Whatever the Structs cannot vouch for returns None and is read by the checking parser in ``tic``, which accepts
 what the schema allows and names the field, item and byte of what it does not. msgspec keeps the last value of
 a repeated key and skips keys it does not know, so the decode is trusted only when the item's bytes hold
-exactly as many member names (``":``, or colons, counted in one pass: ``_members_are``) as the Structs have
+exactly as many member names (colons outside strings: ``_members_are``) as the Structs have
 fields set: a repeated key, a key the Structs do not know, or an explicit null makes the counts differ. Items
 with a backslash (escapes, possibly a lone surrogate) take the checking parser too; so does a whole run, when
 any of its items does.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -101,7 +102,15 @@ class _Reference(msgspec.Struct, kw_only=True, gc=False):  # a provider_referenc
     provider_groups: list[_Group]
 
 
+class _HeldReference(msgspec.Struct, kw_only=True, gc=False):  # an entry of a provider_references array held whole
+    provider_group_id: msgspec.Raw
+    network_name: list[str] | None = None
+    provider_groups: list[_Group] | None = None
+    location: str | None = None
+
+
 _ITEM = msgspec.json.Decoder(_Item)
+_HELD_REFERENCES = msgspec.json.Decoder(list[_HeldReference])
 _RUN = msgspec.json.Decoder(list[_Item])
 _REFERENCE = msgspec.json.Decoder(_Reference)
 _RATES = msgspec.json.Decoder(_Rate)
@@ -268,16 +277,34 @@ class TypedItems:
         groups = entry.provider_groups
         if not groups:
             return False
-        tins = [g.tin for g in groups]
-        npis = [g.npi for g in groups]
-        names = [t.business_name for t in tins]
-        members = 2 + (entry.network_name is not None) + len(groups) * 3 + _present(npis) + _present(names)
-        if data.count(b'":') != members:
+        members = 2 + (entry.network_name is not None) + _group_members(groups)
+        if data.count(b":") != members and _member_names(data) != members:  # see held_references
             return False
-        keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
-        npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
-        self.staging.add_reference(reference, entry.network_name, list(zip(keys, names, npi_counts, strict=True)))
+        self._stage_groups([reference], [entry.network_name], [groups])
         return True
+
+    def stage_references(self, entries: list[tuple[str, _HeldReference]]) -> None:
+        """Stage the provider groups of entries of a provider_references array held whole (``held_references``),
+        each with groups, as those of the reference given with it."""
+        if entries:
+            references, held = zip(*entries, strict=True)
+            self._stage_groups(references, [e.network_name for e in held], [e.provider_groups for e in held])
+
+    def _stage_groups(self, references: Sequence[str], networks: list, groups_of: list) -> None:
+        """The "refs" rows of provider references: of each, its network names and provider groups (a list)."""
+        counts = list(map(len, groups_of))
+        tins = [g.tin for groups in groups_of for g in groups]
+        npis = [g.npi for groups in groups_of for g in groups]
+        self.staging.extend(
+            "refs",
+            [
+                list(itertools.chain.from_iterable(map(itertools.repeat, references, counts))),
+                list(itertools.chain.from_iterable(map(itertools.repeat, networks, counts))),
+                [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins],
+                [t.business_name for t in tins],
+                [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis],
+            ],
+        )
 
     def _rate_columns(self, rates: list[_Rate], data: bytes) -> tuple[int, list, list] | None:
         """(member names the rates hold, target columns without seqs, price columns without rate_seq), rate by
@@ -399,11 +426,49 @@ class TypedItems:
         )
 
 
+def held_references(data: bytes) -> list[_HeldReference] | None:
+    """The entries of a provider_references array (``data``, held in memory), decoded in one pass; None when the
+    decode cannot vouch for them (the checking parser then reads the array): not valid JSON, an entry not of the
+    form ``_HeldReference`` declares, a backslash, or a member name the entries do not hold (unknown, repeated, or
+    with a null value), found by counting the array's member names."""
+    if b"\\" in data:
+        return None
+    try:
+        entries = _HELD_REFERENCES.decode(data)
+    except _ERRORS:
+        return None
+    members = len(entries) + sum(
+        _present(list(map(operator.attrgetter(name), entries)))
+        for name in ("network_name", "provider_groups", "location")
+    )
+    members += _group_members([g for e in entries if e.provider_groups for g in e.provider_groups])
+    # each member name has a colon and strings hold the other colons: as many colons as members, or as many once
+    # the colons of some strings (remote locations' URLs) are taken off, settles it without finding the strings
+    colons = data.count(b":")
+    if colons == members or colons - sum(e.location.count(":") for e in entries if e.location) == members:
+        return entries
+    return entries if _member_names(data) == members else None
+
+
+def _group_members(groups: list[_Group]) -> int:
+    """The member names of provider groups: tin, its type and value, and the optional npi and business_name."""
+    return 3 * len(groups) + _present([g.npi for g in groups]) + _present([g.tin.business_name for g in groups])
+
+
+def _member_names(data: bytes) -> int:
+    """The member names in ``data`` (valid JSON without a backslash): its colons outside strings, which are those
+    after an even number of quotes (a colon inside a string is not a name's, so ``data.count(b":")`` may be more)."""
+    text = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(text == ord('"'))
+    return int(np.count_nonzero(np.searchsorted(quotes, np.flatnonzero(text == ord(":"))) % 2 == 0))
+
+
 def _members_are(data: bytes, members: int) -> bool:
     """Whether ``data`` (valid JSON without a backslash) holds exactly ``members`` member names. Each name is
-    followed by a colon and a string holds no '":' (a quote in it would be escaped), so counting colons settles
-    it when no string holds one, and counting '":' otherwise (slower), as a compact file writes ``"name":``."""
-    return _colons(data) == members or data.count(b'":') == members
+    followed by a colon, so counting colons settles it when no string holds one; otherwise only the colons outside
+    strings are counted (slower: ``_member_names``). Counting '":' would miss a name written with a space before
+    its colon, which could make up for a repeated key."""
+    return _colons(data) == members or _member_names(data) == members
 
 
 def _colons(data: bytes) -> int:
