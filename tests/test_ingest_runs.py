@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -180,6 +181,46 @@ def test_a_repeated_key_is_an_error_in_a_run_whatever_else_its_colons_are(tmp_pa
     with pytest.raises(IngestError) as again:
         ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
     assert str(again.value) == error
+
+
+def test_a_write_beyond_its_memory_limit_spills_beside_the_store_not_into_the_working_directory(tmp_path, monkeypatch):
+    """DuckDB spills what a write cannot hold within its memory limit into a folder of the process beside the store
+    (its default is the working directory, which may not be writable or may be another disk), and the rows are
+    all stored."""
+    from cptpub.ingest import staging, tic
+
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json", copies=3000)
+    entry = document["provider_references"][0]
+    references = list(range(1, 401))  # every rate applies to 400 references: 14.4M rows in the view
+    document["provider_references"] = [dict(entry, provider_group_id=n) for n in references]
+    for item in document["in_network"]:
+        for rate in item["negotiated_rates"]:
+            rate["provider_references"] = references
+    path = _minified(document, tmp_path / "in-network.json")
+    expected = sum(
+        len(rate["negotiated_prices"]) * len(references) * len(entry["provider_groups"])
+        for item in document["in_network"]
+        for rate in item["negotiated_rates"]
+    )
+    monkeypatch.setattr(staging, "PUBLISH_MEMORY", "16MB")
+    spilled: list[Path] = []
+
+    def publish(con, *args, **kwargs):
+        written = staging.publish(con, *args, **kwargs)
+        spilled.extend(Path(p) for (p,) in con.execute("SELECT path FROM duckdb_temporary_files()").fetchall())
+        return written
+
+    monkeypatch.setattr(tic, "publish", publish)
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    store = RatesStore(tmp_path / "store" / "rates.duckdb")
+    result = ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
+    assert spilled and {p.parent for p in spilled} == {store.path.parent / f".cptpub-spill-{os.getpid()}"}
+    assert list(working.iterdir()) == []
+    assert result.rows_kept == expected
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM negotiated_rates").fetchone() == (expected,)
 
 
 @pytest.mark.parametrize("indent", [1, 4, "\t"])

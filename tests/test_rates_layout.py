@@ -413,3 +413,21 @@ def test_two_threads_write_two_stores_at_once(tmp_path):
     for n, store in enumerate(stores):
         with duckdb.connect(str(store.path), read_only=True) as con:
             assert con.execute("SELECT thread FROM written_by").fetchall() == [(n,)]
+
+
+def test_a_killed_writers_staging_copy_and_spill_folder_are_removed_by_the_next_writer(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(finished.stdout)  # a process that no longer exists, as a killed writer
+    store = RatesStore(tmp_path / "rates.duckdb")
+    copy = tmp_path / f".rates.duckdb.{gone}.staging"
+    copy.write_bytes(b"half-written")
+    spill = tmp_path / f".cptpub-spill-{gone}"
+    spill.mkdir()
+    (spill / f"duckdb_temp_{gone}_0_storage_S32K-0.tmp").write_bytes(b"spilled")
+    with store.transaction():
+        pass
+    assert not copy.exists() and not spill.exists()
+    assert store.exists()

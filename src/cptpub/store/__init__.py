@@ -203,11 +203,16 @@ class RatesStore:
         return self.path.with_name(f".{self.path.name}.{os.getpid()}.staging")
 
     def _remove_stale_staging(self) -> None:
-        """Staging files of writers that were killed (their pid is gone); called with the writer lock held."""
+        """Staging files and spill folders of writers that were killed (their pid is gone); called with the writer
+        lock held."""
         for stale in self.path.parent.glob(f".{self.path.name}.*.staging*"):
             pid = stale.name.removeprefix(f".{self.path.name}.").split(".")[0]
             if pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
                 stale.unlink(missing_ok=True)
+        for stale in self.path.parent.glob(f"{_SPILL_PREFIX}*"):
+            pid = stale.name.removeprefix(_SPILL_PREFIX)
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -252,7 +257,7 @@ class RatesStore:
                     with contextlib.suppress(duckdb.Error):  # a failed write can leave nothing to roll back
                         con.execute("ROLLBACK")
                     if isinstance(exc, duckdb.Error):
-                        _forget_writer()  # an error may have invalidated the database: the next writer opens anew
+                        _forget_writer(staging)  # an error may have invalidated the database: opened anew next
                     if isinstance(exc, duckdb.Error | OSError):
                         raise _write_error(exc, self.path) from exc
                     raise
@@ -380,32 +385,37 @@ _inherited: list[_OpenDatabase] = []  # a parent's databases in a forked child: 
 
 
 def _forget_after_fork() -> None:
-    global _open_lock, _writer, _writer_lock
+    global _open_lock, _writer_lock
     _open_lock = threading.Lock()
     _writer_lock = threading.Lock()
     _inherited.extend(_open.values())
     _open.clear()
-    if _writer is not None:
-        _inherited.append(_OpenDatabase((), _writer))
-        _writer = None
+    _inherited.extend(_OpenDatabase((), writer) for writer in _writers.values())
+    _writers.clear()
 
 
-# Writers attach their copy of the store to one in-memory database that the process keeps: opening a DuckDB
-# database builds its catalogue of functions (about 16 ms of CPU, and 5 ms to close it), attaching a file 1 ms.
-_writer: duckdb.DuckDBPyConnection | None = None
+# Writers attach their copy of the store to an in-memory database that the process keeps, one per folder of stores:
+# opening a DuckDB database builds its catalogue of functions (about 16 ms of CPU, and 5 ms to close it), attaching
+# a file 1 ms. What a write cannot hold within its memory limit spills into a folder of the process beside the
+# stores (DuckDB's default is the working directory), set when the database opens: DuckDB cannot move it once used.
+# DuckDB creates that folder when it first spills and removes it when the database closes; a killed writer's is
+# removed by the next writer of a store in that folder.
+_writers: dict[str, duckdb.DuckDBPyConnection] = {}
 _writer_lock = threading.Lock()  # not _open_lock: a read that upgrades an old store writes while holding that
 _attached_names = itertools.count()  # threads may write different stores at once: each copy has its own name
+_SPILL_PREFIX = ".cptpub-spill-"
 _WRITER_SETTINGS = ("threads", "memory_limit", "preserve_insertion_order", "checkpoint_threshold")
 
 
 def _attach(path: Path) -> tuple[duckdb.DuckDBPyConnection, str]:
-    """A connection whose default database is the file at ``path``, attached to the process's writer database,
-    with that database's settings as a new one has them; and the name it is attached under."""
-    global _writer
+    """A connection whose default database is the file at ``path``, attached to the process's writer database of
+    its folder, with that database's settings as a new one has them; and the name it is attached under."""
+    folder = os.path.abspath(path.parent)
     with _writer_lock:
-        if _writer is None:
-            _writer = duckdb.connect(":memory:")
-        writer = _writer
+        writer = _writers.get(folder)
+        if writer is None:
+            spill = os.path.join(folder, f"{_SPILL_PREFIX}{os.getpid()}")
+            writer = _writers[folder] = duckdb.connect(":memory:", config={"temp_directory": spill})
     con = writer.cursor()
     for setting in _WRITER_SETTINGS:  # a previous writer's (publish sets some)
         con.execute(f"RESET {setting}")
@@ -424,10 +434,10 @@ def _detach(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.close()
 
 
-def _forget_writer() -> None:
-    global _writer
+def _forget_writer(path: Path) -> None:
+    """Close the writer database of the stores in ``path``'s folder."""
     with _writer_lock:
-        writer, _writer = _writer, None
+        writer = _writers.pop(os.path.abspath(path.parent), None)
     if writer is not None:
         with contextlib.suppress(duckdb.Error):
             writer.close()
