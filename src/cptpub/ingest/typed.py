@@ -194,12 +194,16 @@ class TypedItems:
         if len(data) > MAX_STRING_BYTES or b"\\" in data:
             return None
         items = self._decoded_run(data)
-        if items is None:
+        if items is None or not self._stage_items(items, [item.billing_code.strip().upper() for item in items], data):
             return None
-        codes = [item.billing_code.strip().upper() for item in items]
+        return len(items)
+
+    def _stage_items(self, items: list[_Item], codes: list[str], data: bytes) -> bool:
+        """Stage ``items`` (decoded from ``data``) under ``codes``; False (nothing staged) when the checking parser
+        must read them."""
         code_types = [item.billing_code_type.strip() for item in items]
         if "" in codes or "" in code_types:
-            return None
+            return False
         members = 4 * len(items) + sum(_present([getattr(item, name) for item in items]) for name in _ITEM_OPTIONAL)
         for item in items:
             members += _code_members(item)
@@ -207,12 +211,12 @@ class TypedItems:
         rate_counts = list(map(len, rate_lists))
         columns = self._rate_columns(list(itertools.chain.from_iterable(rate_lists)), data)
         if columns is None or not _members_are(data, members + columns[0]):
-            return None
+            return False
         first = self.staging.add_items(
             codes, code_types, [item.negotiation_arrangement for item in items], [item.name for item in items]
         )
         self._stage(np.repeat(np.arange(first, first + len(items), dtype=np.int64), rate_counts), columns)
-        return len(items)
+        return True
 
     def _decoded_run(self, data: bytes) -> list[_Item] | None:
         """The items of a run, decoded with the codes and expiration dates of prices met before as literals (one
@@ -240,16 +244,7 @@ class TypedItems:
             item = _ITEM.decode(data)
         except _ERRORS:
             return False
-        code_type = item.billing_code_type.strip()
-        if not code_type:
-            return False
-        members = 4 + sum(getattr(item, name) is not None for name in _ITEM_OPTIONAL) + _code_members(item)
-        columns = self._rate_columns(item.negotiated_rates, data)
-        if columns is None or not _members_are(data, members + columns[0]):
-            return False
-        item_seq = self.staging.add_items([code], [code_type], [item.negotiation_arrangement], [item.name])
-        self._stage(item_seq, columns)
-        return True
+        return self._stage_items([item], [code], data)
 
     def stage_rate(self, data: bytes, item_seq: int) -> bool:
         """Stage one negotiated_rates element (its bytes) of item ``item_seq``; False as for ``stage_item``."""
@@ -278,7 +273,7 @@ class TypedItems:
         if not groups:
             return False
         members = 2 + (entry.network_name is not None) + _group_members(groups)
-        if data.count(b":") != members and _member_names(data) != members:  # see held_references
+        if not _members_are(data, members):
             return False
         self._stage_groups([reference], [entry.network_name], [groups])
         return True
