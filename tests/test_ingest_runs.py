@@ -139,18 +139,25 @@ def test_a_bad_item_inside_a_run_is_named_as_item_by_item_reading_names_it(
     document["in_network"][bad]["negotiated_rates"][0]["negotiated_prices"][0][field] = value
     path = _minified(document, tmp_path / "bad.json")
     code = document["in_network"][bad]["billing_code"]
+    error = _error_of_a_run(path, tmp_path, runs, monkeypatch)
+    assert str(path) in error and f"in_network item {bad}, billing code {code}" in error and message in error
+    assert "\n" not in error
+
+
+def _error_of_a_run(path: Path, tmp_path: Path, runs: Counter, monkeypatch) -> str:
+    """The error ingesting ``path`` gives after some runs were taken: nothing stored, and the same error as
+    item-by-item reading gives."""
     store = RatesStore(tmp_path / "rates.duckdb")
     with pytest.raises(IngestError) as failure:
         ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
     error = str(failure.value)
     assert runs["taken"]  # the runs before it were taken
-    assert str(path) in error and f"in_network item {bad}, billing code {code}" in error and message in error
-    assert "\n" not in error
     assert not store.exists()
     _no_runs(monkeypatch)
     with pytest.raises(IngestError) as again:
         ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
     assert str(again.value) == error
+    return error
 
 
 def test_a_repeated_key_is_an_error_in_a_run_whatever_else_its_colons_are(tmp_path, runs, monkeypatch):
@@ -170,17 +177,8 @@ def test_a_repeated_key_is_an_error_in_a_run_whatever_else_its_colons_are(tmp_pa
     path = tmp_path / "repeated.json"
     path.write_text(text, encoding="utf-8")
     code = document["in_network"][bad]["billing_code"]
-    store = RatesStore(tmp_path / "rates.duckdb")
-    with pytest.raises(IngestError) as failure:
-        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
-    error = str(failure.value)
-    assert runs["taken"]  # the runs before it were taken
+    error = _error_of_a_run(path, tmp_path, runs, monkeypatch)
     assert f"in_network item {bad}, billing code {code}" in error and "appears twice" in error
-    assert not store.exists()
-    _no_runs(monkeypatch)
-    with pytest.raises(IngestError) as again:
-        ingest_tic_file(store, path, catalogue=CATALOGUE, payer_override=PAYER)
-    assert str(again.value) == error
 
 
 def test_a_write_beyond_its_memory_limit_spills_beside_the_store_not_into_the_working_directory(tmp_path, monkeypatch):
@@ -271,7 +269,7 @@ def test_prices_of_more_distinct_terms_than_are_kept_store_the_rows_of_the_file(
 @pytest.mark.parametrize(
     ("literals", "misses"), [(None, None), (3, None), (None, 0)], ids=["default", "few-literals", "no-misses"]
 )
-def test_codes_and_dates_met_along_the_file_store_its_rows(literals, misses, tmp_path, refs_folder, monkeypatch):
+def test_codes_and_dates_met_along_the_file_store_its_rows(literals, misses, tmp_path, refs_folder, runs, monkeypatch):
     """Runs are decoded with the service codes, modifiers and expiration dates met before as literals; a run that
     holds new ones is decoded again as plain strings (and they join the literals), and past too many of them, or
     too many such runs, every run is: the rows are the file's all the same."""
@@ -299,16 +297,6 @@ def test_codes_and_dates_met_along_the_file_store_its_rows(literals, misses, tmp
                     price["billing_code_modifier"] = ["AS", f"M{number // 6000}"]
     path = _minified(document, tmp_path / "in-network.json")
     expected = expected_rows(path, refs_folder)
-    runs: Counter = Counter()
-    original_run = typed.TypedItems.stage_run
-
-    def counting(self, data):
-        taken = original_run(self, data)
-        runs["runs"] += 1
-        runs["taken"] += taken or 0
-        return taken
-
-    monkeypatch.setattr(typed.TypedItems, "stage_run", counting)
     rows, rows_kept = _ingest(path, tmp_path, refs_folder, "runs")
     assert runs["taken"] >= len(document["in_network"]) - 1 and runs["runs"] >= 5  # all (but the last) in runs
     assert rows == expected and rows_kept == sum(expected.values())
