@@ -1,11 +1,13 @@
 """Benchmark `cptpub ingest tic` against ijson and DuckDB's read_json on an in-network file of the real structure.
 
-    python bench/ingest.py [--size-mb 300] [--keep DIR] [--gzip]
+    python bench/ingest.py [--size-mb 300] [--keep DIR] [--gzip] [--rounds 3]
 
 The file is built from CMS's example in-network files (tests/fixtures/tic): their items, repeated under 2,000
 billing codes until the file reaches --size-mb, after a provider_references array in the real layout: integer and
 non-integer group ids (690.65627), references to remote files (left unresolved: the run is offline), and a
-CSTM-00 item now and then. Each measurement runs in a fresh child process; peak memory is its ru_maxrss.
+CSTM-00 item now and then. Each measurement runs in a fresh child process; peak memory is its VmHWM.
+``--rounds`` rounds alternate the tools (DuckDB in the first only); the table gives medians, and the range of the
+ratios to ijson over the rounds (each taken within its round: the machine's speed drifts).
 
 - ijson: ``ijson.items(f, "in_network.item", use_float=True)`` (yajl2_c backend): the parse alone, nothing kept;
 - DuckDB: ``read_json`` of the file flattened to one row per price (``--duckdb-memory`` limit);
@@ -25,6 +27,7 @@ import json
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,9 +163,22 @@ def run_child(tool: str, path: Path, work: Path, keep: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _peak_kib() -> int:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (ru_maxrss keeps the parent's peak
+    from before the fork when it was larger: the file writer's, for a fast reader like ijson)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def child_main(tool: str, path: Path, keep: str, work: Path) -> None:
     figures = MEASURES[tool](path, work, keep)
-    figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    figures["peak_mb"] = _peak_kib() / 1024
     print(json.dumps(figures))
 
 
@@ -172,6 +188,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the file here and keep it (reused when present)")
     parser.add_argument("--gzip", action="store_true", help="also measure the .json.gz")
     parser.add_argument("--duckdb-memory", default="4GB", help="DuckDB's memory_limit for read_json")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds alternating the tools (medians reported)")
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "FILE", "KEEP"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,45 +217,58 @@ def main() -> None:
             paths.append(packed)
         size = plain.stat().st_size
         for path in paths:
-            runs = [("ijson", "all"), ("cptpub", "few"), ("cptpub", "all")]
-            if path == plain:
-                runs.append(("duckdb", args.duckdb_memory))
-            results = {}
-            for tool, keep in runs:
-                figures = run_child(tool, path, folder, keep)
-                figures["mb_s"] = size / figures["seconds"] / 1e6
-                results[tool, keep] = figures
-                print(f"  {tool} {keep} {path.name}: {json.dumps(figures)}", flush=True)
+            results: dict[tuple[str, str], list[dict]] = {}
+            for number in range(1, args.rounds + 1):
+                runs = [("ijson", "all"), ("cptpub", "few"), ("cptpub", "all")]
+                if path == plain and number == 1:
+                    runs.append(("duckdb", args.duckdb_memory))
+                for tool, keep in runs:
+                    figures = run_child(tool, path, folder, keep)
+                    results.setdefault((tool, keep), []).append(figures)
+                    print(f"  round {number}: {tool} {keep} {path.name}: {json.dumps(figures)}", flush=True)
             _report(results, size, path.name)
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _report(results: dict, size: int, name: str) -> None:
+def _report(results: dict[tuple[str, str], list[dict]], size: int, name: str) -> None:
+    """Medians over the rounds; each ratio to ijson is taken within its round (the machine's speed drifts)."""
     base = results["ijson", "all"]
-    print(f"\n{name}: {size / 1e6:,.0f} MB of uncompressed JSON; keep-few codes: {', '.join(WANTED)}")
+    rounds = len(base)
+    print(f"\n{name}: {size / 1e6:,.0f} MB of uncompressed JSON; keep-few codes: {', '.join(WANTED)}; {rounds} rounds")
     print(
-        f"| {'run':<34} | {'seconds':>8} | {'MB/s':>7} | {'x ijson':>7} | {'CPU s':>6} | {'x ijson':>7} "
-        f"| {'peak MB':>7} | {'rows':>10} |"
+        f"| {'run':<34} | {'seconds':>7} | {'MB/s':>5} | {'x ijson, wall':>17} | {'CPU s':>6} "
+        f"| {'x ijson, CPU':>17} | {'peak MB':>7} | {'rows':>10} |"
     )
-    print(f"|{'-' * 36}|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|{'-' * 8}:|{'-' * 8}:|{'-' * 11}:|")
+    print(f"|{'-' * 36}|{'-' * 8}:|{'-' * 6}:|{'-' * 18}:|{'-' * 7}:|{'-' * 18}:|{'-' * 8}:|{'-' * 11}:|")
     labels = {
         ("ijson", "all"): "ijson.items (yajl2_c, use_float)",
         ("cptpub", "few"): "cptpub ingest tic, 2 codes",
         ("cptpub", "all"): "cptpub ingest tic, every code",
     }
-    for key, figures in results.items():
+    for key, runs in results.items():
         label = labels.get(key, f"DuckDB read_json ({key[1]} limit)")
-        rows = figures.get("rows")
-        ratio = base["seconds"] / figures["seconds"]
-        cpu_ratio = base["cpu_s"] / figures["cpu_s"]
-        note = f" {figures['error']}" if figures.get("error") else ""
+        rows = runs[0].get("rows")
+        seconds = statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_s"] for r in runs)
+        wall_ratio = _ratios([b["seconds"] / r["seconds"] for b, r in zip(base[: len(runs)], runs, strict=True)])
+        cpu_ratio = _ratios([b["cpu_s"] / r["cpu_s"] for b, r in zip(base[: len(runs)], runs, strict=True)])
+        note = ""
+        if runs[0].get("error"):  # failed: no speed to compare
+            wall_ratio = cpu_ratio = "-"
+            note = f" {runs[0]['error']}"
         print(
-            f"| {label:<34} | {figures['seconds']:8.1f} | {figures['mb_s']:7.0f} | {ratio:7.2f} | "
-            f"{figures['cpu_s']:6.1f} | {cpu_ratio:7.2f} | {figures['peak_mb']:7.0f} | "
-            f"{rows if rows is not None else '-':>10} |{note}"
+            f"| {label:<34} | {seconds:7.2f} | {size / seconds / 1e6:5.0f} | {wall_ratio:>17} | {cpu:6.2f} "
+            f"| {cpu_ratio:>17} | {max(r['peak_mb'] for r in runs):7.0f} | {rows if rows is not None else '-':>10} |"
+            f"{note}"
         )
+
+
+def _ratios(ratios: list[float]) -> str:
+    """The median ratio, and its range over the rounds when there are several."""
+    median = f"{statistics.median(ratios):.2f}x"
+    return median if len(ratios) == 1 else f"{median} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 if __name__ == "__main__":
