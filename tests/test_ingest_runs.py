@@ -104,6 +104,27 @@ def _odd_but_valid(tmp_path: Path) -> Path:
     return _minified(document, tmp_path / "odd.json")
 
 
+def test_an_empty_reference_list_beside_string_ids_is_taken_in_runs_with_the_rows_of_the_file(
+    tmp_path, runs, monkeypatch
+):
+    """A rate giving inline groups and ``"provider_references": []`` counts as giving the member, also when other
+    rates of its run write their ids as strings (the ids then split one by one): the runs are taken."""
+    document = _repeated(FIXTURES / "v2" / "in-network-rates-multiple-plans-sample.json")
+    group = document["provider_references"][0]["provider_groups"][0]
+    for item in document["in_network"]:
+        first, *others = item["negotiated_rates"]
+        first["provider_references"], first["provider_groups"] = [], [group]
+        for rate in others:
+            rate["provider_references"] = [str(n) for n in rate["provider_references"]]
+    path = _minified(document, tmp_path / "in-network.json")
+    expected = expected_rows(path, tmp_path)
+    rows, rows_kept = _ingest(path, tmp_path, tmp_path, "runs")
+    assert runs["taken"] >= len(document["in_network"]) - 1  # all but the last (read where the array ends)
+    assert rows == expected and rows_kept == sum(expected.values())
+    _no_runs(monkeypatch)
+    assert _ingest(path, tmp_path, tmp_path, "items") == (rows, rows_kept)
+
+
 def test_what_a_run_cannot_vouch_for_is_read_item_by_item_with_the_same_rows(tmp_path, runs, monkeypatch):
     path = _odd_but_valid(tmp_path)
     expected = expected_rows(path, tmp_path)
@@ -332,6 +353,6 @@ def test_a_staging_write_that_fails_is_an_error_naming_the_staging_file(tmp_path
     assert error.splitlines()[0].endswith(
         ".parquet: cannot write the parsed rows to a staging file: No space left on device"
     )
-    assert str(tmp_path / "store" / "ingest-staging") in error
+    assert str(tmp_path / "store" / "ingest-staging") in error and "free some space" in error
     assert not store.exists()
     assert not any((tmp_path / "store" / "ingest-staging").iterdir())

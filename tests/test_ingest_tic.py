@@ -401,6 +401,7 @@ def test_few_codes_of_a_minified_file_whatever_the_reads(catalogue, tmp_path, mo
         ("an escape", ('"name":"Knee Replacement Surgery"', '"name":"Knee Replacement Surg\\u00e9ry"')),
         ("a repeated key", ('"name":"Knee Replacement Surgery"', '"name":"Knee","name":"Knee Replacement Surgery"')),
         ("a bad price", ('"negotiated_rate":', '"negotiated_rate":"x","y":')),
+        ("a bad price, then invalid JSON", ('"negotiated_rate":', '"negotiated_rate":"x","y":')),
     ],
 )
 def test_picked_items_the_typed_decode_refuses_are_read_by_the_checking_parser(
@@ -408,15 +409,19 @@ def test_picked_items_the_typed_decode_refuses_are_read_by_the_checking_parser(
 ):
     """A wanted item a skim picked is staged after the skim; one the typed decode cannot vouch for is then read by
     the checking parser from its bytes: the same rows, or the same error naming the item and the byte, as when the
-    reader reads it where it is."""
+    reader reads it where it is (an error further on in the file does not hide it)."""
     document = json.loads((TIC / "v2/in-network-rates-all-negotiated-types-sample.json").read_text())
     items = document["in_network"]
     document["in_network"] = [dict(items[0], billing_code=f"{n:05d}") for n in range(300)]
     document["in_network"][150:150] = items
     text = json.dumps(document, separators=(",", ":"))
     at = text.index('"name":"Knee Replacement Surgery"')  # in the item of 27447, after the 150 + 4 items before it
+    text = text[:at] + text[at:].replace(*change, 1)
+    if case.endswith("then invalid JSON"):
+        last = text.rindex('{"negotiation_arrangement"')  # the last item, stepped over by the skim
+        text = text[:last] + "@" + text[last:]
     path = tmp_path / "refused.json"
-    path.write_text(text[:at] + text[at:].replace(*change, 1))
+    path.write_text(text)
     picked = []
     pick = tic._InNetworkFile._pick_item
     monkeypatch.setattr(tic._InNetworkFile, "_pick_item", lambda self, *args: picked.append(1) or pick(self, *args))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import itertools
 import operator
 import os
@@ -343,10 +344,13 @@ def _write(writer: pq.ParquetWriter, batch: pa.RecordBatch, path: Path) -> None:
 
 
 def _unwritable(path: Path, exc: OSError) -> IngestError:
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     return IngestError(
         f"cannot write the parsed rows to a staging file: {exc.strerror or exc}",
         where=path,
-        hint="free some space in the store's folder (it holds the staging files of a parse) and ingest again",
+        hint="free some space in the store's folder (it holds the staging files of a parse) and ingest again"
+        if full
+        else "the staging files of a parse are written in the store's folder: check that it can be written",
     )
 
 

@@ -629,8 +629,9 @@ class _InNetworkFile:
                 if not self._typed_item(reader, self._item_code):
                     self._read_item(reader, self._item_code)
                 self.items_kept += 1
-        except JsonFormatError:
-            if reader.element_index != self._item_index:  # in an item stepped over
+        except (JsonFormatError, TruncatedGzip, CorruptGzip) as exc:
+            self._stage_picked()  # picked before the error, earlier in the file: an error of theirs comes first
+            if isinstance(exc, JsonFormatError) and reader.element_index != self._item_index:  # in an item stepped over
                 self._item_index, self._item_code = reader.element_index, None
             raise
         self._stage_picked()

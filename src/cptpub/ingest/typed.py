@@ -115,7 +115,6 @@ _RUN = msgspec.json.Decoder(list[_Item])
 _REFERENCE = msgspec.json.Decoder(_Reference)
 _RATES = msgspec.json.Decoder(_Rate)
 _ITEM_OPTIONAL = ("name", "billing_code_type_version", "description", "severity_of_illness")
-_PRICE_OPTIONAL = ("setting", "service_code", "expiration_date", "billing_code_modifier", "additional_information")
 _CODE_FIELDS = ("billing_code_type", "billing_code_type_version", "billing_code", "description")
 _RATES_OF = operator.attrgetter("negotiated_rates")
 _PRICES_OF = operator.attrgetter("negotiated_prices")
@@ -189,8 +188,9 @@ class TypedItems:
 
     def stage_run(self, data: bytes) -> int | None:
         """Stage a run of whole in_network items (``data``: the JSON array of them), items, prices and targets
-        columns at once; returns how many, or None (nothing of them staged) when the checking parser must read
-        them. No string in the run can pass the string limit: a run shorter than it is taken, not a longer one."""
+        columns at once; returns how many, or None (none of them staged, though their terms and references may be:
+        the checking parser reuses them) when the checking parser must read them. No string in the run can pass
+        the string limit: a run shorter than it is taken, not a longer one."""
         if len(data) > MAX_STRING_BYTES or b"\\" in data:
             return None
         items = self._decoded_run(data)
@@ -199,8 +199,8 @@ class TypedItems:
         return len(items)
 
     def _stage_items(self, items: list[_Item], codes: list[str], data: bytes) -> bool:
-        """Stage ``items`` (decoded from ``data``) under ``codes``; False (nothing staged) when the checking parser
-        must read them."""
+        """Stage ``items`` (decoded from ``data``) under ``codes``; False (none of them staged) when the checking
+        parser must read them."""
         code_types = [item.billing_code_type.strip() for item in items]
         if "" in codes or "" in code_types:
             return False
@@ -230,11 +230,14 @@ class TypedItems:
             try:
                 return decoder.decode(data)
             except _ERRORS:
-                self._literal_misses += 1
+                pass
         try:
-            return _RUN.decode(data)
+            items = _RUN.decode(data)
         except _ERRORS:
-            return None
+            return None  # not valid as _Item at all: no string of it is new
+        if decoder is not None:
+            self._literal_misses += 1
+        return items
 
     def stage_item(self, data: bytes, code: str) -> bool:
         """Stage a whole in_network item (its bytes); False (nothing staged) when the checking parser must read it."""
@@ -288,16 +291,12 @@ class TypedItems:
     def _stage_groups(self, references: Sequence[str], networks: list, groups_of: list) -> None:
         """The "refs" rows of provider references: of each, its network names and provider groups (a list)."""
         counts = list(map(len, groups_of))
-        tins = [g.tin for groups in groups_of for g in groups]
-        npis = [g.npi for groups in groups_of for g in groups]
         self.staging.extend(
             "refs",
             [
                 list(itertools.chain.from_iterable(map(itertools.repeat, references, counts))),
                 list(itertools.chain.from_iterable(map(itertools.repeat, networks, counts))),
-                [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins],
-                [t.business_name for t in tins],
-                [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis],
+                *_group_columns([g for groups in groups_of for g in groups]),
             ],
         )
 
@@ -327,12 +326,8 @@ class TypedItems:
             groups, group_counts = [], np.zeros(len(rates), dtype=np.int64)
         # targets, per rate: its provider groups, then its references
         flat_groups = [g for gs in groups if gs for g in gs]
-        tins = [g.tin for g in flat_groups]
-        npis = [g.npi for g in flat_groups]
-        names = [t.business_name for t in tins]
-        members += len(flat_groups) * 3 + _present(npis) + _present(names)
-        group_keys = [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins]
-        npi_counts = [len(n) - n.count(0) - n.count("0") if n else 0 for n in npis]
+        members += _group_members(flat_groups)
+        group_keys, names, npi_counts = _group_columns(flat_groups)
         reference_ids, new_references = self.staging.reference_seqs(reference_keys)
         self.references.update(new_references)
         prices = list(map(_FIELDS_OF, itertools.chain.from_iterable(price_lists)))  # a tuple's items: read at once
@@ -445,6 +440,13 @@ def held_references(data: bytes) -> list[_HeldReference] | None:
     return entries if _member_names(data) == members else None
 
 
+def _group_columns(groups: list[_Group]) -> tuple[list[str], list[str | None], list[int]]:
+    """Each provider group's key ('ein:11-1111111'), business name and number of NPIs (a 0 is not one)."""
+    tins = [g.tin for g in groups]
+    npi_counts = [len(n) - n.count(0) - n.count("0") if (n := g.npi) else 0 for g in groups]
+    return [f"{t.type.strip().lower()}:{t.value.strip()}" for t in tins], [t.business_name for t in tins], npi_counts
+
+
 def _group_members(groups: list[_Group]) -> int:
     """The member names of provider groups: tin, its type and value, and the optional npi and business_name."""
     return 3 * len(groups) + _present([g.npi for g in groups]) + _present([g.tin.business_name for g in groups])
@@ -504,7 +506,7 @@ def _references(raws: list[msgspec.Raw]) -> tuple[np.ndarray | list[int], list[b
             return None
         counts.append(len(more))
         keys += more
-    return counts, keys, len(raws) - counts.count(0)
+    return counts, keys, sum(1 for raw in raws if raw)  # an empty list given is given
 
 
 def _plain_references(joined: bytes) -> tuple[np.ndarray, list[bytes], int] | None:

@@ -435,12 +435,10 @@ def _detach(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def _forget_writer(path: Path) -> None:
-    """Close the writer database of the stores in ``path``'s folder."""
+    """Let go of the writer database of the stores in ``path``'s folder: the next writer opens a new one. It is not
+    closed here: that would close another thread's write in progress on it; its last cursor's close frees it."""
     with _writer_lock:
-        writer = _writers.pop(os.path.abspath(path.parent), None)
-    if writer is not None:
-        with contextlib.suppress(duckdb.Error):
-            writer.close()
+        _writers.pop(os.path.abspath(path.parent), None)
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -91,11 +91,13 @@ def next_ids(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int, int]:
 
 
 def delete_source(con: duckdb.DuckDBPyConnection, source_id: str) -> None:
-    """Delete one file's rows: its prices and their targets' links through its items, then the rest by source_id."""
+    """Delete one file's rows: the links of its prices (through its items) and to its groups, its prices, then the
+    rest by source_id."""
     items = "SELECT item_id FROM tic_items WHERE source_id = $source"
     con.execute(
         f"""DELETE FROM tic_rate_targets
-            WHERE rate_id IN (SELECT rate_id FROM tic_prices WHERE item_id IN ({items}))""",
+            WHERE rate_id IN (SELECT rate_id FROM tic_prices WHERE item_id IN ({items}))
+               OR target_id IN (SELECT target_id FROM tic_provider_groups WHERE source_id = $source)""",
         {"source": source_id},
     )
     con.execute(f"DELETE FROM tic_prices WHERE item_id IN ({items})", {"source": source_id})

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS tic_items (
     as_of                     DATE                -- the source's last_updated_on
 );
 
--- The terms of a file's prices: each distinct combination once (a file repeats a few thousands of times over).
+-- The terms of a file's prices: each distinct combination once (a file has a few, each shared by thousands of prices).
 CREATE TABLE IF NOT EXISTS tic_terms (
     source_id                 VARCHAR NOT NULL,
     terms_id                  BIGINT NOT NULL,
