@@ -342,22 +342,26 @@ def held_elements(data: bytes, key: str) -> list[HeldElement] | None:
     found = element_members(data, key)
     if found is None:
         return None
-    held = []
-    at = _after_whitespace(data, 1)  # data[0] is the array's '['
-    for element, member in zip(*found, strict=True):
-        raw = bytes(element)
-        held.append(HeldElement(at, raw, bytes(member)))
-        separator = _SEPARATOR.match(data, at + len(raw))
-        at = separator.end() if separator else at + len(raw)  # after the last element: ']' is not matched
-    return held
+    elements, members = found
+    return [
+        HeldElement(at, bytes(element), bytes(member))
+        for at, element, member in zip(_element_starts(data, elements), elements, members, strict=True)
+    ]
 
 
 def element_offset(data: bytes, index: int) -> int:
     """The offset in ``data`` (a valid JSON array held in memory) of its element ``index``."""
+    return list(_element_starts(data, RAW_ELEMENTS.decode(data)[: index + 1]))[index]
+
+
+def _element_starts(data: bytes, elements: list[msgspec.Raw]) -> Iterator[int]:
+    """The offset in ``data`` (a valid JSON array held in memory) of each of ``elements``, its first elements' raw
+    JSON, in order."""
     at = _after_whitespace(data, 1)  # data[0] is the array's '['
-    for element in RAW_ELEMENTS.decode(data)[:index]:
-        at = _SEPARATOR.match(data, at + len(element)).end()  # type: ignore[union-attr]  # a comma follows it
-    return at
+    for element in elements:
+        yield at
+        separator = _SEPARATOR.match(data, at + len(element))
+        at = separator.end() if separator else at + len(element)  # after the last element: ']' is not matched
 
 
 def _members_decoder(key: str) -> msgspec.json.Decoder:

@@ -800,12 +800,10 @@ class _InNetworkFile:
             return
         elements = held_elements(data, "provider_group_id")
         for index, (start, entry, written) in enumerate(elements or ()):
-            if len(written) > MAX_NUMBER_CHARS or not _PLAIN_ID.fullmatch(written):
+            plain = _held_ids([written])
+            if plain is None:
                 break
-            try:
-                reference = written[1:-1].decode() if written[:1] == b'"' else written.decode()
-            except UnicodeDecodeError:
-                break
+            reference = plain[0]
             if not self._undefined_and_needed(reference):
                 continue
             if self._typed.stage_reference(entry, reference):

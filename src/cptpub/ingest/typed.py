@@ -432,12 +432,9 @@ def held_references(data: bytes) -> list[_HeldReference] | None:
         for name in ("network_name", "provider_groups", "location")
     )
     members += _group_members([g for e in entries if e.provider_groups for g in e.provider_groups])
-    # each member name has a colon and strings hold the other colons: as many colons as members, or as many once
-    # the colons of some strings (remote locations' URLs) are taken off, settles it without finding the strings
-    colons = data.count(b":")
-    if colons == members or colons - sum(e.location.count(":") for e in entries if e.location) == members:
-        return entries
-    return entries if _member_names(data) == members else None
+    # the colons of remote locations' URLs are in strings: taken off, counting colons settles it more often
+    located = sum(e.location.count(":") for e in entries if e.location)
+    return entries if _members_are(data, members, in_strings=located) else None
 
 
 def _group_columns(groups: list[_Group]) -> tuple[list[str], list[str | None], list[int]]:
@@ -460,12 +457,12 @@ def _member_names(data: bytes) -> int:
     return int(np.count_nonzero(np.searchsorted(quotes, np.flatnonzero(text == ord(":"))) % 2 == 0))
 
 
-def _members_are(data: bytes, members: int) -> bool:
+def _members_are(data: bytes, members: int, *, in_strings: int = 0) -> bool:
     """Whether ``data`` (valid JSON without a backslash) holds exactly ``members`` member names. Each name is
-    followed by a colon, so counting colons settles it when no string holds one; otherwise only the colons outside
-    strings are counted (slower: ``_member_names``). Counting '":' would miss a name written with a space before
-    its colon, which could make up for a repeated key."""
-    return _colons(data) == members or _member_names(data) == members
+    followed by a colon, so counting colons settles it when the strings hold none but the ``in_strings`` known;
+    otherwise only the colons outside strings are counted (slower: ``_member_names``). Counting '":' would miss a
+    name written with a space before its colon, which could make up for a repeated key."""
+    return _colons(data) - in_strings == members or _member_names(data) == members
 
 
 def _colons(data: bytes) -> int:
